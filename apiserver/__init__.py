@@ -1,0 +1,1 @@
+"""The kubelab API server: Kubernetes REST API over aiohttp, backed by a pluggable store."""

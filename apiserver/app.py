@@ -1,0 +1,175 @@
+"""The aiohttp application: middlewares (errors -> Status, authentication, metrics) and routes.
+
+``make_app`` builds an app around an :class:`ApiContext`; ``server.py`` owns its lifecycle.
+Every failure leaves as a Kubernetes ``Status``: our own ``ApiError``s, aiohttp's HTTP
+exceptions (413 for oversized bodies, 405, 404) and any unexpected exception (500, logged).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from apiserver import discovery, openapi
+from apiserver.authn import authenticate
+from apiserver.context import CONTEXT, ApiContext
+from apiserver.handlers import handle_resource
+from apiserver.requests import RESOURCE, SUBRESOURCE, VERB, json_response
+from machinery.errors import (
+    ApiError,
+    MethodNotAllowedError,
+    NotFoundError,
+    RequestEntityTooLargeError,
+)
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_HTTP_TO_ERROR: dict[int, type[ApiError]] = {
+    404: NotFoundError,
+    405: MethodNotAllowedError,
+    413: RequestEntityTooLargeError,
+}
+
+
+def _status_response(err: ApiError) -> web.Response:
+    resp = json_response(err.to_status(), status=err.code)
+    if err.retry_after_seconds is not None:
+        resp.headers["Retry-After"] = str(err.retry_after_seconds)
+    return resp
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    ctx = request.app[CONTEXT]
+    start = time.perf_counter()
+    code = 500
+    try:
+        authenticate(request)
+        response = await handler(request)
+        code = response.status
+        return response
+    except ApiError as err:
+        code = err.code
+        return _status_response(err)
+    except web.HTTPException as exc:
+        code = exc.status
+        if exc.status < 400:
+            raise
+        cls = _HTTP_TO_ERROR.get(exc.status, ApiError)
+        message = exc.text or exc.reason
+        if exc.status == 413:
+            message = "Request entity too large: limit is 3145728"
+        return json_response(cls(message).to_status(), status=exc.status)
+    except Exception:
+        log.exception("internal error serving %s %s", request.method, request.path_qs)
+        return _status_response(ApiError("an internal error occurred; see the apiserver log"))
+    finally:
+        verb = request.get(VERB, request.method.lower())
+        if verb != "watch":
+            resource = request.get(RESOURCE, "")
+            sub = request.get(SUBRESOURCE, "")
+            ctx.metrics.requests.labels(verb.upper(), resource, sub, str(code)).inc()
+            ctx.metrics.latency.labels(verb.upper(), resource, sub).observe(time.perf_counter() - start)
+
+
+async def _version(request: web.Request) -> web.Response:
+    return json_response(discovery.VERSION_INFO)
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.Response(text="ok", content_type="text/plain")
+
+
+async def _ready(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    ready = all(c.ready.is_set() for c in ctx.caches.by_resource.values())
+    if not ready:
+        return web.Response(text="[-]watch-cache not ready\nreadyz check failed", status=500,
+                            content_type="text/plain")
+    return web.Response(text="ok", content_type="text/plain")
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = request.app[CONTEXT].metrics.render()
+    return web.Response(body=body, content_type="text/plain", charset="utf-8")
+
+
+async def _api(request: web.Request) -> web.Response:
+    version = discovery.wants_aggregated(request.headers.get("Accept", ""))
+    if version:
+        return json_response(discovery.aggregated(version, True),
+                             content_type=discovery.aggregated_content_type(version))
+    return json_response(discovery.legacy_api_versions(request.app[CONTEXT].server_address))
+
+
+async def _apis(request: web.Request) -> web.Response:
+    version = discovery.wants_aggregated(request.headers.get("Accept", ""))
+    if version:
+        return json_response(discovery.aggregated(version, False),
+                             content_type=discovery.aggregated_content_type(version))
+    return json_response(discovery.api_group_list())
+
+
+async def _api_v1(request: web.Request) -> web.Response:
+    body = discovery.resource_list("", "v1")
+    assert body is not None
+    return json_response(body)
+
+
+async def _apis_group(request: web.Request) -> web.Response:
+    body = discovery.api_group(request.match_info["group"])
+    if body is None:
+        raise NotFoundError("the server could not find the requested resource")
+    return json_response(body)
+
+
+async def _apis_group_version(request: web.Request) -> web.Response:
+    body = discovery.resource_list(request.match_info["group"], request.match_info["version"])
+    if body is None:
+        raise NotFoundError("the server could not find the requested resource")
+    return json_response(body)
+
+
+async def _openapi_index(request: web.Request) -> web.Response:
+    return json_response(openapi.index_document())
+
+
+async def _openapi_gv(request: web.Request) -> web.Response:
+    parts = request.match_info["tail"].strip("/").split("/")
+    if len(parts) == 2 and parts[0] == "api":
+        group, version = "", parts[1]
+    elif len(parts) == 3 and parts[0] == "apis":
+        group, version = parts[1], parts[2]
+    else:
+        raise NotFoundError("the server could not find the requested resource")
+    if discovery.resource_list(group, version) is None:
+        raise NotFoundError("the server could not find the requested resource")
+    resp = json_response(openapi.group_version_document(group, version))
+    resp.headers["Cache-Control"] = "public, immutable"
+    return resp
+
+
+def make_app(ctx: ApiContext) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=ctx.settings.max_request_bytes)
+    app[CONTEXT] = ctx
+    r = app.router
+    r.add_get("/version", _version)
+    for path in ("/healthz", "/livez"):
+        r.add_get(path, _health)
+    r.add_get("/readyz", _ready)
+    r.add_get("/metrics", _metrics)
+    r.add_get("/api", _api)
+    r.add_get("/api/v1", _api_v1)
+    r.add_get("/apis", _apis)
+    r.add_get("/apis/{group}", _apis_group)
+    r.add_get("/apis/{group}/{version}", _apis_group_version)
+    r.add_get("/openapi/v3", _openapi_index)
+    r.add_get("/openapi/v3/{tail:.+}", _openapi_gv)
+    for prefix in ("/api/v1/", "/apis/"):
+        r.add_route("*", prefix + "{tail:.+}", handle_resource)
+    return app

@@ -1,0 +1,36 @@
+"""The state one apiserver shares across requests (typed aiohttp app key)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from apiserver.metrics import ApiMetrics
+from apiserver.registry import Registry
+from apiserver.settings import ApiServerSettings
+from apiserver.storage.interface import Storage
+from apiserver.watchcache import WatchCaches
+from machinery.resources import RESOURCES, ResourceInfo
+
+
+@dataclass
+class ApiContext:
+    """Storage, caches, registries and metrics of one running apiserver."""
+
+    settings: ApiServerSettings
+    storage: Storage
+    caches: WatchCaches
+    metrics: ApiMetrics
+    registries: dict[str, Registry] = field(default_factory=dict)
+    server_address: str = "127.0.0.1:6443"
+
+    def __post_init__(self) -> None:
+        for r in RESOURCES:
+            self.registries[r.group_resource] = Registry(r, self.storage)
+
+    def registry(self, resource: ResourceInfo) -> Registry:
+        return self.registries[resource.group_resource]
+
+
+CONTEXT: web.AppKey[ApiContext] = web.AppKey("kubelab_context", ApiContext)

@@ -1,0 +1,234 @@
+"""HTTP handlers for resource paths: one entry point that parses the path and dispatches by verb.
+
+    GET    collection        list (or watch with ?watch=true)
+    GET    item[/status]     get
+    POST   collection        create
+    PUT    item[/status]     update (replace)
+    PATCH  item[/status]     patch (json, merge, strategic, apply)
+    DELETE item              delete (graceful, finalizers, propagation policy)
+    DELETE collection        deletecollection
+Subresources other than status (scale, binding, eviction, finalize, log, exec) live in
+``subresources.py``; watches in ``watch.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from apiserver import printers, subresources
+from apiserver.codec import parse_object
+from apiserver.context import CONTEXT, ApiContext
+from apiserver.listing import ListQuery, list_objects, make_filter
+from apiserver.patching import APPLY_PATCH, apply_patch, parse_patch, patch_type
+from apiserver.registry import DeleteOptions, WriteOptions
+from apiserver.requests import (
+    RESOURCE,
+    SUBRESOURCE,
+    VERB,
+    check_acceptable,
+    dry_run,
+    field_validation,
+    json_response,
+    query_bool,
+    query_int,
+    wants_table,
+)
+from apiserver.routing import RequestTarget, parse_resource_path
+from apiserver.watch import serve_watch
+from machinery.errors import BadRequestError, MethodNotAllowedError, NotFoundError
+from machinery.resources import ResourceInfo
+
+
+async def handle_resource(request: web.Request) -> web.StreamResponse:
+    target = parse_resource_path(request.path)
+    if target is None:
+        raise NotFoundError("the server could not find the requested resource")
+    ctx = request.app[CONTEXT]
+    request[RESOURCE] = target.resource.plural
+    request[SUBRESOURCE] = target.subresource
+    check_acceptable(request)
+    method = request.method
+    if target.subresource and target.subresource != "status":
+        return await subresources.handle(request, ctx, target)
+    if target.name is None:
+        if method == "GET":
+            if query_bool(request, "watch"):
+                request[VERB] = "watch"
+                return await serve_watch(request, ctx, target)
+            request[VERB] = "list"
+            return await _list(request, ctx, target)
+        if method == "POST":
+            request[VERB] = "create"
+            return await _create(request, ctx, target)
+        if method == "DELETE":
+            request[VERB] = "deletecollection"
+            return await _delete_collection(request, ctx, target)
+    else:
+        if target.resource.namespaced and target.namespace is None:
+            raise NotFoundError("the server could not find the requested resource")
+        if method == "GET":
+            request[VERB] = "get"
+            return await _get(request, ctx, target)
+        if method == "PUT":
+            request[VERB] = "update"
+            return await _update(request, ctx, target)
+        if method == "PATCH":
+            request[VERB] = "patch"
+            return await _patch(request, ctx, target)
+        if method == "DELETE" and not target.subresource:
+            request[VERB] = "delete"
+            return await _delete(request, ctx, target)
+    raise MethodNotAllowedError(f"the server does not allow this method on the requested resource ({method})")
+
+
+def render_object(request: web.Request, resource: ResourceInfo, obj: dict[str, Any], *, status: int = 200,
+                  warnings: list[str] | None = None) -> web.Response:
+    if request.method == "GET" and wants_table(request):
+        include = request.query.get("includeObject", "Metadata")
+        table = printers.to_table(resource, [obj], resource_version=obj["metadata"].get("resourceVersion", ""),
+                                  include_object=include)
+        return json_response(table, status=status, warnings=warnings)
+    return json_response(obj, status=status, warnings=warnings)
+
+
+async def read_body(request: web.Request) -> bytes:
+    return await request.read()
+
+
+# ---- collection verbs ----------------------------------------------------------------------
+async def _list(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.Response:
+    r = target.resource
+    q = ListQuery(
+        namespace=target.namespace if r.namespaced else None,
+        matches=make_filter(r, request.query.get("labelSelector", ""), request.query.get("fieldSelector", "")),
+        limit=query_int(request, "limit") or 0,
+        continue_token=request.query.get("continue", ""),
+        resource_version=request.query.get("resourceVersion", ""),
+        resource_version_match=request.query.get("resourceVersionMatch", ""),
+    )
+    page = await list_objects(r, ctx.storage, ctx.caches.get(r), q)
+    if wants_table(request):
+        include = request.query.get("includeObject", "Metadata")
+        table = printers.to_table(r, page.items, resource_version=page.resource_version,
+                                  continue_token=page.continue_token, include_object=include)
+        return json_response(table)
+    meta: dict[str, Any] = {"resourceVersion": page.resource_version}
+    if page.continue_token:
+        meta["continue"] = page.continue_token
+    head = orjson.dumps({"kind": r.list_kind, "apiVersion": r.api_version, "metadata": meta})
+    # Splice the items in without building one more big dict.
+    body = head[:-1] + b',"items":[' + b",".join(orjson.dumps(o) for o in page.items) + b"]}"
+    return json_response(body)
+
+
+async def _create(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.Response:
+    obj = parse_object(await read_body(request), request.headers.get("Content-Type"))
+    opts = WriteOptions(dry_run=dry_run(request), field_validation=field_validation(request),
+                        field_manager=request.query.get("fieldManager", ""))
+    namespace = target.namespace
+    if namespace is None and target.resource.namespaced:
+        raise NotFoundError("the server could not find the requested resource")
+    created, warnings = await ctx.registry(target.resource).create(namespace, obj, opts)
+    return render_object(request, target.resource, created, status=201, warnings=warnings)
+
+
+async def _delete_collection(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.Response:
+    r = target.resource
+    options = await _delete_options(request)
+    q = ListQuery(namespace=target.namespace if r.namespaced else None,
+                  matches=make_filter(r, request.query.get("labelSelector", ""),
+                                      request.query.get("fieldSelector", "")))
+    page = await list_objects(r, ctx.storage, ctx.caches.get(r), q)
+    registry = ctx.registry(r)
+    items = []
+    for obj in page.items:
+        meta = obj["metadata"]
+        try:
+            deleted, _ = await registry.delete(meta.get("namespace"), meta["name"], options)
+        except NotFoundError:
+            continue
+        items.append(deleted)
+    return json_response({"kind": r.list_kind, "apiVersion": r.api_version,
+                          "metadata": {"resourceVersion": page.resource_version}, "items": items})
+
+
+# ---- item verbs ----------------------------------------------------------------------------
+async def _get(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.Response:
+    assert target.name is not None
+    obj = await ctx.registry(target.resource).get(target.namespace, target.name)
+    return render_object(request, target.resource, obj)
+
+
+async def _update(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.Response:
+    assert target.name is not None
+    obj = parse_object(await read_body(request), request.headers.get("Content-Type"))
+    opts = WriteOptions(dry_run=dry_run(request), field_validation=field_validation(request),
+                        field_manager=request.query.get("fieldManager", ""))
+    updated, warnings = await ctx.registry(target.resource).update(
+        target.namespace, target.name, obj, opts, subresource=target.subresource)
+    return render_object(request, target.resource, updated, warnings=warnings)
+
+
+async def _patch(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.Response:
+    assert target.name is not None
+    name = target.name
+    ptype = patch_type(request.headers.get("Content-Type"))
+    patch = parse_patch(await read_body(request), ptype)
+    force = query_bool(request, "force")
+    if force and ptype != APPLY_PATCH:
+        raise BadRequestError("force: Invalid value: true: may not be specified for non-apply patch")
+    if ptype == APPLY_PATCH and not request.query.get("fieldManager"):
+        raise BadRequestError("PATCH, application/apply-patch+yaml: fieldManager is required for apply requests")
+    opts = WriteOptions(dry_run=dry_run(request), field_validation=field_validation(request),
+                        field_manager=request.query.get("fieldManager", ""))
+    resource = target.resource
+
+    def mutate(live: dict[str, Any]) -> dict[str, Any]:
+        return apply_patch(live, patch, ptype, kind=resource.kind)
+
+    def new_object() -> dict[str, Any]:
+        obj = dict(patch)
+        meta = dict(obj.get("metadata") or {})
+        meta.setdefault("name", name)
+        obj["metadata"] = meta
+        return obj
+
+    create_missing = new_object if ptype == APPLY_PATCH and not target.subresource else None
+    registry = ctx.registry(resource)
+    before = await _exists(ctx, target) if create_missing is not None else True
+    result, warnings = await registry.mutate(target.namespace, name, mutate, opts,
+                                             subresource=target.subresource, create_missing=create_missing)
+    return render_object(request, resource, result, status=200 if before else 201, warnings=warnings)
+
+
+async def _exists(ctx: ApiContext, target: RequestTarget) -> bool:
+    assert target.name is not None
+    return await ctx.storage.get(target.resource.storage_key(target.namespace, target.name)) is not None
+
+
+async def _delete_options(request: web.Request) -> DeleteOptions:
+    body = await read_body(request) if request.body_exists else b""
+    parsed: dict[str, Any] | None = None
+    if body.strip():
+        parsed = parse_object(body, request.headers.get("Content-Type"))
+    options = DeleteOptions.from_dict(parsed, dry_run=dry_run(request))
+    grace = query_int(request, "gracePeriodSeconds")
+    policy = request.query.get("propagationPolicy")
+    if grace is not None or policy:
+        merged = dict(parsed or {})
+        if grace is not None:
+            merged["gracePeriodSeconds"] = grace
+        if policy:
+            merged["propagationPolicy"] = policy
+        options = DeleteOptions.from_dict(merged, dry_run=options.dry_run)
+    return options
+
+
+async def _delete(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.Response:
+    assert target.name is not None
+    options = await _delete_options(request)
+    obj, _gone = await ctx.registry(target.resource).delete(target.namespace, target.name, options)
+    return json_response(obj)

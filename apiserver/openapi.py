@@ -1,0 +1,122 @@
+"""OpenAPI v3 documents: ``/openapi/v3`` (the index) and one document per group version.
+
+Schemas come from ``machinery.api.openapi_schemas()`` (generated from the pydantic models),
+so ``kubectl explain`` works, and every PATCH operation carries the
+``x-kubernetes-group-version-kind`` extension and a ``fieldValidation`` parameter, which is
+what makes kubectl >= 1.29 hand validation to the server (``fieldValidation=Strict``).
+kubectl 1.27/1.28 only read ``/openapi/v2`` as protobuf, which is not served: use
+``--validate=false`` with those versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from typing import Any
+
+import orjson
+
+from machinery import api
+from machinery.resources import RESOURCES, ResourceInfo, group_versions
+
+
+def gv_path(group: str, version: str) -> str:
+    return f"apis/{group}/{version}" if group else f"api/{version}"
+
+
+def _definition_name(r: ResourceInfo) -> str:
+    if r.group == "":
+        return f"io.k8s.api.core.{r.version}.{r.kind}"
+    if r.group.endswith(".k8s.io"):
+        return f"io.k8s.api.{r.group.removesuffix('.k8s.io')}.{r.version}.{r.kind}"
+    return f"io.k8s.api.{r.group}.{r.version}.{r.kind}"
+
+
+def _operation(r: ResourceInfo, verb: str, action: str, *, patch: bool = False) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{_definition_name(r)}"}
+    params: list[dict[str, Any]] = [
+        {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": True}},
+        {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": True}},
+    ]
+    if verb in ("post", "put", "patch"):
+        params.append({"name": "fieldValidation", "in": "query",
+                       "schema": {"type": "string", "uniqueItems": True}})
+    if patch:
+        params.append({"name": "force", "in": "query", "schema": {"type": "boolean", "uniqueItems": True}})
+    op: dict[str, Any] = {
+        "operationId": f"{action}{r.kind}",
+        "parameters": params,
+        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": ref}}}},
+        "x-kubernetes-action": action,
+        "x-kubernetes-group-version-kind": {"group": r.group, "version": r.version, "kind": r.kind},
+    }
+    if verb in ("post", "put"):
+        op["requestBody"] = {"content": {"*/*": {"schema": ref}}, "required": True}
+    if patch:
+        op["requestBody"] = {"content": {t: {"schema": {"type": "object"}} for t in (
+            "application/apply-patch+yaml", "application/json-patch+json",
+            "application/merge-patch+json", "application/strategic-merge-patch+json")}, "required": True}
+    return op
+
+
+def _paths(group: str, version: str) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    base = "/" + gv_path(group, version)
+    for r in RESOURCES:
+        if r.group != group or r.version != version:
+            continue
+        collection = (f"{base}/namespaces/{{namespace}}/{r.plural}" if r.namespaced else f"{base}/{r.plural}")
+        item = f"{collection}/{{name}}"
+        paths[collection] = {"get": _operation(r, "get", "list"), "post": _operation(r, "post", "post")}
+        paths[item] = {
+            "get": _operation(r, "get", "get"),
+            "put": _operation(r, "put", "put"),
+            "patch": _operation(r, "patch", "patch", patch=True),
+            "delete": _operation(r, "delete", "delete"),
+        }
+        if r.subresource("status"):
+            paths[f"{item}/status"] = {"get": _operation(r, "get", "get"), "put": _operation(r, "put", "put"),
+                                       "patch": _operation(r, "patch", "patch", patch=True)}
+    return paths
+
+
+def _referenced(schemas: dict[str, Any], roots: list[str]) -> dict[str, Any]:
+    """The schemas reachable from ``roots`` through ``$ref``s."""
+    out: dict[str, Any] = {}
+    stack = list(roots)
+    while stack:
+        name = stack.pop()
+        if name in out or name not in schemas:
+            continue
+        out[name] = schemas[name]
+        text = orjson.dumps(schemas[name]).decode()
+        marker = '"$ref":"#/components/schemas/'
+        start = 0
+        while (i := text.find(marker, start)) >= 0:
+            j = text.index('"', i + len(marker))
+            stack.append(text[i + len(marker):j])
+            start = j
+    return out
+
+
+@cache
+def group_version_document(group: str, version: str) -> bytes:
+    schemas = api.openapi_schemas()
+    roots = [_definition_name(r) for r in RESOURCES if r.group == group and r.version == version]
+    doc = {
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": "v1.32.0"},
+        "paths": _paths(group, version),
+        "components": {"schemas": _referenced(schemas, roots)},
+    }
+    return orjson.dumps(doc)
+
+
+@cache
+def index_document() -> bytes:
+    paths = {}
+    for group, version in group_versions():
+        digest = hashlib.sha256(group_version_document(group, version)).hexdigest()[:32].upper()
+        path = gv_path(group, version)
+        paths[path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash={digest}"}
+    return orjson.dumps({"paths": paths})

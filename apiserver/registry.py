@@ -1,0 +1,417 @@
+"""Generic REST storage for one resource type: the semantics behind every verb.
+
+``Registry`` turns API verbs into storage operations with Kubernetes' rules: server-set
+metadata (uid, creationTimestamp, generation, generateName), optimistic concurrency
+(resourceVersion preconditions -> 409 Conflict), admission (defaulting + validation from
+``machinery.api``), namespaces that must exist and not be terminating, graceful deletion
+with ``deletionTimestamp`` and finalizers, ``dryRun``. Handlers (``handlers.py``) parse HTTP
+and call these methods; nothing else writes to the store.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from apiserver import strategy
+from apiserver.codec import decode, encode
+from apiserver.storage.interface import (
+    KeyExistsError,
+    KeyNotFoundError,
+    RevisionConflictError,
+    Storage,
+)
+from machinery import api
+from machinery.errors import (
+    AlreadyExistsError,
+    BadRequestError,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+)
+from machinery.meta import now_rfc3339, random_suffix
+from machinery.resources import ResourceInfo, lookup
+
+MAX_CONFLICT_RETRIES = 16
+GENERATE_NAME_RETRIES = 8
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """Query parameters shared by create/update/patch."""
+
+    dry_run: bool = False
+    field_validation: str = "Strict"
+    field_manager: str = ""
+
+
+@dataclass(frozen=True)
+class DeleteOptions:
+    """The parts of meta/v1 DeleteOptions we honour."""
+
+    grace_period_seconds: int | None = None
+    propagation_policy: str | None = None
+    precondition_uid: str | None = None
+    precondition_resource_version: str | None = None
+    dry_run: bool = False
+
+    @staticmethod
+    def from_dict(body: dict[str, Any] | None, *, dry_run: bool = False) -> DeleteOptions:
+        body = body or {}
+        pre = body.get("preconditions") or {}
+        policy = body.get("propagationPolicy")
+        if policy is None and body.get("orphanDependents") is True:
+            policy = "Orphan"
+        if policy not in (None, "Orphan", "Background", "Foreground"):
+            raise BadRequestError(f'propagationPolicy: Unsupported value: "{policy}": supported values: '
+                                  '"Foreground", "Background", "Orphan"')
+        grace = body.get("gracePeriodSeconds")
+        return DeleteOptions(
+            grace_period_seconds=int(grace) if grace is not None else None,
+            propagation_policy=policy,
+            precondition_uid=pre.get("uid"),
+            precondition_resource_version=pre.get("resourceVersion"),
+            dry_run=dry_run or "All" in (body.get("dryRun") or []),
+        )
+
+
+Mutation = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class Registry:
+    """Kubernetes semantics for one resource type over a :class:`Storage`."""
+
+    def __init__(self, resource: ResourceInfo, storage: Storage) -> None:
+        self.resource = resource
+        self.storage = storage
+
+    # ---- helpers -------------------------------------------------------------------------
+    def key(self, namespace: str | None, name: str) -> str:
+        return self.resource.storage_key(namespace, name)
+
+    def _not_found(self, name: str) -> NotFoundError:
+        r = self.resource
+        return NotFoundError(f'{r.group_resource} "{name}" not found', name=name, group=r.group, kind=r.plural)
+
+    def _conflict(self, name: str) -> ConflictError:
+        r = self.resource
+        return ConflictError(
+            f'Operation cannot be fulfilled on {r.group_resource} "{name}": the object has been modified; '
+            "please apply your changes to the latest version and try again",
+            name=name, group=r.group, kind=r.plural,
+        )
+
+    async def _check_namespace(self, namespace: str | None) -> None:
+        if not self.resource.namespaced or namespace is None:
+            return
+        kv = await self.storage.get(f"/registry/namespaces/{namespace}")
+        if kv is None:
+            raise NotFoundError(f'namespaces "{namespace}" not found', name=namespace, kind="namespaces")
+        ns = decode(kv)
+        if (ns.get("metadata") or {}).get("deletionTimestamp") or (ns.get("status") or {}).get(
+            "phase"
+        ) == "Terminating":
+            raise ForbiddenError(
+                f"{self.resource.kind.lower()} \"{''}\" is forbidden: unable to create new content in namespace "
+                f"{namespace} because it is being terminated",
+                name=namespace, kind="namespaces",
+            )
+
+    def _admit(self, obj: dict[str, Any], opts: WriteOptions, *, old: dict[str, Any] | None
+               ) -> tuple[dict[str, Any], list[str]]:
+        r = self.resource
+        prepared, warnings = api.prepare(obj, api_version=r.api_version, kind=r.kind,
+                                         field_validation=opts.field_validation)
+        api.validate(prepared, old=old)
+        return prepared, warnings
+
+    def _fill_type(self, obj: dict[str, Any]) -> None:
+        r = self.resource
+        api_version = obj.get("apiVersion")
+        kind = obj.get("kind")
+        if api_version and kind and (api_version != r.api_version or kind != r.kind):
+            raise BadRequestError(
+                f"the API version in the data ({api_version}) does not match the expected API version "
+                f"({r.api_version})" if api_version != r.api_version else
+                f"the kind in the data ({kind}) does not match the expected kind ({r.kind})"
+            )
+        obj["apiVersion"] = r.api_version
+        obj["kind"] = r.kind
+
+    def _check_identity(self, obj: dict[str, Any], namespace: str | None, name: str | None) -> None:
+        meta = obj.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise BadRequestError("metadata: must be an object")
+        if self.resource.namespaced:
+            body_ns = meta.get("namespace")
+            if body_ns and namespace and body_ns != namespace:
+                raise BadRequestError(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
+            if namespace:
+                meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
+        if name is not None:
+            body_name = meta.get("name")
+            if body_name and body_name != name:
+                raise BadRequestError(
+                    f'the name of the object ({body_name}) does not match the name on the URL ({name})'
+                )
+            meta["name"] = name
+
+    # ---- reads ---------------------------------------------------------------------------
+    async def get(self, namespace: str | None, name: str) -> dict[str, Any]:
+        kv = await self.storage.get(self.key(namespace, name))
+        if kv is None:
+            raise self._not_found(name)
+        return decode(kv)
+
+    # ---- create --------------------------------------------------------------------------
+    async def create(self, namespace: str | None, obj: dict[str, Any], opts: WriteOptions
+                     ) -> tuple[dict[str, Any], list[str]]:
+        obj = copy.deepcopy(obj)
+        self._fill_type(obj)
+        self._check_identity(obj, namespace, None)
+        meta = obj["metadata"]
+        if self.resource.namespaced and not meta.get("namespace"):
+            raise BadRequestError("the namespace of the object is required")
+        namespace = meta.get("namespace")
+        generated = not meta.get("name") and bool(meta.get("generateName"))
+        if generated:
+            meta["name"] = f"{meta['generateName']}{random_suffix()}"
+        if meta.get("resourceVersion"):
+            raise BadRequestError("resourceVersion should not be set on objects to be created")
+        await self._check_namespace(namespace)
+        for field in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
+                      "selfLink", "managedFields"):
+            meta.pop(field, None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = now_rfc3339()
+        strategy.prepare_for_create(obj)
+        obj, warnings = self._admit(obj, opts, old=None)
+        if opts.dry_run:
+            return obj, warnings
+        for attempt in range(GENERATE_NAME_RETRIES if generated else 1):
+            key = self.key(namespace, obj["metadata"]["name"])
+            try:
+                rev = await self.storage.create(key, encode(obj))
+            except KeyExistsError:
+                if generated and attempt + 1 < GENERATE_NAME_RETRIES:
+                    obj["metadata"]["name"] = f"{obj['metadata']['generateName']}{random_suffix()}"
+                    continue
+                r = self.resource
+                name = obj["metadata"]["name"]
+                raise AlreadyExistsError(f'{r.group_resource} "{name}" already exists',
+                                         name=name, group=r.group, kind=r.plural) from None
+            obj["metadata"]["resourceVersion"] = str(rev)
+            return obj, warnings
+        raise AssertionError("unreachable")
+
+    # ---- update / patch ------------------------------------------------------------------
+    async def update(self, namespace: str | None, name: str, obj: dict[str, Any], opts: WriteOptions,
+                     *, subresource: str = "") -> tuple[dict[str, Any], list[str]]:
+        """PUT: replace the object; a stale ``metadata.resourceVersion`` is a 409."""
+        obj = copy.deepcopy(obj)
+        self._fill_type(obj)
+        self._check_identity(obj, namespace, name)
+        expected = obj["metadata"].get("resourceVersion") or None
+        return await self._write(namespace, name, lambda _live: obj, opts,
+                                 subresource=subresource, precondition_rv=expected)
+
+    async def mutate(self, namespace: str | None, name: str, mutation: Mutation, opts: WriteOptions,
+                     *, subresource: str = "", create_missing: Callable[[], dict[str, Any]] | None = None,
+                     ) -> tuple[dict[str, Any], list[str]]:
+        """Read-modify-write with retries on conflict (PATCH, scale, binding, finalize).
+
+        ``mutation`` receives a copy of the live object and returns the desired one; a
+        ``metadata.resourceVersion`` it leaves set (e.g. from the patch) is a precondition.
+        """
+        return await self._write(namespace, name, mutation, opts, subresource=subresource,
+                                 precondition_rv=None, create_missing=create_missing)
+
+    async def _write(self, namespace: str | None, name: str, mutation: Mutation, opts: WriteOptions, *,
+                     subresource: str, precondition_rv: str | None,
+                     create_missing: Callable[[], dict[str, Any]] | None = None,
+                     ) -> tuple[dict[str, Any], list[str]]:
+        key = self.key(namespace, name)
+        for _ in range(MAX_CONFLICT_RETRIES):
+            kv = await self.storage.get(key)
+            if kv is None:
+                if create_missing is not None:
+                    return await self.create(namespace, create_missing(), opts)
+                raise self._not_found(name)
+            live = decode(kv)
+            desired = mutation(copy.deepcopy(live))
+            self._fill_type(desired)
+            self._check_identity(desired, namespace, name)
+            wanted_rv = precondition_rv or None
+            body_rv = desired["metadata"].get("resourceVersion")
+            if precondition_rv is None and body_rv and body_rv != live["metadata"]["resourceVersion"]:
+                wanted_rv = body_rv
+            if wanted_rv is not None and wanted_rv != live["metadata"]["resourceVersion"]:
+                raise self._conflict(name)
+            if subresource == "status":
+                desired = strategy.prepare_for_status_update(desired, live)
+            elif subresource == "finalize":
+                pass
+            else:
+                strategy.prepare_for_update(desired, live)
+            meta = desired["metadata"]
+            live_meta = live["metadata"]
+            for field in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"):
+                if field in live_meta:
+                    meta[field] = live_meta[field]
+                else:
+                    meta.pop(field, None)
+            if live_meta.get("deletionTimestamp"):
+                added = set(meta.get("finalizers") or []) - set(live_meta.get("finalizers") or [])
+                if added:
+                    raise ForbiddenError(
+                        f'{self.resource.group_resource} "{name}" is forbidden: no new finalizers can be added '
+                        "if the object is being deleted", name=name, kind=self.resource.plural)
+            meta.pop("managedFields", None)
+            meta.pop("resourceVersion", None)
+            # A binding is not a pod update: nodeName is immutable to everyone but the scheduler.
+            desired, warnings = self._admit(desired, opts, old=None if subresource == "binding" else live)
+            if self._unchanged(desired, live):
+                return live, warnings
+            if opts.dry_run:
+                desired["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
+                return desired, warnings
+            if self._finished_deleting(desired):
+                await self._delete_now(key, kv.mod_revision, desired)
+                return desired, warnings
+            try:
+                rev = await self.storage.update(key, encode(desired), expected_revision=kv.mod_revision)
+            except RevisionConflictError:
+                if wanted_rv is not None:
+                    raise self._conflict(name) from None
+                continue
+            except KeyNotFoundError:
+                raise self._not_found(name) from None
+            desired["metadata"]["resourceVersion"] = str(rev)
+            return desired, warnings
+        raise self._conflict(name)
+
+    @staticmethod
+    def _unchanged(desired: dict[str, Any], live: dict[str, Any]) -> bool:
+        """Kubernetes skips no-op writes: the resourceVersion does not move."""
+        a = dict(desired, metadata={k: v for k, v in desired["metadata"].items() if k != "resourceVersion"})
+        b = dict(live, metadata={k: v for k, v in live["metadata"].items() if k != "resourceVersion"})
+        return a == b
+
+    def _finished_deleting(self, obj: dict[str, Any]) -> bool:
+        meta = obj["metadata"]
+        if not meta.get("deletionTimestamp") or meta.get("finalizers"):
+            return False
+        if obj.get("kind") == "Namespace" and (obj.get("spec") or {}).get("finalizers"):
+            return False
+        return not (obj.get("kind") == "Pod" and meta.get("deletionGracePeriodSeconds"))
+
+    async def _delete_now(self, key: str, revision: int, obj: dict[str, Any]) -> None:
+        try:
+            deleted = await self.storage.delete(key, expected_revision=revision)
+        except RevisionConflictError:
+            raise self._conflict(obj["metadata"]["name"]) from None
+        except KeyNotFoundError:
+            raise self._not_found(obj["metadata"]["name"]) from None
+        obj["metadata"]["resourceVersion"] = str(deleted.mod_revision)
+
+    # ---- delete --------------------------------------------------------------------------
+    async def delete(self, namespace: str | None, name: str, options: DeleteOptions
+                     ) -> tuple[dict[str, Any], bool]:
+        """Delete, or mark for deletion. Returns (object, gone_now)."""
+        key = self.key(namespace, name)
+        for _ in range(MAX_CONFLICT_RETRIES):
+            kv = await self.storage.get(key)
+            if kv is None:
+                raise self._not_found(name)
+            live = decode(kv)
+            meta = live["metadata"]
+            if options.precondition_uid and options.precondition_uid != meta.get("uid"):
+                raise ConflictError(
+                    f"Precondition failed: UID in precondition: {options.precondition_uid}, "
+                    f"UID in object meta: {meta.get('uid')}", name=name, kind=self.resource.plural)
+            if (options.precondition_resource_version
+                    and options.precondition_resource_version != meta["resourceVersion"]):
+                raise ConflictError(
+                    f"Precondition failed: ResourceVersion in precondition: "
+                    f"{options.precondition_resource_version}, ResourceVersion in object meta: "
+                    f"{meta['resourceVersion']}", name=name, kind=self.resource.plural)
+            marked = self._mark_for_deletion(live, options)
+            if marked is None:
+                if options.dry_run:
+                    return live, True
+                try:
+                    deleted = await self.storage.delete(key, expected_revision=kv.mod_revision)
+                except RevisionConflictError:
+                    continue
+                except KeyNotFoundError:
+                    raise self._not_found(name) from None
+                live["metadata"]["resourceVersion"] = str(deleted.mod_revision)
+                return live, True
+            if marked == live or options.dry_run:
+                return marked, False
+            try:
+                rev = await self.storage.update(key, encode(marked), expected_revision=kv.mod_revision)
+            except RevisionConflictError:
+                continue
+            marked["metadata"]["resourceVersion"] = str(rev)
+            return marked, False
+        raise self._conflict(name)
+
+    def _mark_for_deletion(self, live: dict[str, Any], options: DeleteOptions) -> dict[str, Any] | None:
+        """The object marked for deletion, or None when it can go at once."""
+        obj = copy.deepcopy(live)
+        meta = obj["metadata"]
+        finalizers = list(meta.get("finalizers") or [])
+        if options.propagation_policy == "Foreground" and "foregroundDeletion" not in finalizers:
+            finalizers.append("foregroundDeletion")
+        elif options.propagation_policy == "Orphan" and "orphan" not in finalizers:
+            finalizers.append("orphan")
+        grace = self._grace_period(obj, options)
+        namespace_pending = obj.get("kind") == "Namespace" and (obj.get("spec") or {}).get("finalizers")
+        if not finalizers and not grace and not namespace_pending:
+            return None
+        if meta.get("deletionTimestamp"):
+            # Already terminating: a shorter grace period may still be requested.
+            if grace is not None and grace < int(meta.get("deletionGracePeriodSeconds") or 0):
+                meta["deletionGracePeriodSeconds"] = grace
+                if grace == 0 and not finalizers:
+                    return None
+            meta["finalizers"] = finalizers or meta.get("finalizers")
+            if not meta["finalizers"]:
+                meta.pop("finalizers")
+            return obj
+        meta["deletionTimestamp"] = now_rfc3339()
+        meta["deletionGracePeriodSeconds"] = grace or 0
+        if finalizers:
+            meta["finalizers"] = finalizers
+        if obj.get("kind") == "Namespace":
+            obj.setdefault("status", {})["phase"] = "Terminating"
+        if obj.get("kind") in strategy.GENERATION_KINDS and obj.get("kind") != "Pod":
+            meta["generation"] = int(meta.get("generation") or 1) + 1
+        return obj
+
+    @staticmethod
+    def _grace_period(obj: dict[str, Any], options: DeleteOptions) -> int | None:
+        """Only pods bound to a node terminate gracefully (their kubelet confirms)."""
+        if obj.get("kind") != "Pod":
+            return None
+        spec = obj.get("spec") or {}
+        phase = (obj.get("status") or {}).get("phase")
+        if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
+            return None
+        grace = options.grace_period_seconds
+        if grace is None:
+            grace = int(spec.get("terminationGracePeriodSeconds", 30))
+        return max(grace, 0) or None
+
+
+def registry_for(group: str, version: str, plural: str, storage: Storage) -> Registry | None:
+    resource = lookup(group, version, plural)
+    return Registry(resource, storage) if resource else None

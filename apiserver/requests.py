@@ -1,0 +1,101 @@
+"""Reading query parameters and writing responses the way Kubernetes clients expect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+from multidict import CIMultiDict
+
+from machinery.errors import BadRequestError, NotAcceptableError
+
+JSON_CT = "application/json"
+
+# What the handlers learn about a request, read by the metrics middleware.
+VERB: web.RequestKey[str] = web.RequestKey("verb", str)
+RESOURCE: web.RequestKey[str] = web.RequestKey("resource", str)
+SUBRESOURCE: web.RequestKey[str] = web.RequestKey("subresource", str)
+TABLE_MARKER = "as=Table"
+
+
+def query_bool(request: web.Request, name: str) -> bool:
+    value = request.query.get(name, "")
+    return value.lower() in ("true", "1")
+
+
+def query_int(request: web.Request, name: str) -> int | None:
+    value = request.query.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise BadRequestError(f'{name}: Invalid value: "{value}": must be an integer') from None
+
+
+def dry_run(request: web.Request) -> bool:
+    values = request.query.getall("dryRun", [])
+    for v in values:
+        if v != "All":
+            raise BadRequestError(f'dryRun: Unsupported value: "{v}": supported values: "All"')
+    return bool(values)
+
+
+def field_validation(request: web.Request) -> str:
+    value = request.query.get("fieldValidation", "") or "Warn"
+    if value not in ("Strict", "Warn", "Ignore"):
+        raise BadRequestError(f'fieldValidation: Unsupported value: "{value}": supported values: '
+                              '"Ignore", "Strict", "Warn"')
+    return value
+
+
+def wants_table(request: web.Request) -> bool:
+    """True when the first acceptable type is a meta.k8s.io Table."""
+    accept = request.headers.get("Accept", "")
+    for part in accept.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if TABLE_MARKER in part and "g=meta.k8s.io" in part:
+            return True
+        media = part.split(";", 1)[0].strip()
+        if media in ("application/json", "*/*", "application/*", "application/vnd.kubernetes.protobuf",
+                     "application/yaml"):
+            return False
+    return False
+
+
+def check_acceptable(request: web.Request) -> None:
+    """406 when the client accepts nothing we can send (we always answer JSON)."""
+    accept = request.headers.get("Accept", "")
+    if not accept:
+        return
+    for part in accept.split(","):
+        media = part.split(";", 1)[0].strip().lower()
+        if media in ("application/json", "*/*", "application/*", "") or media.endswith("+json"):
+            return
+        if media == "application/vnd.kubernetes.protobuf":
+            # Typed clients list JSON after protobuf; a protobuf-only Accept is refused below.
+            continue
+    raise NotAcceptableError(f"only the following media types are accepted: {JSON_CT}")
+
+
+def warning_headers(warnings: list[str]) -> CIMultiDict[str]:
+    headers: CIMultiDict[str] = CIMultiDict()
+    for w in warnings:
+        escaped = w.replace("\\", "\\\\").replace('"', '\\"')
+        headers.add("Warning", f'299 - "{escaped}"')
+    return headers
+
+
+def json_response(body: Any, *, status: int = 200, warnings: list[str] | None = None,
+                  content_type: str = JSON_CT) -> web.Response:
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    headers = warning_headers(warnings) if warnings else None
+    resp = web.Response(body=data, status=status, headers=headers)
+    resp.content_type = content_type.split(";", 1)[0]
+    if ";" in content_type:
+        # aiohttp parses parameters out of content_type; set the exact header kubectl compares.
+        resp.headers["Content-Type"] = content_type
+    return resp

@@ -1,0 +1,125 @@
+"""Running the apiserver: storage, PKI, watch caches, bootstrap objects, the HTTPS listener.
+
+``serve()`` is the whole lifecycle as one coroutine (tests embed it); ``run()`` is the
+blocking entry point ``kubelab apiserver`` calls, stopping cleanly on SIGTERM/SIGINT.
+On start the cluster PKI and the admin kubeconfig are created if missing; once the port is
+bound it is written to ``state_dir/apiserver.port``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+
+from aiohttp import web
+
+from apiserver.app import make_app
+from apiserver.bootstrap import ensure_system_namespaces
+from apiserver.compaction import run_compactor
+from apiserver.context import ApiContext
+from apiserver.metrics import ApiMetrics
+from apiserver.settings import ApiServerSettings
+from apiserver.storage import open_storage
+from apiserver.storage.instrumented import InstrumentedStorage
+from apiserver.watchcache import WatchCaches
+from machinery.kubeconfig import write_kubeconfig
+from machinery.pki import ClusterPki, ensure_cluster_pki
+from machinery.resources import RESOURCES
+
+log = logging.getLogger(__name__)
+
+
+def server_ssl_context(settings: ApiServerSettings) -> tuple[ssl.SSLContext, ClusterPki]:
+    pki = ensure_cluster_pki(settings.pki_dir, server_hosts=sorted({settings.bind_address, "127.0.0.1",
+                                                                     "localhost"}))
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(pki.apiserver_cert), str(pki.apiserver_key))
+    ctx.load_verify_locations(str(pki.ca_cert))
+    # Optional: anonymous callers still reach /healthz and /version; the rest answer 401.
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    return ctx, pki
+
+
+async def serve(settings: ApiServerSettings, *, started: asyncio.Event | None = None) -> None:
+    """Serve until cancelled."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    ssl_ctx, pki = server_ssl_context(settings)
+    metrics = ApiMetrics()
+    storage = InstrumentedStorage(
+        open_storage(settings.store, sqlite_path=settings.sqlite_path, etcd_servers=settings.etcd_servers,
+                     etcd_prefix=settings.etcd_prefix),
+        metrics,
+    )
+    await storage.start()
+    caches = WatchCaches(RESOURCES, storage, capacity=settings.watch_cache_events)
+    ctx = ApiContext(settings=settings, storage=storage, caches=caches, metrics=metrics)
+    runner: web.AppRunner | None = None
+    compactor: asyncio.Task[None] | None = None
+    try:
+        await ensure_system_namespaces(ctx)
+        await caches.start()
+        await caches.wait_ready()
+        app = make_app(ctx)
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.bind_address, settings.port, ssl_context=ssl_ctx,
+                           backlog=1024, reuse_address=True)
+        await site.start()
+        port = _bound_port(runner, settings.port)
+        host = "127.0.0.1" if settings.bind_address in ("0.0.0.0", "") else settings.bind_address
+        ctx.server_address = f"{host}:{port}"
+        _write_client_files(settings, pki, host, port)
+        compactor = asyncio.create_task(run_compactor(storage, settings), name="compactor")
+        log.info("apiserver serving on https://%s:%d (store %s)", host, port, settings.store)
+        if started is not None:
+            started.set()
+        await asyncio.Event().wait()
+    finally:
+        if compactor is not None:
+            compactor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await compactor
+        if runner is not None:
+            await runner.cleanup()
+        await caches.stop()
+        await storage.close()
+
+
+def _bound_port(runner: web.AppRunner, requested: int) -> int:
+    for site in runner.sites:
+        server = getattr(site, "_server", None)
+        sockets = getattr(server, "sockets", None) or []
+        for sock in sockets:
+            return int(sock.getsockname()[1])
+    return requested
+
+
+def _write_client_files(settings: ApiServerSettings, pki: ClusterPki, host: str, port: int) -> None:
+    write_kubeconfig(
+        settings.kubeconfig_path,
+        server=f"https://{host}:{port}",
+        ca_pem=pki.ca_cert.read_bytes(),
+        client_cert_pem=pki.admin_cert.read_bytes(),
+        client_key_pem=pki.admin_key.read_bytes(),
+    )
+    port_file = settings.state_dir / "apiserver.port"
+    tmp = port_file.with_suffix(".tmp")
+    tmp.write_text(str(port))
+    tmp.replace(port_file)
+
+
+def run(settings: ApiServerSettings) -> None:
+    """Serve in the foreground until SIGTERM or SIGINT."""
+
+    async def main() -> None:
+        task = asyncio.create_task(serve(settings), name="apiserver")
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())

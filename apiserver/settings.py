@@ -1,0 +1,56 @@
+"""Settings of one apiserver process (filled from ``kubelab apiserver`` flags or by tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class ApiServerSettings:
+    """Everything the apiserver needs to start; defaults suit a laptop cluster."""
+
+    state_dir: Path
+    """Holds ``pki/``, the SQLite file and the kubeconfig; created if missing."""
+
+    store: str = "sqlite"
+    """Backend: ``sqlite`` (embedded file in the state dir), ``etcd`` or ``memory`` (tests)."""
+
+    etcd_servers: list[str] = field(default_factory=lambda: ["http://127.0.0.1:2379"])
+    """etcd client URLs, used when ``store == "etcd"``."""
+
+    etcd_prefix: str = ""
+    """Prepended to every etcd key, so several clusters (or test runs) can share one etcd."""
+
+    bind_address: str = "127.0.0.1"
+    """Address the HTTPS listener binds."""
+
+    port: int = 6443
+    """HTTPS port; 0 picks a free one (the chosen port is written to ``state_dir/apiserver.port``)."""
+
+    max_request_bytes: int = 3 * 1024 * 1024
+    """Request bodies above this get 413, as Kubernetes' 3 MiB limit."""
+
+    compaction_interval_seconds: float = 300.0
+    """How often old revisions are compacted (Kubernetes compacts every 5 minutes)."""
+
+    compaction_keep_revisions: int = 10_000
+    """How many recent revisions survive a compaction (watch resume window)."""
+
+    watch_cache_events: int = 10_000
+    """Events each resource's watch cache keeps for resuming watches without the store."""
+
+    service_cidr: str = "10.96.0.0/12"
+    """ClusterIPs are allocated from here (used by later components)."""
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.state_dir / "pki"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.state_dir / "state.db"
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.state_dir / "kubeconfig"

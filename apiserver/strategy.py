@@ -1,0 +1,104 @@
+"""Per-kind write rules (Kubernetes' "strategies"): what create, update and status update keep.
+
+The registry calls these around every write. They mirror the behaviour of the
+``PrepareForCreate`` / ``PrepareForUpdate`` methods of Kubernetes' registry strategies for the
+kinds we serve:
+
+- on create, status is reset (pods start ``Pending``, namespaces ``Active``);
+- an update of the main resource keeps the stored status; ``/status`` keeps the stored spec
+  and metadata, taking only ``status`` from the request;
+- ``metadata.generation`` starts at 1 and grows when ``spec`` changes, for kinds that track it.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+# Kinds whose controllers report observedGeneration, so generation must move with spec.
+GENERATION_KINDS = frozenset({"Deployment", "ReplicaSet", "Pod"})
+
+# Kinds with a status that clients may only change through the /status subresource.
+STATUS_KINDS = frozenset({"Pod", "Deployment", "ReplicaSet", "Node", "Namespace", "Service"})
+
+
+def prepare_for_create(obj: dict[str, Any]) -> None:
+    """Reset what a client may not set on create (in place)."""
+    kind = obj.get("kind", "")
+    meta = obj.setdefault("metadata", {})
+    if kind in GENERATION_KINDS:
+        meta["generation"] = 1
+    else:
+        meta.pop("generation", None)
+    if kind == "Pod":
+        status = {"phase": "Pending"}
+        qos = qos_class(obj)
+        if qos:
+            status["qosClass"] = qos
+        obj["status"] = status
+    elif kind == "Namespace":
+        obj["status"] = {"phase": "Active"}
+    elif kind in ("Deployment", "ReplicaSet"):
+        obj["status"] = {}
+    elif kind == "Service":
+        obj["status"] = {"loadBalancer": {}}
+
+
+def prepare_for_update(new: dict[str, Any], old: dict[str, Any]) -> None:
+    """Main-resource update: keep stored status, bump generation on spec change (in place)."""
+    kind = new.get("kind", "")
+    if kind in STATUS_KINDS and "status" in old:
+        new["status"] = copy.deepcopy(old["status"])
+    elif kind in STATUS_KINDS:
+        new.pop("status", None)
+    if kind == "Namespace":
+        # spec.finalizers changes only through namespaces/{name}/finalize.
+        spec = new.setdefault("spec", {})
+        spec["finalizers"] = list((old.get("spec") or {}).get("finalizers") or [])
+    meta = new.setdefault("metadata", {})
+    old_generation = (old.get("metadata") or {}).get("generation")
+    if kind in GENERATION_KINDS:
+        generation = int(old_generation or 1)
+        if new.get("spec") != old.get("spec"):
+            generation += 1
+        meta["generation"] = generation
+    elif old_generation is not None:
+        meta["generation"] = old_generation
+    else:
+        meta.pop("generation", None)
+
+
+def prepare_for_status_update(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+    """``/status`` update: the stored object with only ``status`` taken from the request."""
+    result = copy.deepcopy(old)
+    if "status" in new:
+        result["status"] = copy.deepcopy(new["status"])
+    else:
+        result.pop("status", None)
+    # resourceVersion preconditions travel with the request body.
+    rv = (new.get("metadata") or {}).get("resourceVersion")
+    if rv:
+        result.setdefault("metadata", {})["resourceVersion"] = rv
+    return result
+
+
+def qos_class(pod: dict[str, Any]) -> str:
+    """Kubernetes' QoS class of a pod: Guaranteed, Burstable or BestEffort."""
+    spec = pod.get("spec") or {}
+    containers = list(spec.get("containers") or []) + list(spec.get("initContainers") or [])
+    any_set = False
+    guaranteed = True
+    for container in containers:
+        resources = container.get("resources") or {}
+        requests = resources.get("requests") or {}
+        limits = resources.get("limits") or {}
+        if requests or limits:
+            any_set = True
+        for name in ("cpu", "memory"):
+            limit = limits.get(name)
+            request = requests.get(name, limit)
+            if limit is None or str(request) != str(limit):
+                guaranteed = False
+    if not any_set:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"

@@ -1,0 +1,160 @@
+"""Subresources other than ``status``: ``scale``, ``pods/binding``, ``pods/eviction``,
+``namespaces/finalize``; ``log``, ``exec`` and ``portforward`` answer a clear 4xx until a
+kubelet serves them.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from aiohttp import web
+
+from apiserver.codec import parse_object
+from apiserver.context import ApiContext
+from apiserver.patching import apply_patch, parse_patch, patch_type
+from apiserver.registry import DeleteOptions, WriteOptions
+from apiserver.requests import VERB, dry_run, field_validation, json_response
+from apiserver.routing import RequestTarget
+from machinery.errors import BadRequestError, ConflictError, MethodNotAllowedError
+from machinery.meta import now_rfc3339
+from machinery.selectors import from_label_selector
+
+
+async def handle(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.StreamResponse:
+    sub = target.subresource
+    method = request.method
+    if sub == "scale":
+        request[VERB] = {"GET": "get", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
+        return await _scale(request, ctx, target)
+    if sub == "binding" and method == "POST":
+        request[VERB] = "create"
+        return await _binding(request, ctx, target)
+    if sub == "eviction" and method == "POST":
+        request[VERB] = "create"
+        return await _eviction(request, ctx, target)
+    if sub == "finalize" and method == "PUT":
+        request[VERB] = "update"
+        return await _finalize(request, ctx, target)
+    if sub in ("log", "exec", "portforward", "attach"):
+        raise BadRequestError(
+            f"pods/{sub} is not served yet: it needs a kubelet, which this cluster does not run")
+    raise MethodNotAllowedError(f"the server does not allow this method on the requested resource ({method})")
+
+
+def _options(request: web.Request) -> WriteOptions:
+    return WriteOptions(dry_run=dry_run(request), field_validation=field_validation(request),
+                        field_manager=request.query.get("fieldManager", ""))
+
+
+def scale_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """The autoscaling/v1 Scale view of a Deployment or ReplicaSet."""
+    meta = obj["metadata"]
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    selector = spec.get("selector")
+    scale_meta = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                  if k in meta}
+    result_status: dict[str, Any] = {"replicas": int(status.get("replicas") or 0)}
+    if selector is not None:
+        result_status["selector"] = str(from_label_selector(selector))
+    return {"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": scale_meta,
+            "spec": {"replicas": int(spec.get("replicas", 1))}, "status": result_status}
+
+
+async def _scale(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.Response:
+    assert target.name is not None
+    registry = ctx.registry(target.resource)
+    if request.method == "GET":
+        return json_response(scale_of(await registry.get(target.namespace, target.name)))
+    if request.method == "PUT":
+        body = parse_object(await request.read(), request.headers.get("Content-Type"))
+        ptype = ""
+        patch: Any = None
+    elif request.method == "PATCH":
+        ptype = patch_type(request.headers.get("Content-Type"))
+        patch = parse_patch(await request.read(), ptype)
+    else:
+        raise MethodNotAllowedError("the server does not allow this method on the requested resource")
+
+    def desired_scale_fn(scale: dict[str, Any]) -> dict[str, Any]:
+        if not ptype:
+            return body
+        return apply_patch(scale, patch, ptype, kind="Scale")
+
+    def mutate(live: dict[str, Any]) -> dict[str, Any]:
+        current = scale_of(live)
+        desired = desired_scale_fn(copy.deepcopy(current))
+        replicas = (desired.get("spec") or {}).get("replicas")
+        if not isinstance(replicas, int) or isinstance(replicas, bool):
+            raise BadRequestError(f"spec.replicas: Invalid value: {replicas!r}: must be an integer")
+        rv = (desired.get("metadata") or {}).get("resourceVersion")
+        if rv and rv != live["metadata"]["resourceVersion"]:
+            raise ConflictError(
+                f'Operation cannot be fulfilled on {target.resource.group_resource} "{target.name}": the object '
+                "has been modified; please apply your changes to the latest version and try again")
+        live.setdefault("spec", {})["replicas"] = replicas
+        live["metadata"].pop("resourceVersion", None)
+        return live
+
+    updated, _ = await registry.mutate(target.namespace, target.name, mutate, _options(request))
+    return json_response(scale_of(updated))
+
+
+async def _binding(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.Response:
+    assert target.name is not None
+    binding = parse_object(await request.read(), request.headers.get("Content-Type"))
+    node = ((binding.get("target") or {}).get("name")) or ""
+    if not node:
+        raise BadRequestError("target.name: Required value: a binding needs a target node name")
+    pod_name = target.name
+
+    def bind(pod: dict[str, Any]) -> dict[str, Any]:
+        spec = pod.setdefault("spec", {})
+        if pod["metadata"].get("deletionTimestamp"):
+            raise ConflictError(f"pod {pod_name} is being deleted, cannot be assigned to a host")
+        if spec.get("nodeName"):
+            raise ConflictError(f"pod {pod_name} is already assigned to node \"{spec['nodeName']}\"")
+        spec["nodeName"] = node
+        return pod
+
+    registry = ctx.registry(target.resource)
+    await registry.mutate(target.namespace, pod_name, bind, _options(request), subresource="binding")
+
+    def scheduled(p: dict[str, Any]) -> dict[str, Any]:
+        status = p.setdefault("status", {})
+        conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+        conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                           "lastTransitionTime": now_rfc3339()})
+        status["conditions"] = conditions
+        return p
+
+    await registry.mutate(target.namespace, pod_name, scheduled, _options(request), subresource="status")
+    return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                          "code": 201}, status=201)
+
+
+async def _eviction(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.Response:
+    assert target.name is not None
+    body = await request.read()
+    eviction = parse_object(body, request.headers.get("Content-Type")) if body.strip() else {}
+    options = DeleteOptions.from_dict(eviction.get("deleteOptions"), dry_run=dry_run(request))
+    await ctx.registry(target.resource).delete(target.namespace, target.name, options)
+    return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                          "code": 201}, status=201)
+
+
+async def _finalize(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.Response:
+    """``PUT namespaces/{name}/finalize``: only ``spec.finalizers`` is taken from the body."""
+    assert target.name is not None
+    body = parse_object(await request.read(), request.headers.get("Content-Type"))
+    finalizers = (body.get("spec") or {}).get("finalizers") or []
+
+    def finalize(ns: dict[str, Any]) -> dict[str, Any]:
+        # An empty list (not a missing one) keeps defaulting from restoring "kubernetes".
+        ns.setdefault("spec", {})["finalizers"] = list(finalizers)
+        return ns
+
+    result, _ = await ctx.registry(target.resource).mutate(None, target.name, finalize, _options(request),
+                                                           subresource="finalize")
+    return json_response(result)

@@ -1,0 +1,143 @@
+"""Serving one watch request as a stream of newline-delimited JSON events.
+
+The stream starts with the events the watch cache hands back (synthetic ADDED for a watch
+without a resourceVersion, or the replay after the given one), then follows live events.
+``allowWatchBookmarks`` adds periodic BOOKMARKs; ``sendInitialEvents=true`` ends the initial
+ADDED events with the ``k8s.io/initial-events-end`` bookmark; ``timeoutSeconds`` closes the
+stream; a resourceVersion too old for the cache answers one ERROR event (410 Expired).
+Table watches (kubectl get -w) get one-row Tables per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from apiserver import printers
+from apiserver.context import ApiContext
+from apiserver.listing import make_filter
+from apiserver.requests import query_bool, query_int, wants_table
+from apiserver.routing import RequestTarget
+from apiserver.watchcache import CacheEvent
+from machinery.errors import BadRequestError, GoneError
+
+BOOKMARK_INTERVAL_SECONDS = 30.0
+DEFAULT_TIMEOUT_SECONDS = 1800
+
+
+def _event_line(event_type: str, obj: dict[str, Any]) -> bytes:
+    return orjson.dumps({"type": event_type, "object": obj}) + b"\n"
+
+
+async def serve_watch(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.StreamResponse:
+    r = target.resource
+    matches = make_filter(r, request.query.get("labelSelector", ""), request.query.get("fieldSelector", ""))
+    rv_param = request.query.get("resourceVersion", "")
+    send_initial = request.query.get("sendInitialEvents")
+    if send_initial is not None and send_initial not in ("true", "false"):
+        raise BadRequestError(f'sendInitialEvents: Invalid value: "{send_initial}"')
+    after: int | None
+    if send_initial == "true" or rv_param in ("", "0"):
+        after = None
+    else:
+        try:
+            after = int(rv_param)
+        except ValueError:
+            raise BadRequestError(f'resourceVersion: Invalid value: "{rv_param}": must be a number') from None
+    if send_initial == "false" and after is None:
+        after = ctx.caches.get(r).revision
+    timeout = query_int(request, "timeoutSeconds")
+    if timeout is None or timeout <= 0:
+        timeout = int(DEFAULT_TIMEOUT_SECONDS * (1 + random.random()))
+    deadline = time.monotonic() + timeout
+    bookmarks = query_bool(request, "allowWatchBookmarks")
+    table = wants_table(request)
+    include = request.query.get("includeObject", "Metadata")
+    namespace = target.namespace if r.namespaced else None
+
+    cache = ctx.caches.get(r)
+    response = web.StreamResponse(status=200)
+    response.content_type = "application/json"
+    response.enable_chunked_encoding()
+    try:
+        watcher, initial = cache.watch(namespace, matches, after_revision=after)
+    except GoneError as exc:
+        await response.prepare(request)
+        await response.write(_event_line("ERROR", exc.to_status()))
+        await response.write_eof()
+        return response
+
+    columns_sent = False
+
+    def encode(event: CacheEvent) -> bytes:
+        nonlocal columns_sent
+        if not table:
+            return event.json_line()
+        t = printers.to_table(r, [event.object], resource_version=event.object["metadata"]["resourceVersion"],
+                              include_object=include)
+        if columns_sent:
+            t["columnDefinitions"] = []
+        columns_sent = True
+        return _event_line(event.type, t)
+
+    def bookmark(extra_annotations: dict[str, str] | None = None) -> bytes:
+        meta: dict[str, Any] = {"resourceVersion": str(max(cache.revision, watcher.after_revision))}
+        if extra_annotations:
+            meta["annotations"] = extra_annotations
+        return _event_line("BOOKMARK", {"kind": r.kind, "apiVersion": r.api_version, "metadata": meta})
+
+    ctx.metrics.watches.labels("WATCH", r.plural).inc()
+    sent = ctx.metrics.watch_events.labels(r.plural)
+    try:
+        await response.prepare(request)
+        chunk = b"".join(encode(e) for e in initial)
+        if send_initial == "true" and bookmarks:
+            chunk += bookmark({"k8s.io/initial-events-end": "true"})
+        if chunk:
+            await response.write(chunk)
+            sent.inc(len(initial))
+        next_bookmark = time.monotonic() + BOOKMARK_INTERVAL_SECONDS
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            wait = deadline - now
+            if bookmarks:
+                wait = min(wait, max(next_bookmark - now, 0))
+            try:
+                event = await asyncio.wait_for(watcher.queue.get(), timeout=wait)
+            except TimeoutError:
+                if bookmarks and time.monotonic() >= next_bookmark:
+                    await response.write(bookmark())
+                    next_bookmark = time.monotonic() + BOOKMARK_INTERVAL_SECONDS
+                continue
+            if event is None:
+                break
+            # Drain whatever else is queued into one write.
+            parts = [encode(event)]
+            count = 1
+            while not watcher.queue.empty():
+                more = watcher.queue.get_nowait()
+                if more is None:
+                    watcher.closed = True
+                    break
+                parts.append(encode(more))
+                count += 1
+            await response.write(b"".join(parts))
+            sent.inc(count)
+            if watcher.closed:
+                break
+        with contextlib.suppress(ConnectionResetError):
+            await response.write_eof()
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        cache.unwatch(watcher)
+        ctx.metrics.watches.labels("WATCH", r.plural).dec()
+    return response

@@ -1,0 +1,1 @@
+"""controllers: comes with a later issue (see DESIGN.md)."""

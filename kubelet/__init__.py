@@ -1,0 +1,1 @@
+"""kubelet: comes with a later issue (see DESIGN.md)."""

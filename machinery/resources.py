@@ -1,0 +1,128 @@
+"""The registry of resource types kubelab serves: names, kinds, scope, verbs, subresources.
+
+Discovery, routing, storage keys, OpenAPI and printing all read this one table, so a new
+resource type is added here first. Entries follow Kubernetes' own discovery documents
+(`kubectl api-resources` on a real cluster prints the same names, short names and kinds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ALL_VERBS: tuple[str, ...] = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+STATUS_VERBS: tuple[str, ...] = ("get", "patch", "update")
+
+
+@dataclass(frozen=True)
+class SubresourceInfo:
+    """A subresource such as ``deployments/scale``; its kind may live in another group."""
+
+    name: str
+    kind: str
+    verbs: tuple[str, ...]
+    group: str = ""
+    version: str = ""
+
+
+@dataclass(frozen=True)
+class ResourceInfo:
+    """One served resource type (``apps/v1 deployments``)."""
+
+    group: str
+    version: str
+    kind: str
+    plural: str
+    singular: str
+    namespaced: bool
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    verbs: tuple[str, ...] = ALL_VERBS
+    subresources: tuple[SubresourceInfo, ...] = field(default=())
+
+    @property
+    def api_version(self) -> str:
+        """``v1`` for the core group, ``group/version`` otherwise."""
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def list_kind(self) -> str:
+        return f"{self.kind}List"
+
+    @property
+    def group_resource(self) -> str:
+        """``deployments.apps`` (or ``pods``), as Kubernetes names resources in messages."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    def subresource(self, name: str) -> SubresourceInfo | None:
+        return next((s for s in self.subresources if s.name == name), None)
+
+    def storage_prefix(self, namespace: str | None = None) -> str:
+        """``/registry/{resource}/`` or ``/registry/{resource}/{namespace}/``."""
+        if namespace:
+            return f"/registry/{self.group_resource}/{namespace}/"
+        return f"/registry/{self.group_resource}/"
+
+    def storage_key(self, namespace: str | None, name: str) -> str:
+        if self.namespaced:
+            return f"/registry/{self.group_resource}/{namespace}/{name}"
+        return f"/registry/{self.group_resource}/{name}"
+
+
+def _status(kind: str, group: str = "", version: str = "v1") -> SubresourceInfo:
+    return SubresourceInfo("status", kind, STATUS_VERBS, group, version)
+
+
+def _scale() -> SubresourceInfo:
+    return SubresourceInfo("scale", "Scale", STATUS_VERBS, "autoscaling", "v1")
+
+
+RESOURCES: tuple[ResourceInfo, ...] = (
+    ResourceInfo("", "v1", "Namespace", "namespaces", "namespace", False, ("ns",),
+                 verbs=("create", "delete", "get", "list", "patch", "update", "watch"),
+                 subresources=(_status("Namespace"),)),
+    ResourceInfo("", "v1", "Pod", "pods", "pod", True, ("po",), ("all",),
+                 subresources=(
+                     _status("Pod"),
+                     SubresourceInfo("binding", "Binding", ("create",)),
+                     SubresourceInfo("eviction", "Eviction", ("create",), "policy", "v1"),
+                     SubresourceInfo("log", "Pod", ("get",)),
+                     SubresourceInfo("exec", "PodExecOptions", ("create", "get")),
+                     SubresourceInfo("portforward", "PodPortForwardOptions", ("create", "get")),
+                 )),
+    ResourceInfo("", "v1", "Service", "services", "service", True, ("svc",), ("all",),
+                 verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"),
+                 subresources=(_status("Service"),)),
+    ResourceInfo("", "v1", "Endpoints", "endpoints", "endpoints", True, ("ep",)),
+    ResourceInfo("", "v1", "Node", "nodes", "node", False, ("no",), subresources=(_status("Node"),)),
+    ResourceInfo("", "v1", "ConfigMap", "configmaps", "configmap", True, ("cm",)),
+    ResourceInfo("", "v1", "Secret", "secrets", "secret", True),
+    ResourceInfo("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ("sa",)),
+    ResourceInfo("", "v1", "Event", "events", "event", True, ("ev",)),
+    ResourceInfo("apps", "v1", "Deployment", "deployments", "deployment", True, ("deploy",), ("all",),
+                 subresources=(_scale(), _status("Deployment", "apps"))),
+    ResourceInfo("apps", "v1", "ReplicaSet", "replicasets", "replicaset", True, ("rs",), ("all",),
+                 subresources=(_scale(), _status("ReplicaSet", "apps"))),
+    ResourceInfo("coordination.k8s.io", "v1", "Lease", "leases", "lease", True),
+)
+
+_BY_PATH: dict[tuple[str, str, str], ResourceInfo] = {(r.group, r.version, r.plural): r for r in RESOURCES}
+_BY_KIND: dict[tuple[str, str], ResourceInfo] = {(r.api_version, r.kind): r for r in RESOURCES}
+
+
+def lookup(group: str, version: str, plural: str) -> ResourceInfo | None:
+    """The resource served at ``/apis/{group}/{version}/{plural}`` (group ``""`` is core)."""
+    return _BY_PATH.get((group, version, plural))
+
+
+def lookup_kind(api_version: str, kind: str) -> ResourceInfo | None:
+    """The resource whose objects have this ``apiVersion`` and ``kind``."""
+    return _BY_KIND.get((api_version, kind))
+
+
+def group_versions() -> list[tuple[str, str]]:
+    """Every served (group, version), core first, in a stable order."""
+    seen: list[tuple[str, str]] = []
+    for r in RESOURCES:
+        if (r.group, r.version) not in seen:
+            seen.append((r.group, r.version))
+    return seen

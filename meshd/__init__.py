@@ -1,0 +1,1 @@
+"""meshd: comes with a later issue (see DESIGN.md)."""

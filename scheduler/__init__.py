@@ -1,0 +1,1 @@
+"""scheduler: comes with a later issue (see DESIGN.md)."""
