@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from apiserver.admission import ServiceAllocator, admit_secret
 from apiserver.metrics import ApiMetrics
-from apiserver.registry import Registry
+from apiserver.registry import MutatingAdmission, Registry
 from apiserver.settings import ApiServerSettings
 from apiserver.storage.interface import Storage
 from apiserver.watchcache import WatchCaches
@@ -26,8 +27,11 @@ class ApiContext:
     server_address: str = "127.0.0.1:6443"
 
     def __post_init__(self) -> None:
+        services = next(r for r in RESOURCES if r.kind == "Service")
+        allocator = ServiceAllocator(self.settings.service_cidr, self.caches.get(services))
+        hooks: dict[str, MutatingAdmission] = {"Service": allocator.admit, "Secret": admit_secret}
         for r in RESOURCES:
-            self.registries[r.group_resource] = Registry(r, self.storage)
+            self.registries[r.group_resource] = Registry(r, self.storage, hooks.get(r.kind))
 
     def registry(self, resource: ResourceInfo) -> Registry:
         return self.registries[resource.group_resource]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,8 @@ from machinery.meta import now_rfc3339, random_suffix
 from machinery.resources import ResourceInfo, lookup
 
 MAX_CONFLICT_RETRIES = 16
+# Kubernetes' NamespaceLifecycle admission refuses to delete these.
+IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
 GENERATE_NAME_RETRIES = 8
 
 
@@ -79,14 +81,18 @@ class DeleteOptions:
 
 
 Mutation = Callable[[dict[str, Any]], dict[str, Any]]
+# (new object, stored object or None on create, dry run) -> None; mutates the new object in place.
+MutatingAdmission = Callable[[dict[str, Any], dict[str, Any] | None, bool], Awaitable[None]]
 
 
 class Registry:
     """Kubernetes semantics for one resource type over a :class:`Storage`."""
 
-    def __init__(self, resource: ResourceInfo, storage: Storage) -> None:
+    def __init__(self, resource: ResourceInfo, storage: Storage,
+                 mutating_admission: MutatingAdmission | None = None) -> None:
         self.resource = resource
         self.storage = storage
+        self.mutating_admission = mutating_admission
 
     # ---- helpers -------------------------------------------------------------------------
     def key(self, namespace: str | None, name: str) -> str:
@@ -104,7 +110,7 @@ class Registry:
             name=name, group=r.group, kind=r.plural,
         )
 
-    async def _check_namespace(self, namespace: str | None) -> None:
+    async def _check_namespace(self, namespace: str | None, name: str) -> None:
         if not self.resource.namespaced or namespace is None:
             return
         kv = await self.storage.get(f"/registry/namespaces/{namespace}")
@@ -115,16 +121,19 @@ class Registry:
             "phase"
         ) == "Terminating":
             raise ForbiddenError(
-                f"{self.resource.kind.lower()} \"{''}\" is forbidden: unable to create new content in namespace "
+                f'{self.resource.group_resource} "{name}" is forbidden: unable to create new content in namespace '
                 f"{namespace} because it is being terminated",
-                name=namespace, kind="namespaces",
+                name=name, group=self.resource.group, kind=self.resource.plural,
             )
 
-    def _admit(self, obj: dict[str, Any], opts: WriteOptions, *, old: dict[str, Any] | None
-               ) -> tuple[dict[str, Any], list[str]]:
+    async def _admit(self, obj: dict[str, Any], opts: WriteOptions, *, old: dict[str, Any] | None
+                     ) -> tuple[dict[str, Any], list[str]]:
+        """Decode + default (``machinery.api.prepare``), mutating admission, then validation."""
         r = self.resource
         prepared, warnings = api.prepare(obj, api_version=r.api_version, kind=r.kind,
                                          field_validation=opts.field_validation)
+        if self.mutating_admission is not None:
+            await self.mutating_admission(prepared, old, opts.dry_run)
         api.validate(prepared, old=old)
         return prepared, warnings
 
@@ -185,14 +194,14 @@ class Registry:
             meta["name"] = f"{meta['generateName']}{random_suffix()}"
         if meta.get("resourceVersion"):
             raise BadRequestError("resourceVersion should not be set on objects to be created")
-        await self._check_namespace(namespace)
+        await self._check_namespace(namespace, meta.get("name") or meta.get("generateName", ""))
         for field in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
                       "selfLink", "managedFields"):
             meta.pop(field, None)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339()
         strategy.prepare_for_create(obj)
-        obj, warnings = self._admit(obj, opts, old=None)
+        obj, warnings = await self._admit(obj, opts, old=None)
         if opts.dry_run:
             return obj, warnings
         for attempt in range(GENERATE_NAME_RETRIES if generated else 1):
@@ -276,7 +285,7 @@ class Registry:
             meta.pop("managedFields", None)
             meta.pop("resourceVersion", None)
             # A binding is not a pod update: nodeName is immutable to everyone but the scheduler.
-            desired, warnings = self._admit(desired, opts, old=None if subresource == "binding" else live)
+            desired, warnings = await self._admit(desired, opts, old=None if subresource == "binding" else live)
             if self._unchanged(desired, live):
                 return live, warnings
             if opts.dry_run:
@@ -325,6 +334,9 @@ class Registry:
     async def delete(self, namespace: str | None, name: str, options: DeleteOptions
                      ) -> tuple[dict[str, Any], bool]:
         """Delete, or mark for deletion. Returns (object, gone_now)."""
+        if self.resource.kind == "Namespace" and name in IMMORTAL_NAMESPACES:
+            raise ForbiddenError(f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                                 name=name, kind="namespaces")
         key = self.key(namespace, name)
         for _ in range(MAX_CONFLICT_RETRIES):
             kv = await self.storage.get(key)

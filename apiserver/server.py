@@ -17,7 +17,7 @@ import ssl
 from aiohttp import web
 
 from apiserver.app import make_app
-from apiserver.bootstrap import ensure_system_namespaces
+from apiserver.bootstrap import ensure_kubernetes_service, ensure_system_namespaces
 from apiserver.compaction import run_compactor
 from apiserver.context import ApiContext
 from apiserver.metrics import ApiMetrics
@@ -72,6 +72,7 @@ async def serve(settings: ApiServerSettings, *, started: asyncio.Event | None = 
         host = "127.0.0.1" if settings.bind_address in ("0.0.0.0", "") else settings.bind_address
         ctx.server_address = f"{host}:{port}"
         _write_client_files(settings, pki, host, port)
+        await ensure_kubernetes_service(ctx, port)
         compactor = asyncio.create_task(run_compactor(storage, settings), name="compactor")
         log.info("apiserver serving on https://%s:%d (store %s)", host, port, settings.store)
         if started is not None:

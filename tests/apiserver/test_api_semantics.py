@@ -311,3 +311,39 @@ async def test_metrics_count_requests(api: Api) -> None:
     status, text = await api.request("GET", "/metrics")
     assert status == 200
     assert 'apiserver_request_total{code="200",resource="configmaps",subresource="",verb="LIST"}' in text
+
+
+SVC = "/api/v1/namespaces/default/services"
+
+
+async def test_service_cluster_ip_and_node_port_allocation(api: Api) -> None:
+    base = {"spec": {"selector": {"app": "a"}, "ports": [{"port": 80}]}}
+    _, a = await api.request("POST", SVC, {"metadata": {"name": "a"}, **base})
+    _, b = await api.request("POST", SVC, {"metadata": {"name": "b"}, **base})
+    ip_a, ip_b = a["spec"]["clusterIP"], b["spec"]["clusterIP"]
+    assert ip_a.startswith("10.") and ip_a != ip_b and a["spec"]["clusterIPs"] == [ip_a]
+    status, err = await api.request("POST", SVC, {"metadata": {"name": "c"},
+                                                   "spec": {"clusterIP": ip_a, "ports": [{"port": 80}]}})
+    assert status == 422 and err["details"]["causes"][0]["field"] == "spec.clusterIPs"
+    _, headless = await api.request("POST", SVC, {"metadata": {"name": "h"},
+                                                   "spec": {"clusterIP": "None", "ports": [{"port": 80}]}})
+    assert headless["spec"]["clusterIP"] == "None"
+    _, np = await api.request("POST", SVC, {"metadata": {"name": "np"},
+                                             "spec": {"type": "NodePort", "ports": [{"port": 80}]}})
+    assert 30000 <= np["spec"]["ports"][0]["nodePort"] <= 32767
+    replaced = {"metadata": {"name": "a", "resourceVersion": a["metadata"]["resourceVersion"]}, **base}
+    status, updated = await api.request("PUT", f"{SVC}/a", replaced)
+    assert status == 200 and updated["spec"]["clusterIP"] == ip_a
+    _, kube = await api.request("GET", f"{SVC}/kubernetes")
+    assert kube["spec"]["clusterIP"] == "10.96.0.1"
+
+
+async def test_secret_string_data_is_merged_into_data(api: Api) -> None:
+    _, s = await api.request("POST", "/api/v1/namespaces/default/secrets",
+                             {"metadata": {"name": "s"}, "stringData": {"password": "hunter2"}})
+    assert s["data"] == {"password": "aHVudGVyMg=="} and "stringData" not in s
+
+
+async def test_immortal_namespace_cannot_be_deleted(api: Api) -> None:
+    status, err = await api.request("DELETE", "/api/v1/namespaces/default")
+    assert status == 403 and "may not be deleted" in err["message"]

@@ -163,7 +163,8 @@ EVENT: dict[str, Any] = {
     "reason": "Pulled", "message": "Successfully pulled image", "type": "Normal",
     "source": {"component": "kubelet", "host": "node-1"},
     "firstTimestamp": "2024-05-01T10:00:00Z", "lastTimestamp": "2024-05-01T10:00:05Z", "count": 2,
-    "eventTime": "2024-05-01T10:00:00.123456Z", "series": {"count": 2, "lastObservedTime": "2024-05-01T10:00:05.000001Z"},
+    "eventTime": "2024-05-01T10:00:00.123456Z",
+    "series": {"count": 2, "lastObservedTime": "2024-05-01T10:00:05.000001Z"},
     "reportingComponent": "kubelet", "reportingInstance": "node-1", "action": "Pull",
 }
 

@@ -58,7 +58,7 @@ def _get(obj: Any, path: str) -> Any:
     return obj
 
 
-POD_MIN = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "d"},
+POD_MIN: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "d"},
            "spec": {"containers": [{"name": "c", "image": "busybox:1.36",
                                     "ports": [{"containerPort": 80}],
                                     "livenessProbe": {"httpGet": {"port": 80}},
@@ -68,11 +68,13 @@ POD_MIN = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespa
                     "volumes": [{"name": "a", "secret": {"secretName": "s"}},
                                 {"name": "b", "configMap": {"name": "c"}}, {"name": "x"},
                                 {"name": "h", "hostPath": {"path": "/tmp"}}]}}
-DEPLOY_MIN = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "n"},
+DEPLOY_MIN: dict[str, Any] = {
+    "apiVersion": "apps/v1", "kind": "Deployment",
+    "metadata": {"name": "d", "namespace": "n"},
               "spec": {"selector": {"matchLabels": {"a": "b"}},
                        "template": {"metadata": {"labels": {"a": "b"}},
                                     "spec": {"containers": [{"name": "c", "image": "x:1"}]}}}}
-SVC_MIN = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "n"},
+SVC_MIN: dict[str, Any] = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "n"},
            "spec": {"ports": [{"port": 80}], "selector": {"a": "b"}}}
 
 
