@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     apiserver.add_argument("--etcd-prefix", default="", help="prefix of every etcd key")
     apiserver.add_argument("--bind-address", default="127.0.0.1", help="address to listen on")
     apiserver.add_argument("--port", type=int, default=6443, help="HTTPS port; 0 picks a free one")
+    apiserver.add_argument("--watch-cache-events", type=int, default=10_000,
+                           help="events each resource's watch cache keeps for resuming watches")
+    apiserver.add_argument("--compaction-interval", type=float, default=300.0,
+                           help="seconds between storage compactions")
+    apiserver.add_argument("--compaction-keep", type=int, default=10_000,
+                           help="revisions a compaction keeps (the watch resume window)")
     apiserver.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v: debug)")
     apiserver.set_defaults(handler=cmd_apiserver)
     return parser
@@ -217,7 +223,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_apiserver(args: argparse.Namespace) -> int:
     # Lazy: only the apiserver process pays for loading the server.
-    from apiserver.server import run  # type: ignore[import-not-found,unused-ignore]
+    from apiserver.server import run
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -229,6 +235,9 @@ def cmd_apiserver(args: argparse.Namespace) -> int:
         etcd_prefix=args.etcd_prefix,
         bind_address=args.bind_address,
         port=args.port,
+        watch_cache_events=args.watch_cache_events,
+        compaction_interval_seconds=args.compaction_interval,
+        compaction_keep_revisions=args.compaction_keep,
     )
     if args.etcd_servers:
         settings.etcd_servers = list(args.etcd_servers)

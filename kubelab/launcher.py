@@ -166,8 +166,9 @@ def apiserver_command(
     port: int = 6443,
     bind_address: str = "127.0.0.1",
     verbose: int = 0,
+    extra_args: Sequence[str] = (),
 ) -> list[str]:
-    """The argv of ``kubelab apiserver`` for these settings."""
+    """The argv of ``kubelab apiserver`` for these settings (``extra_args`` appended as given)."""
     argv = [
         *kubelab_command(),
         "apiserver",
@@ -185,6 +186,7 @@ def apiserver_command(
     if etcd_prefix:
         argv += ["--etcd-prefix", etcd_prefix]
     argv += ["-v"] * verbose
+    argv += list(extra_args)
     return argv
 
 

@@ -55,6 +55,7 @@ class RunningApiServer:
     etcd_servers: list[str]
     etcd_prefix: str
     timeout: float
+    extra_args: list[str] = field(default_factory=list)
     pid: int = 0
     url: str = ""
     _start_time: str | None = field(default=None, repr=False)
@@ -90,6 +91,7 @@ class RunningApiServer:
             etcd_servers=self.etcd_servers,
             etcd_prefix=self.etcd_prefix,
             port=port,
+            extra_args=self.extra_args,
         )
         process = launcher.start_process(self.state_dir, PROCESS_NAME, argv)
         self.pid, self._start_time = process.pid, process.start_time
@@ -138,8 +140,11 @@ def start_apiserver(
     etcd_servers: list[str] | None = None,
     etcd_prefix: str = "",
     timeout: float = 30,
+    extra_args: Sequence[str] = (),
 ) -> RunningApiServer:
     """Start an apiserver on a free port for ``state_dir`` and wait until ``/readyz`` is 200.
+
+    ``extra_args`` are appended to ``kubelab apiserver`` (e.g. ``["--watch-cache-events", "50"]``).
 
     Raises ApiServerStartError (with the log tail) if it exits or is not ready in ``timeout``.
     """
@@ -150,6 +155,7 @@ def start_apiserver(
         etcd_servers=list(etcd_servers or []),
         etcd_prefix=etcd_prefix,
         timeout=timeout,
+        extra_args=list(extra_args),
     )
     server._launch(0)
     return server
