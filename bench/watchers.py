@@ -64,7 +64,7 @@ async def _watch(session: aiohttp.ClientSession, url: str, delays: array[float],
                 found = SENT.search(line)
                 if found is not None:
                     delays.append(time.time() - float(found.group(1)))
-    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         name = type(exc).__name__
         errors[name] = errors.get(name, 0) + 1
         ready.put_nowait(False)

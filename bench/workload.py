@@ -129,7 +129,7 @@ Request = Callable[[int], Awaitable[int]]
 async def _timed(request: Request, i: int, start: float, expected: int, out: Outcome) -> None:
     try:
         status = await request(i)
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         out.fail(type(exc).__name__)
         return
     if status != expected:

@@ -263,7 +263,7 @@ async def test_watch_selector_transitions(api: Api) -> None:
 
 
 async def test_watch_from_old_revision_within_window_replays(api: Api) -> None:
-    _, first = await api.request("POST", CM, {"metadata": {"name": "old"}})
+    await api.request("POST", CM, {"metadata": {"name": "old"}})
     events = await _read_events(api, f"{CM}?watch=true&resourceVersion=1&timeoutSeconds=2", 1)
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "old")]
 
