@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -30,8 +31,13 @@ class ApiContext:
         services = next(r for r in RESOURCES if r.kind == "Service")
         allocator = ServiceAllocator(self.settings.service_cidr, self.caches.get(services))
         hooks: dict[str, MutatingAdmission] = {"Service": allocator.admit, "Secret": admit_secret}
+        namespaces = self.caches.get(next(r for r in RESOURCES if r.kind == "Namespace"))
+
+        def cached_namespace(name: str) -> dict[str, Any] | None:
+            return namespaces.objects.get(f"/registry/namespaces/{name}")
+
         for r in RESOURCES:
-            self.registries[r.group_resource] = Registry(r, self.storage, hooks.get(r.kind))
+            self.registries[r.group_resource] = Registry(r, self.storage, hooks.get(r.kind), cached_namespace)
 
     def registry(self, resource: ResourceInfo) -> Registry:
         return self.registries[resource.group_resource]

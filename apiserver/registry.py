@@ -89,10 +89,13 @@ class Registry:
     """Kubernetes semantics for one resource type over a :class:`Storage`."""
 
     def __init__(self, resource: ResourceInfo, storage: Storage,
-                 mutating_admission: MutatingAdmission | None = None) -> None:
+                 mutating_admission: MutatingAdmission | None = None,
+                 namespace_cache: Callable[[str], dict[str, Any] | None] | None = None) -> None:
         self.resource = resource
         self.storage = storage
         self.mutating_admission = mutating_admission
+        # Namespace lookups on create come from the namespaces watch cache when one is given.
+        self.namespace_cache = namespace_cache
 
     # ---- helpers -------------------------------------------------------------------------
     def key(self, namespace: str | None, name: str) -> str:
@@ -113,10 +116,13 @@ class Registry:
     async def _check_namespace(self, namespace: str | None, name: str) -> None:
         if not self.resource.namespaced or namespace is None:
             return
-        kv = await self.storage.get(f"/registry/namespaces/{namespace}")
-        if kv is None:
-            raise NotFoundError(f'namespaces "{namespace}" not found', name=namespace, kind="namespaces")
-        ns = decode(kv)
+        ns = self.namespace_cache(namespace) if self.namespace_cache is not None else None
+        if ns is None:
+            # Not cached (yet): the store is the authority.
+            kv = await self.storage.get(f"/registry/namespaces/{namespace}")
+            if kv is None:
+                raise NotFoundError(f'namespaces "{namespace}" not found', name=namespace, kind="namespaces")
+            ns = decode(kv)
         if (ns.get("metadata") or {}).get("deletionTimestamp") or (ns.get("status") or {}).get(
             "phase"
         ) == "Terminating":

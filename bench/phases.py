@@ -222,8 +222,8 @@ class Bench:
                 self.results["pod_bytes"] = len(await r.read())
             say("one pod as JSON", f"{self.results['pod_bytes']} bytes")
 
-            variants: tuple[tuple[str, str, dict[str, str]], ...] = (("list", "", {}), ("list_table", "", {"Accept": TABLE_ACCEPT}),
-                        ("list_rv0", "?resourceVersion=0", {}))
+            variants: tuple[tuple[str, str, dict[str, str]], ...] = (
+                ("list", "", {}), ("list_table", "", {"Accept": TABLE_ACCEPT}), ("list_rv0", "?resourceVersion=0", {}))
             async with self.phase("list"):
                 for name, query, headers in variants:
                     times, size, count = [], 0, 0
