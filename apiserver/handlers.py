@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from apiserver import printers, subresources
+from apiserver import printing, subresources
 from apiserver.codec import parse_object
 from apiserver.context import CONTEXT, ApiContext
 from apiserver.listing import ListQuery, list_objects, make_filter
@@ -87,8 +87,8 @@ async def handle_resource(request: web.Request) -> web.StreamResponse:
 def render_object(request: web.Request, resource: ResourceInfo, obj: dict[str, Any], *, status: int = 200,
                   warnings: list[str] | None = None) -> web.Response:
     if request.method == "GET" and wants_table(request):
-        include = request.query.get("includeObject", "Metadata")
-        table = printers.to_table(resource, [obj], resource_version=obj["metadata"].get("resourceVersion", ""),
+        include = printing.check_include_object(request.query.get("includeObject", ""))
+        table = printing.to_table(resource, [obj], resource_version=obj["metadata"].get("resourceVersion", ""),
                                   include_object=include)
         return json_response(table, status=status, warnings=warnings)
     return json_response(obj, status=status, warnings=warnings)
@@ -111,8 +111,8 @@ async def _list(request: web.Request, ctx: ApiContext, target: RequestTarget) ->
     )
     page = await list_objects(r, ctx.storage, ctx.caches.get(r), q)
     if wants_table(request):
-        include = request.query.get("includeObject", "Metadata")
-        table = printers.to_table(r, page.items, resource_version=page.resource_version,
+        include = printing.check_include_object(request.query.get("includeObject", ""))
+        table = printing.to_table(r, page.items, resource_version=page.resource_version,
                                   continue_token=page.continue_token, include_object=include)
         return json_response(table)
     meta: dict[str, Any] = {"resourceVersion": page.resource_version}

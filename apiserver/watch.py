@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from apiserver import printers
+from apiserver import printing
 from apiserver.context import ApiContext
 from apiserver.listing import make_filter
 from apiserver.requests import query_bool, query_int, wants_table
@@ -58,7 +58,7 @@ async def serve_watch(request: web.Request, ctx: ApiContext, target: RequestTarg
     deadline = time.monotonic() + timeout
     bookmarks = query_bool(request, "allowWatchBookmarks")
     table = wants_table(request)
-    include = request.query.get("includeObject", "Metadata")
+    include = printing.check_include_object(request.query.get("includeObject", ""))
     namespace = target.namespace if r.namespaced else None
 
     cache = ctx.caches.get(r)
@@ -79,7 +79,7 @@ async def serve_watch(request: web.Request, ctx: ApiContext, target: RequestTarg
         nonlocal columns_sent
         if not table:
             return event.json_line()
-        t = printers.to_table(r, [event.object], resource_version=event.object["metadata"]["resourceVersion"],
+        t = printing.to_table(r, [event.object], resource_version=event.object["metadata"]["resourceVersion"],
                               include_object=include)
         if columns_sent:
             t["columnDefinitions"] = []

@@ -76,8 +76,12 @@ def _frame_name(frame: str) -> str:
     return f"{m.group('func')} ({file})"
 
 
-def top_functions(path: Path, *, limit: int = 25) -> tuple[int, list[tuple[str, float, float]]]:
-    """Total samples, and ``(function, self %, inclusive %)`` by descending inclusive share."""
+def top_functions(path: Path, *, limit: int = 25, within: str = "") -> tuple[int, list[tuple[str, float, float]]]:
+    """Total samples, and ``(function, self %, inclusive %)`` by descending inclusive share.
+
+    ``within`` keeps only stacks with a frame containing that text (e.g. ``_run_once``: the
+    event-loop thread), so threads parked in C (the SQLite writer's queue wait) do not dilute it.
+    """
     own: Counter[str] = Counter()
     incl: Counter[str] = Counter()
     total = 0
@@ -87,7 +91,7 @@ def top_functions(path: Path, *, limit: int = 25) -> tuple[int, list[tuple[str, 
             continue
         count = int(count_text)
         frames = [_frame_name(f) for f in stack.split(";") if f and not f.startswith(("process ", "thread "))]
-        if not frames:
+        if not frames or (within and not any(within in f for f in frames)):
             continue
         total += count
         own[frames[-1]] += count
@@ -103,9 +107,11 @@ def main() -> None:
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--limit", type=int, default=25)
     parser.add_argument("--by", choices=("self", "inclusive"), default="inclusive")
+    parser.add_argument("--within", default="_run_once",
+                        help="only stacks through a frame containing this ('' = all threads)")
     args = parser.parse_args()
     for path in args.files:
-        total, rows = top_functions(path, limit=10_000)
+        total, rows = top_functions(path, limit=10_000, within=args.within)
         if args.by == "self":
             rows.sort(key=lambda row: -row[1])
         print(f"== {path} ({total} samples)")

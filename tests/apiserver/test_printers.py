@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from apiserver.printers import column_definitions, human_duration, row_for, to_table
+from apiserver.printing import column_definitions, human_duration, row_for, to_table
 from machinery.errors import BadRequestError
 from machinery.resources import lookup
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from apiserver.printers import column_definitions, row_for
+from apiserver.printing import column_definitions, row_for
 from machinery.resources import lookup
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from apiserver.printers import to_table
+from apiserver.printing import to_table
 from machinery.resources import RESOURCES, group_versions, lookup
 
 KUBECTL = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32"
