@@ -8,6 +8,7 @@ Request bodies may be JSON, YAML or Kubernetes protobuf (kubectl >= 1.32 imperat
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -52,6 +53,48 @@ def decode_value(value: bytes, revision: int) -> dict[str, Any]:
     return obj
 
 
+MAX_DEPTH = 100
+"""Deepest nesting a request body may have (a PodSpec needs about 15 levels)."""
+
+
+class NestingTooDeepError(BadRequestError):
+    """The body nests objects or lists deeper than :data:`MAX_DEPTH`."""
+
+
+def check_depth(value: Any, *, limit: int = MAX_DEPTH) -> None:
+    """Refuse bodies nested deeper than ``limit``, naming where (iterative: no recursion)."""
+    stack: list[tuple[Any, int, tuple[str, ...]]] = [(value, 0, ())]
+    while stack:
+        node, depth, path = stack.pop()
+        if depth > limit:
+            where = ".".join(path[:2]) or "<root>"
+            raise NestingTooDeepError(f'the request body is nested too deeply at "{where}": '
+                                      f"more than {limit} levels")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1, (*path, str(k)) if len(path) < 2 else path) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1, path) for v in node)
+
+
+def duplicate_fields(body: bytes) -> list[str]:
+    """Object keys that appear twice in one JSON object (Kubernetes' strict decoding reports them)."""
+    found: list[str] = []
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen and key not in found:
+                found.append(key)
+            seen.add(key)
+        return dict(pairs)
+
+    try:
+        json.loads(body, object_pairs_hook=hook)
+    except (ValueError, RecursionError):
+        return []
+    return found
+
+
 def media_type(content_type: str | None) -> str:
     """``application/json`` from ``application/json; charset=utf-8``."""
     return (content_type or "").split(";", 1)[0].strip().lower()
@@ -66,14 +109,20 @@ def parse_body(body: bytes, content_type: str | None) -> Any:
         return decode_object(body)
     if mt in YAML_TYPES:
         try:
-            return yaml.safe_load(body.decode("utf-8"))
+            value = yaml.safe_load(body.decode("utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise BadRequestError(f"error decoding YAML: {exc}") from exc
+        except RecursionError:
+            raise NestingTooDeepError("error decoding YAML: the document is nested too deeply") from None
+        check_depth(value)
+        return value
     if mt in JSON_TYPES or mt in PATCH_TYPES or mt.endswith("+json"):
         try:
-            return orjson.loads(body)
+            value = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise BadRequestError(f"error decoding JSON: {exc}") from exc
+        check_depth(value)
+        return value
     raise UnsupportedMediaTypeError(f'the body of the request was in an unknown format - accepted media types '
                                     f'include: application/json, application/yaml, {PROTOBUF_TYPE}; got "{mt}"')
 

@@ -19,7 +19,7 @@ import orjson
 from aiohttp import web
 
 from apiserver import printing, subresources
-from apiserver.codec import parse_object
+from apiserver.codec import JSON_TYPES, duplicate_fields, media_type, parse_object
 from apiserver.context import CONTEXT, ApiContext
 from apiserver.listing import ListQuery, list_objects, make_filter
 from apiserver.patching import APPLY_PATCH, apply_patch, parse_patch, patch_type
@@ -32,13 +32,21 @@ from apiserver.requests import (
     dry_run,
     field_validation,
     json_response,
+    options_invalid,
     query_bool,
     query_int,
     wants_table,
 )
 from apiserver.routing import RequestTarget, parse_resource_path
 from apiserver.watch import serve_watch
-from machinery.errors import BadRequestError, MethodNotAllowedError, NotFoundError
+from machinery.errors import (
+    BadRequestError,
+    DecodingError,
+    MethodNotAllowedError,
+    NotFoundError,
+    StatusCause,
+    invalid,
+)
 from machinery.resources import ResourceInfo
 
 
@@ -101,6 +109,7 @@ async def read_body(request: web.Request) -> bytes:
 # ---- collection verbs ----------------------------------------------------------------------
 async def _list(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.Response:
     r = target.resource
+    query_int(request, "timeoutSeconds")  # validated; a list answers well within any timeout
     q = ListQuery(
         namespace=target.namespace if r.namespaced else None,
         matches=make_filter(r, request.query.get("labelSelector", ""), request.query.get("fieldSelector", "")),
@@ -124,15 +133,33 @@ async def _list(request: web.Request, ctx: ApiContext, target: RequestTarget) ->
     return json_response(body)
 
 
-async def _create(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.Response:
-    obj = parse_object(await read_body(request), request.headers.get("Content-Type"))
-    opts = WriteOptions(dry_run=dry_run(request), field_validation=field_validation(request),
+async def _read_object(request: web.Request, opts: WriteOptions) -> tuple[dict[str, Any], list[str]]:
+    """The request body as an object, plus warnings for duplicate fields (an error under Strict)."""
+    body = await read_body(request)
+    content_type = request.headers.get("Content-Type")
+    obj = parse_object(body, content_type)
+    warnings: list[str] = []
+    if opts.field_validation != "Ignore" and media_type(content_type) in JSON_TYPES:
+        duplicates = [f'duplicate field "{name}"' for name in duplicate_fields(body)]
+        if duplicates and opts.field_validation == "Strict":
+            raise BadRequestError("strict decoding error: " + ", ".join(duplicates))
+        warnings = duplicates
+    return obj, warnings
+
+
+def _write_options(request: web.Request) -> WriteOptions:
+    return WriteOptions(dry_run=dry_run(request), field_validation=field_validation(request),
                         field_manager=request.query.get("fieldManager", ""))
+
+
+async def _create(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.Response:
+    opts = _write_options(request)
+    obj, decode_warnings = await _read_object(request, opts)
     namespace = target.namespace
     if namespace is None and target.resource.namespaced:
         raise NotFoundError("the server could not find the requested resource")
     created, warnings = await ctx.registry(target.resource).create(namespace, obj, opts)
-    return render_object(request, target.resource, created, status=201, warnings=warnings)
+    return render_object(request, target.resource, created, status=201, warnings=decode_warnings + warnings)
 
 
 async def _delete_collection(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.Response:
@@ -164,12 +191,11 @@ async def _get(request: web.Request, ctx: ApiContext, target: RequestTarget) -> 
 
 async def _update(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.Response:
     assert target.name is not None
-    obj = parse_object(await read_body(request), request.headers.get("Content-Type"))
-    opts = WriteOptions(dry_run=dry_run(request), field_validation=field_validation(request),
-                        field_manager=request.query.get("fieldManager", ""))
+    opts = _write_options(request)
+    obj, decode_warnings = await _read_object(request, opts)
     updated, warnings = await ctx.registry(target.resource).update(
         target.namespace, target.name, obj, opts, subresource=target.subresource)
-    return render_object(request, target.resource, updated, warnings=warnings)
+    return render_object(request, target.resource, updated, warnings=decode_warnings + warnings)
 
 
 async def _patch(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.Response:
@@ -179,11 +205,12 @@ async def _patch(request: web.Request, ctx: ApiContext, target: RequestTarget) -
     patch = parse_patch(await read_body(request), ptype)
     force = query_bool(request, "force")
     if force and ptype != APPLY_PATCH:
-        raise BadRequestError("force: Invalid value: true: may not be specified for non-apply patch")
+        raise options_invalid(request, "force", "Unsupported value: true: may not be specified for non-apply patch",
+                              reason="FieldValueNotSupported")
     if ptype == APPLY_PATCH and not request.query.get("fieldManager"):
-        raise BadRequestError("PATCH, application/apply-patch+yaml: fieldManager is required for apply requests")
-    opts = WriteOptions(dry_run=dry_run(request), field_validation=field_validation(request),
-                        field_manager=request.query.get("fieldManager", ""))
+        raise options_invalid(request, "fieldManager", "Required value: is required for apply patch",
+                              reason="FieldValueRequired")
+    opts = _write_options(request)
     resource = target.resource
 
     def mutate(live: dict[str, Any]) -> dict[str, Any]:
@@ -192,15 +219,22 @@ async def _patch(request: web.Request, ctx: ApiContext, target: RequestTarget) -
     def new_object() -> dict[str, Any]:
         obj = dict(patch)
         meta = dict(obj.get("metadata") or {})
-        meta.setdefault("name", name)
+        if meta.get("name") not in (None, "", name):
+            raise BadRequestError(f'the name of the object ({meta["name"]}) does not match the name on the URL '
+                                  f"({name})")
+        meta["name"] = name
         obj["metadata"] = meta
         return obj
 
     create_missing = new_object if ptype == APPLY_PATCH and not target.subresource else None
     registry = ctx.registry(resource)
     before = await _exists(ctx, target) if create_missing is not None else True
-    result, warnings = await registry.mutate(target.namespace, name, mutate, opts,
-                                             subresource=target.subresource, create_missing=create_missing)
+    try:
+        result, warnings = await registry.mutate(target.namespace, name, mutate, opts,
+                                                 subresource=target.subresource, create_missing=create_missing)
+    except DecodingError as exc:
+        # The patch applied but the result does not decode: Kubernetes answers 422 naming the patch.
+        raise invalid(resource.kind, name, [StatusCause("patch", exc.message)], group=resource.group) from exc
     return render_object(request, resource, result, status=200 if before else 201, warnings=warnings)
 
 

@@ -31,6 +31,8 @@ from machinery.errors import (
     ConflictError,
     ForbiddenError,
     NotFoundError,
+    StatusCause,
+    invalid,
 )
 from machinery.meta import now_rfc3339, random_suffix
 from machinery.resources import ResourceInfo, lookup
@@ -61,22 +63,41 @@ class DeleteOptions:
     dry_run: bool = False
 
     @staticmethod
-    def from_dict(body: dict[str, Any] | None, *, dry_run: bool = False) -> DeleteOptions:
-        body = body or {}
+    def from_dict(body: Any, *, dry_run: bool = False) -> DeleteOptions:
+        """Read a meta/v1 DeleteOptions body: 400 for wrong types, 422 for unsupported values."""
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise BadRequestError("DeleteOptions must be a JSON object")
         pre = body.get("preconditions") or {}
+        if not isinstance(pre, dict):
+            raise BadRequestError("json: cannot unmarshal string into Go struct field DeleteOptions.preconditions "
+                                  "of type v1.Preconditions")
+        grace = body.get("gracePeriodSeconds")
+        if grace is not None and (isinstance(grace, bool) or not isinstance(grace, int)):
+            raise BadRequestError("json: cannot unmarshal value into Go struct field "
+                                  "DeleteOptions.gracePeriodSeconds of type int64")
         policy = body.get("propagationPolicy")
         if policy is None and body.get("orphanDependents") is True:
             policy = "Orphan"
+        causes = []
         if policy not in (None, "Orphan", "Background", "Foreground"):
-            raise BadRequestError(f'propagationPolicy: Unsupported value: "{policy}": supported values: '
-                                  '"Foreground", "Background", "Orphan"')
-        grace = body.get("gracePeriodSeconds")
+            causes.append(StatusCause("propagationPolicy", f'Unsupported value: "{policy}": supported values: '
+                                      '"Foreground", "Background", "Orphan"', "FieldValueNotSupported"))
+        body_dry_run = body.get("dryRun") or []
+        if not isinstance(body_dry_run, list):
+            raise BadRequestError("json: cannot unmarshal value into Go struct field DeleteOptions.dryRun "
+                                  "of type []string")
+        causes.extend(StatusCause("dryRun", f'Unsupported value: "{v}": supported values: "All"',
+                                  "FieldValueNotSupported") for v in body_dry_run if v != "All")
+        if causes:
+            raise invalid("DeleteOptions", "", causes, group="meta.k8s.io")
         return DeleteOptions(
-            grace_period_seconds=int(grace) if grace is not None else None,
+            grace_period_seconds=grace,
             propagation_policy=policy,
             precondition_uid=pre.get("uid"),
             precondition_resource_version=pre.get("resourceVersion"),
-            dry_run=dry_run or "All" in (body.get("dryRun") or []),
+            dry_run=dry_run or bool(body_dry_run),
         )
 
 
@@ -144,15 +165,19 @@ class Registry:
         return prepared, warnings
 
     def _fill_type(self, obj: dict[str, Any]) -> None:
+        """apiVersion/kind default to the URL's; given ones must match it."""
         r = self.resource
         api_version = obj.get("apiVersion")
         kind = obj.get("kind")
-        if api_version and kind and (api_version != r.api_version or kind != r.kind):
-            raise BadRequestError(
-                f"the API version in the data ({api_version}) does not match the expected API version "
-                f"({r.api_version})" if api_version != r.api_version else
-                f"the kind in the data ({kind}) does not match the expected kind ({r.kind})"
-            )
+        for field, value in (("apiVersion", api_version), ("kind", kind)):
+            if value is not None and not isinstance(value, str):
+                raise BadRequestError(f"json: cannot unmarshal {type(value).__name__} into Go struct field "
+                                      f"TypeMeta.{field} of type string")
+        if api_version and api_version != r.api_version:
+            raise BadRequestError(f"the API version in the data ({api_version}) does not match the expected "
+                                  f"API version ({r.api_version})")
+        if kind and kind != r.kind:
+            raise BadRequestError(f"the kind in the data ({kind}) does not match the expected kind ({r.kind})")
         obj["apiVersion"] = r.api_version
         obj["kind"] = r.kind
 

@@ -8,7 +8,7 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-from machinery.errors import BadRequestError, NotAcceptableError
+from machinery.errors import BadRequestError, InvalidError, NotAcceptableError, StatusCause, invalid
 
 JSON_CT = "application/json"
 
@@ -34,19 +34,33 @@ def query_int(request: web.Request, name: str) -> int | None:
         raise BadRequestError(f'{name}: Invalid value: "{value}": must be an integer') from None
 
 
-def dry_run(request: web.Request) -> bool:
-    values = request.query.getall("dryRun", [])
+_OPTIONS_KIND = {"POST": "CreateOptions", "PUT": "UpdateOptions", "PATCH": "PatchOptions",
+                 "DELETE": "DeleteOptions"}
+
+
+def options_invalid(request: web.Request, field: str, message: str, *,
+                    reason: str = "FieldValueNotSupported") -> InvalidError:
+    """422 for bad Create/Update/Patch/DeleteOptions, worded as Kubernetes' option validation."""
+    kind = _OPTIONS_KIND.get(request.method, "ListOptions")
+    return invalid(kind, "", [StatusCause(field, message, reason)], group="meta.k8s.io")
+
+
+def check_dry_run_values(request: web.Request, values: list[str], field: str = "dryRun") -> bool:
     for v in values:
         if v != "All":
-            raise BadRequestError(f'dryRun: Unsupported value: "{v}": supported values: "All"')
+            raise options_invalid(request, field, f'Unsupported value: "{v}": supported values: "All"')
     return bool(values)
+
+
+def dry_run(request: web.Request) -> bool:
+    return check_dry_run_values(request, request.query.getall("dryRun", []))
 
 
 def field_validation(request: web.Request) -> str:
     value = request.query.get("fieldValidation", "") or "Warn"
     if value not in ("Strict", "Warn", "Ignore"):
-        raise BadRequestError(f'fieldValidation: Unsupported value: "{value}": supported values: '
-                              '"Ignore", "Strict", "Warn"')
+        raise options_invalid(request, "fieldValidation",
+                              f'Unsupported value: "{value}": supported values: "Ignore", "Strict", "Warn"')
     return value
 
 

@@ -85,7 +85,11 @@ async def _scale(request: web.Request, ctx: ApiContext, target: RequestTarget) -
     def mutate(live: dict[str, Any]) -> dict[str, Any]:
         current = scale_of(live)
         desired = desired_scale_fn(copy.deepcopy(current))
-        replicas = (desired.get("spec") or {}).get("replicas")
+        scale_spec = desired.get("spec") or {}
+        if not isinstance(scale_spec, dict):
+            raise BadRequestError("json: cannot unmarshal string into Go struct field Scale.spec of type "
+                                  "v1.ScaleSpec")
+        replicas = scale_spec.get("replicas")
         if not isinstance(replicas, int) or isinstance(replicas, bool):
             raise BadRequestError(f"spec.replicas: Invalid value: {replicas!r}: must be an integer")
         rv = (desired.get("metadata") or {}).get("resourceVersion")
@@ -104,7 +108,11 @@ async def _scale(request: web.Request, ctx: ApiContext, target: RequestTarget) -
 async def _binding(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.Response:
     assert target.name is not None
     binding = parse_object(await request.read(), request.headers.get("Content-Type"))
-    node = ((binding.get("target") or {}).get("name")) or ""
+    target_ref = binding.get("target") or {}
+    if not isinstance(target_ref, dict):
+        raise BadRequestError("json: cannot unmarshal string into Go struct field Binding.target of type "
+                              "v1.ObjectReference")
+    node = target_ref.get("name") or ""
     if not node:
         raise BadRequestError("target.name: Required value: a binding needs a target node name")
     pod_name = target.name
@@ -138,7 +146,11 @@ async def _eviction(request: web.Request, ctx: ApiContext, target: RequestTarget
     assert target.name is not None
     body = await request.read()
     eviction = parse_object(body, request.headers.get("Content-Type")) if body.strip() else {}
-    options = DeleteOptions.from_dict(eviction.get("deleteOptions"), dry_run=dry_run(request))
+    delete_options = eviction.get("deleteOptions")
+    if delete_options is not None and not isinstance(delete_options, dict):
+        raise BadRequestError("json: cannot unmarshal value into Go struct field Eviction.deleteOptions of type "
+                              "v1.DeleteOptions")
+    options = DeleteOptions.from_dict(delete_options, dry_run=dry_run(request))
     await ctx.registry(target.resource).delete(target.namespace, target.name, options)
     return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                           "code": 201}, status=201)
@@ -148,7 +160,11 @@ async def _finalize(request: web.Request, ctx: ApiContext, target: RequestTarget
     """``PUT namespaces/{name}/finalize``: only ``spec.finalizers`` is taken from the body."""
     assert target.name is not None
     body = parse_object(await request.read(), request.headers.get("Content-Type"))
-    finalizers = (body.get("spec") or {}).get("finalizers") or []
+    spec = body.get("spec") or {}
+    finalizers = spec.get("finalizers") or [] if isinstance(spec, dict) else None
+    if not isinstance(finalizers, list) or not all(isinstance(f, str) for f in finalizers):
+        raise BadRequestError("json: cannot unmarshal value into Go struct field NamespaceSpec.spec.finalizers "
+                              "of type []v1.FinalizerName")
 
     def finalize(ns: dict[str, Any]) -> dict[str, Any]:
         # An empty list (not a missing one) keeps defaulting from restoring "kubernetes".

@@ -135,8 +135,8 @@ async def serve_watch(request: web.Request, ctx: ApiContext, target: RequestTarg
                 break
         with contextlib.suppress(ConnectionResetError):
             await response.write_eof()
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
+    except ConnectionResetError:
+        pass  # the client went away; nothing to tell it
     finally:
         cache.unwatch(watcher)
         ctx.metrics.watches.labels("WATCH", r.plural).dec()

@@ -133,9 +133,18 @@ def run_store(store: str, sizes: Sizes, workdir: Path, profile_dir: Path | None)
         print(f"\n== {store}: apiserver ready in {time.perf_counter() - started:.1f} s", flush=True)
         bench = Bench(store=store, server=server.url, kubeconfig=server.kubeconfig, pid=server.pid, sizes=sizes,
                       workdir=workdir, etcd_url=etcd_url, profile_dir=profile_dir)
-        results = asyncio.run(bench.run())
-        results["store"] = store
-        return results
+        try:
+            asyncio.run(bench.run())
+        except Exception as exc:
+            tail = "\n".join(server.log_path.read_text(errors="replace").splitlines()[-15:])
+            print(f"{store} run failed: {type(exc).__name__}: {exc}\n--- apiserver log tail ---\n{tail}", flush=True)
+            bench.results["error"] = f"{type(exc).__name__}: {exc}"
+        if any(key.endswith("_error") for key in bench.results):
+            lines = [line for line in server.log_path.read_text(errors="replace").splitlines() if "rror" in line]
+            tail = "\n".join(lines[-8:])
+            print(f"--- apiserver log errors ({store}) ---\n{tail}", flush=True)
+        bench.results["store"] = store
+        return bench.results
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -162,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("\ninterrupted; stopping", flush=True)
             return 130
-        except Exception as exc:  # report and go on with the other store
+        except Exception as exc:  # setup failed: report and go on with the other store
             failed = True
             all_results[store] = {"store": store, "error": f"{type(exc).__name__}: {exc}"}
             print(f"{store} run failed: {exc}", flush=True)
@@ -173,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                 import shutil
 
                 shutil.rmtree(workdir, ignore_errors=True)
+    failed = failed or any("error" in r for r in all_results.values())
     print_summary(all_results, sizes)
     if args.json:
         payload = {"sizes": sizes.__dict__, "results": all_results, "machine_cpus": _cpus()}

@@ -233,8 +233,12 @@ class Bench:
                             body = await r.read()
                         times.append(time.perf_counter() - started)
                         if r.status != 200:
-                            raise RuntimeError(f"list {name}: {r.status} {body[:300]!r}")
+                            break
                         size = len(body)
+                    if r.status != 200:
+                        self.results[f"{name}_error"] = f"HTTP {r.status}: {body[:200].decode(errors='replace')}"
+                        say(f"{name.replace('_', ' ')} FAILED", self.results[f"{name}_error"])
+                        continue
                     doc = orjson.loads(body)
                     count = len(doc.get("items") or doc.get("rows") or [])
                     self.results[f"{name}_p50_ms"] = _ms(percentile(times, .5))

@@ -7,6 +7,7 @@ back into the matching class with :func:`error_from_status`.
 
     ApiError (500 InternalError)
     ├── BadRequestError          400 BadRequest
+    │   └── DecodingError        400 BadRequest (a field of the wrong type)
     ├── UnauthorizedError        401 Unauthorized
     ├── ForbiddenError           403 Forbidden
     ├── NotFoundError            404 NotFound
@@ -95,6 +96,10 @@ class ApiError(Exception):
 class BadRequestError(ApiError):
     code = 400
     reason = "BadRequest"
+
+
+class DecodingError(BadRequestError):
+    """The body is well-formed but does not decode as the kind (a type error naming a field)."""
 
 
 class UnauthorizedError(ApiError):

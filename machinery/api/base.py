@@ -13,6 +13,7 @@ import binascii
 import re
 from typing import Annotated, Any, ClassVar
 
+from annotated_types import Interval
 from pydantic import BaseModel, ConfigDict, PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
@@ -95,8 +96,10 @@ def _base64(value: object) -> str:
     return value
 
 
-Int32 = Annotated[int, GoType("int32"), WithJsonSchema({"type": "integer", "format": "int32"})]
-Int64 = Annotated[int, GoType("int64"), WithJsonSchema({"type": "integer", "format": "int64"})]
+Int32 = Annotated[int, GoType("int32"), Interval(ge=-(2**31), le=2**31 - 1),
+                  WithJsonSchema({"type": "integer", "format": "int32"})]
+Int64 = Annotated[int, GoType("int64"), Interval(ge=-(2**63), le=2**63 - 1),
+                  WithJsonSchema({"type": "integer", "format": "int64"})]
 Quantity = Annotated[
     str,
     PlainValidator(_quantity),

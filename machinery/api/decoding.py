@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from machinery.api.base import GoType, K8sModel
-from machinery.errors import BadRequestError
+from machinery.errors import BadRequestError, DecodingError
 
 Loc = tuple[int | str, ...]
 
@@ -144,7 +144,7 @@ def decode(obj: dict[str, Any], *, model: type[K8sModel], api_version: str, kind
         unknown = [e for e in errors if e["type"] == "extra_forbidden"]
         others = [e for e in errors if e["type"] != "extra_forbidden"]
         if others:
-            raise BadRequestError(prefix + _type_error_message(model, others[0]), kind=kind) from None
+            raise DecodingError(prefix + _type_error_message(model, others[0]), kind=kind) from None
         paths = [walk(model, tuple(e["loc"])).pretty for e in unknown]
         if field_validation == "Strict":
             listed = ", ".join(f'unknown field "{p}"' for p in paths)

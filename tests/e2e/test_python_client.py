@@ -10,7 +10,6 @@ never see each other's objects.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,8 +20,6 @@ import pytest
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from apiserver.settings import ApiServerSettings
-from apiserver.storage import open_storage
 from kubelab.testing import RunningApiServer
 
 NS = "default"
@@ -121,7 +118,8 @@ KINDS = [
         id="namespace",
     ),
     pytest.param(
-        Kind(client.CoreV1Api, "pod", True, client.V1Pod, lambda n, t: client.V1Pod(metadata=meta(n, t), spec=pod_spec())),
+        Kind(client.CoreV1Api, "pod", True, client.V1Pod,
+             lambda n, t: client.V1Pod(metadata=meta(n, t), spec=pod_spec())),
         id="pod",
     ),
     pytest.param(
@@ -380,33 +378,18 @@ def test_watch_resumed_from_resource_version_sees_exactly_the_missed_events(
     assert seen == [("MODIFIED", f"{token}-a"), ("ADDED", f"{token}-b"), ("DELETED", f"{token}-a")]
 
 
-async def compact_store(server: RunningApiServer) -> int:
-    """Compact the (stopped) cluster's store at its current revision; return that revision."""
-    storage = open_storage(
-        server.store,
-        sqlite_path=ApiServerSettings(state_dir=server.state_dir).sqlite_path,
-        etcd_servers=server.etcd_servers,
-        etcd_prefix=server.etcd_prefix,
-    )
-    await storage.start()
-    try:
-        revision = await storage.current_revision()
-        await storage.compact(revision)
-        return revision
-    finally:
-        await storage.close()
-
-
-def test_watch_from_compacted_resource_version_is_gone(cluster: RunningApiServer, token: str) -> None:
+def test_watch_from_compacted_resource_version_is_gone(
+    compactable_cluster: RunningApiServer, compact: Callable[[RunningApiServer], int], token: str
+) -> None:
     """History below the compacted revision is gone: the client raises ApiException 410."""
+    cluster = compactable_cluster
     api = new_client(cluster)
     core = client.CoreV1Api(api)
     old = core.create_namespaced_config_map(NS, config_map(f"{token}-a", token, "1")).metadata.resource_version
     for value in ("2", "3"):
         core.patch_namespaced_config_map(f"{token}-a", NS, {"data": {"v": value}})
     api.close()
-    cluster.stop()
-    compacted = asyncio.run(compact_store(cluster))
+    compacted = compact(cluster)
     assert compacted > int(old)
     cluster.restart()
     api = new_client(cluster)

@@ -12,7 +12,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -181,14 +181,17 @@ async def raw_watch(server: RunningApiServer, token: str, rv: str) -> list[tuple
     params = {"watch": "true", "resourceVersion": rv, "labelSelector": f"run={token}", "timeoutSeconds": "1"}
     events = []
     connector = aiohttp.TCPConnector(ssl=server.ssl_context())
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as session:
-        async with session.get(url, params=params) as response:
-            assert response.status == 200
-            async for line in response.content:
-                if line.strip():
-                    event = orjson.loads(line)
-                    meta = event["object"]["metadata"]
-                    events.append((event["type"], meta["name"], meta["resourceVersion"]))
+    async with (
+        aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as session,
+        session.get(url, params=params) as response,
+    ):
+        assert response.status == 200
+        async for line in response.content:
+            if line.strip():
+                event = orjson.loads(line)
+                assert event["type"] != "ERROR", event
+                meta = event["object"]["metadata"]
+                events.append((event["type"], meta["name"], meta["resourceVersion"]))
     return events
 
 
@@ -208,3 +211,27 @@ async def test_watch_from_resource_version_before_restart_replays_the_writes(
     assert [(kind, name) for kind, name, _ in seen] == [(kind, name) for kind, name, _ in writes]
     assert [rv for _, _, rv in seen[:3]] == [rv for _, _, rv in writes[:3]]
     assert int(seen[3][2]) > int(seen[2][2])
+
+
+@pytest.mark.xfail(
+    reason="watch cache: after any compaction, a restarted apiserver's resume window starts at the "
+    "current revision (it lists at the compacted revision, which the store rejects), so a watch "
+    "from a pre-restart resourceVersion answers 410 although the store still has that history",
+    strict=True,
+)
+def test_watch_resumes_across_restart_once_the_store_was_compacted(
+    compactable_cluster: RunningApiServer, compact: Callable[[RunningApiServer], int], token: str
+) -> None:
+    cluster = compactable_cluster
+    compact(cluster)  # as the apiserver's own compactor does every 5 minutes
+    cluster.restart()
+    api = new_client(cluster)
+    try:
+        core = client.CoreV1Api(api)
+        recorded = core.list_namespaced_config_map(NS, label_selector=f"run={token}").metadata.resource_version
+        writes = make_writes(core, token)
+    finally:
+        api.close()
+    cluster.restart()
+    seen = python_client_watch(cluster, token, recorded)
+    assert [(kind, name) for kind, name, _ in seen] == [(kind, name) for kind, name, _ in writes]
