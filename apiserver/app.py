@@ -87,7 +87,7 @@ async def _health(request: web.Request) -> web.Response:
 
 async def _ready(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
-    ready = all(c.ready.is_set() for c in ctx.caches.by_resource.values())
+    ready = ctx.caches.ready.is_set()
     if not ready:
         return web.Response(text="[-]watch-cache not ready\nreadyz check failed", status=500,
                             content_type="text/plain")

@@ -28,28 +28,40 @@ PATCH_TYPES = frozenset({
 })
 
 
+_METADATA_FIRST = b'{"metadata":{'
+
+
 def encode(obj: dict[str, Any]) -> bytes:
-    """Stored form: JSON with no resourceVersion."""
-    meta = obj.get("metadata")
-    if isinstance(meta, dict) and "resourceVersion" in meta:
-        rv = meta.pop("resourceVersion")
-        try:
-            return orjson.dumps(obj)
-        finally:
-            meta["resourceVersion"] = rv
+    """Stored form: JSON with ``metadata`` first and no resourceVersion.
+
+    Putting ``metadata`` first lets :func:`with_resource_version` add the resourceVersion to
+    stored bytes without decoding them (lists and watches send stored objects as they are).
+    """
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "resourceVersion"}
+    return orjson.dumps({"metadata": meta, **{k: v for k, v in obj.items() if k != "metadata"}})
+
+
+def with_resource_version(value: bytes, revision: int) -> bytes:
+    """The stored JSON with ``metadata.resourceVersion`` set, spliced in without decoding."""
+    if value.startswith(_METADATA_FIRST):
+        head = len(_METADATA_FIRST)
+        sep = b"" if value[head:head + 1] == b"}" else b","
+        return b'%s"resourceVersion":"%d"%s%s' % (value[:head], revision, sep, value[head:])
+    obj = decode_value(value, revision)
     return orjson.dumps(obj)
 
 
 def decode(kv: KeyValue) -> dict[str, Any]:
     """A stored value with its resourceVersion set from the revision."""
-    obj: dict[str, Any] = orjson.loads(kv.value)
-    obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_revision)
-    return obj
+    return decode_value(kv.value, kv.mod_revision)
 
 
 def decode_value(value: bytes, revision: int) -> dict[str, Any]:
     obj: dict[str, Any] = orjson.loads(value)
-    obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        meta = obj["metadata"] = {}
+    meta["resourceVersion"] = str(revision)
     return obj
 
 

@@ -27,6 +27,11 @@ class ApiContext:
     registries: dict[str, Registry] = field(default_factory=dict)
     server_address: str = "127.0.0.1:6443"
 
+    @property
+    def consistent_from_cache(self) -> bool:
+        """An in-process store's every write reaches the cache, so consistent lists may use it."""
+        return self.settings.store in ("sqlite", "memory")
+
     def __post_init__(self) -> None:
         services = next(r for r in RESOURCES if r.kind == "Service")
         allocator = ServiceAllocator(self.settings.service_cidr, self.caches.get(services))

@@ -17,9 +17,9 @@ from typing import Any
 
 import orjson
 
-from apiserver.codec import decode
+from apiserver.codec import with_resource_version
 from apiserver.storage.interface import CompactedError, FutureRevisionError, Storage
-from apiserver.watchcache import Filter, WatchCache
+from apiserver.watchcache import Filter, WatchCache, WatchCaches
 from machinery.errors import BadRequestError, GoneError, TimeoutError_
 from machinery.resources import ResourceInfo
 from machinery.selectors import parse_field_selector, parse_label_selector
@@ -37,7 +37,7 @@ def make_filter(resource: ResourceInfo, label_selector: str, field_selector: str
         labels = None
     kind = resource.kind
     if labels is None and fields is None:
-        return _match_all
+        return match_all
     if fields is None:
         assert labels is not None
         return lambda obj: labels.matches((obj.get("metadata") or {}).get("labels"))
@@ -46,7 +46,8 @@ def make_filter(resource: ResourceInfo, label_selector: str, field_selector: str
     return lambda obj: labels.matches((obj.get("metadata") or {}).get("labels")) and fields.matches(obj, kind)
 
 
-def _match_all(obj: dict[str, Any]) -> bool:
+def match_all(obj: dict[str, Any]) -> bool:
+    """The filter of a request without selectors (compared by identity to skip filtering)."""
     return True
 
 
@@ -62,10 +63,12 @@ class ListQuery:
 
 @dataclass
 class ListPage:
-    items: list[dict[str, Any]]
+    """One page of a list: each item's JSON (always) and decoded object (when asked for)."""
+
+    raws: list[bytes]
+    objects: list[dict[str, Any]] | None
     resource_version: str
     continue_token: str = ""
-    remaining: int | None = None
 
 
 def _encode_continue(revision: int, last_key: str) -> str:
@@ -92,33 +95,58 @@ def _parse_rv(value: str) -> int:
     return rv
 
 
-async def list_objects(resource: ResourceInfo, storage: Storage, cache: WatchCache, q: ListQuery) -> ListPage:
+async def list_objects(resource: ResourceInfo, storage: Storage, caches: WatchCaches, q: ListQuery, *,
+                       consistent_from_cache: bool, need_objects: bool = False) -> ListPage:
+    """Answer a list; ``consistent_from_cache`` says the cache sees every write of the store
+    (an in-process store), so even a consistent read can come from it."""
     if q.continue_token and q.resource_version:
         raise BadRequestError("specifying resource version is not allowed when using continue")
     if q.resource_version_match and not q.resource_version:
         raise BadRequestError("resourceVersionMatch is forbidden unless resourceVersion is provided")
     if q.resource_version_match not in ("", "Exact", "NotOlderThan"):
         raise BadRequestError(f'resourceVersionMatch: Unsupported value: "{q.resource_version_match}"')
-    if q.resource_version == "0" and not q.continue_token and q.resource_version_match != "Exact":
-        items, rev = cache.snapshot(q.namespace, q.matches)
-        return ListPage(items, str(rev))
-    if q.resource_version and q.resource_version_match != "Exact":
-        wanted = _parse_rv(q.resource_version)
-        if cache.revision >= wanted and not q.limit:
-            items, rev = cache.snapshot(q.namespace, q.matches)
-            return ListPage(items, str(rev))
-        return await _list_store(resource, storage, q, revision=0, start_after="")
+    cache = caches.get(resource)
     if q.continue_token:
         revision, start_after = _decode_continue(q.continue_token)
-        return await _list_store(resource, storage, q, revision=revision, start_after=start_after)
-    revision = _parse_rv(q.resource_version) if q.resource_version else 0
-    return await _list_store(resource, storage, q, revision=revision, start_after="")
+        return await _list_store(resource, storage, q, revision=revision, start_after=start_after,
+                                 need_objects=need_objects)
+    if q.resource_version_match == "Exact":
+        return await _list_store(resource, storage, q, revision=_parse_rv(q.resource_version), start_after="",
+                                 need_objects=need_objects)
+    if q.resource_version:
+        # "0": any state; "N" (NotOlderThan): a state at least as new as N.
+        wanted = _parse_rv(q.resource_version)
+        if await caches.wait_for_revision(wanted, timeout=3.0):
+            return _list_cache(cache, q, need_objects=need_objects)
+        raise TimeoutError_(f"Too large resource version: {wanted}, current: {caches.revision}",
+                            retry_after_seconds=1)
+    if consistent_from_cache:
+        current = await storage.current_revision()
+        if await caches.wait_for_revision(current, timeout=3.0):
+            page = _list_cache(cache, q, need_objects=need_objects)
+            if not page.continue_token:
+                return page
+    return await _list_store(resource, storage, q, revision=0, start_after="", need_objects=need_objects)
+
+
+def _list_cache(cache: WatchCache, q: ListQuery, *, need_objects: bool) -> ListPage:
+    """From the cache; a page that needs a continue token is left to the store (its snapshot)."""
+    keys, revision = cache.snapshot(q.namespace, None if q.matches is match_all else q.matches)
+    token = ""
+    if q.limit and len(keys) > q.limit:
+        keys = keys[:q.limit]
+        token = _encode_continue(revision, keys[-1])
+    raws = [cache.raw[k] for k in keys]
+    objects = [cache.objects[k] for k in keys] if need_objects else None
+    return ListPage(raws, objects, str(revision), token)
 
 
 async def _list_store(resource: ResourceInfo, storage: Storage, q: ListQuery, *, revision: int,
-                      start_after: str) -> ListPage:
+                      start_after: str, need_objects: bool) -> ListPage:
     prefix = resource.storage_prefix(q.namespace if resource.namespaced else None)
-    items: list[dict[str, Any]] = []
+    raws: list[bytes] = []
+    objects: list[dict[str, Any]] = []
+    decode_all = need_objects or q.matches is not match_all
     # Selectors filter after the read, so keep reading until the page is full (as Kubernetes does).
     batch = max(q.limit, 1) if q.limit else 0
     read_revision = revision
@@ -138,14 +166,18 @@ async def _list_store(resource: ResourceInfo, storage: Storage, q: ListQuery, *,
         read_revision = result.revision
         full = more = False
         for index, kv in enumerate(result.items):
-            obj = decode(kv)
-            if q.matches(obj):
-                items.append(obj)
+            raw = with_resource_version(kv.value, kv.mod_revision)
             start_after = kv.key
-            if q.limit and len(items) >= q.limit:
+            if decode_all:
+                obj = orjson.loads(raw)
+                if not q.matches(obj):
+                    continue
+                objects.append(obj)
+            raws.append(raw)
+            if q.limit and len(raws) >= q.limit:
                 full = True
                 more = result.more or index + 1 < len(result.items)
                 break
         if full or not result.more or not q.limit:
             token = _encode_continue(read_revision, start_after) if full and more else ""
-            return ListPage(items, str(read_revision), token)
+            return ListPage(raws, objects if need_objects else None, str(read_revision), token)

@@ -51,7 +51,7 @@ async def serve_watch(request: web.Request, ctx: ApiContext, target: RequestTarg
         except ValueError:
             raise BadRequestError(f'resourceVersion: Invalid value: "{rv_param}": must be a number') from None
     if send_initial == "false" and after is None:
-        after = ctx.caches.get(r).revision
+        after = ctx.caches.revision
     timeout = query_int(request, "timeoutSeconds")
     if timeout is None or timeout <= 0:
         timeout = int(DEFAULT_TIMEOUT_SECONDS * (1 + random.random()))
@@ -92,6 +92,21 @@ async def serve_watch(request: web.Request, ctx: ApiContext, target: RequestTarg
             meta["annotations"] = extra_annotations
         return _event_line("BOOKMARK", {"kind": r.kind, "apiVersion": r.api_version, "metadata": meta})
 
+    loop = asyncio.get_running_loop()
+    state = {"bookmark_due": False, "expired": False}
+
+    def expire() -> None:
+        state["expired"] = True
+        watcher.wakeup.set()
+
+    def bookmark_due() -> None:
+        state["bookmark_due"] = True
+        watcher.wakeup.set()
+
+    # Timers instead of a timeout per wait: the loop below only ever awaits the wake-up.
+    timers = [loop.call_later(max(deadline - time.monotonic(), 0), expire)]
+    if bookmarks:
+        timers.append(loop.call_later(BOOKMARK_INTERVAL_SECONDS, bookmark_due))
     ctx.metrics.watches.labels("WATCH", r.plural).inc()
     sent = ctx.metrics.watch_events.labels(r.plural)
     try:
@@ -102,42 +117,23 @@ async def serve_watch(request: web.Request, ctx: ApiContext, target: RequestTarg
         if chunk:
             await response.write(chunk)
             sent.inc(len(initial))
-        next_bookmark = time.monotonic() + BOOKMARK_INTERVAL_SECONDS
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                break
-            wait = deadline - now
-            if bookmarks:
-                wait = min(wait, max(next_bookmark - now, 0))
-            try:
-                event = await asyncio.wait_for(watcher.queue.get(), timeout=wait)
-            except TimeoutError:
-                if bookmarks and time.monotonic() >= next_bookmark:
-                    await response.write(bookmark())
-                    next_bookmark = time.monotonic() + BOOKMARK_INTERVAL_SECONDS
-                continue
-            if event is None:
-                break
-            # Drain whatever else is queued into one write.
-            parts = [encode(event)]
-            count = 1
-            while not watcher.queue.empty():
-                more = watcher.queue.get_nowait()
-                if more is None:
-                    watcher.closed = True
-                    break
-                parts.append(encode(more))
-                count += 1
-            await response.write(b"".join(parts))
-            sent.inc(count)
-            if watcher.closed:
-                break
+        while not state["expired"] and not watcher.closed:
+            await watcher.wakeup.wait()
+            events = watcher.take()
+            if events:
+                await response.write(b"".join(encode(e) for e in events))
+                sent.inc(len(events))
+            if state["bookmark_due"] and not state["expired"]:
+                state["bookmark_due"] = False
+                await response.write(bookmark())
+                timers.append(loop.call_later(BOOKMARK_INTERVAL_SECONDS, bookmark_due))
         with contextlib.suppress(ConnectionResetError):
             await response.write_eof()
     except ConnectionResetError:
         pass  # the client went away; nothing to tell it
     finally:
+        for timer in timers:
+            timer.cancel()
         cache.unwatch(watcher)
         ctx.metrics.watches.labels("WATCH", r.plural).dec()
     return response

@@ -1,15 +1,20 @@
-"""Watch cache: one storage watch per resource type, fanned out to every client watch.
+"""Watch cache: one storage watch for every resource, fanned out to every client watch.
 
-For each resource the cache lists the store once, then follows one storage watch. It keeps
-the current objects (served for ``resourceVersion=0`` lists and the synthetic ADDED events a
-new watch starts with) and a ring of recent events (served to watches that resume from a
-resourceVersion). Every event is decoded and serialised once; each client watch gets a
-bounded queue, and a client too slow to drain it is closed (it will re-watch, as Kubernetes
-clients do).
+``WatchCaches`` lists the whole registry once, then follows ONE storage watch on
+``/registry/`` and routes each event to the cache of its resource. Because every write to the
+store produces an event on that watch, the caches' revision is the store's revision once they
+have caught up, which is what makes consistent lists from the cache possible
+(:meth:`WatchCaches.wait_for_revision`).
+
+Each ``WatchCache`` keeps the current objects (decoded, plus their JSON bytes so lists need no
+encoding) and a ring of recent events (served to watches that resume from a resourceVersion).
+Events are decoded once and serialised once; the ring holds only bytes, decoded again on the
+rare replay. A client watch is a :class:`Watcher` with a buffer and a wake-up event; a client
+too slow to drain its buffer is closed (it re-watches, as Kubernetes clients do).
 
 A watch from a resourceVersion older than the ring answers 410 Expired. On start the ring is
-filled from the store's history (as far back as compaction allows), so watches that resume
-after an apiserver restart miss nothing.
+refilled from the store's history (as far back as compaction and the ring size allow), so
+watches resumed after an apiserver restart miss nothing.
 """
 
 from __future__ import annotations
@@ -24,186 +29,165 @@ from typing import Any
 
 import orjson
 
-from apiserver.codec import decode, decode_value
-from apiserver.storage.interface import CompactedError, EventType, Storage
+from apiserver.codec import with_resource_version
+from apiserver.storage.interface import CompactedError, EventType, Storage, StorageEvent
 from machinery.errors import GoneError
 from machinery.resources import ResourceInfo
 
 log = logging.getLogger(__name__)
 
-WATCHER_QUEUE_SIZE = 10_000
+WATCHER_BUFFER_LIMIT = 10_000
+REGISTRY_PREFIX = "/registry/"
+
+Filter = Callable[[dict[str, Any]], bool]
 
 
 @dataclass(slots=True)
 class CacheEvent:
-    """One change, decoded and serialised once."""
+    """One change as a client watch sees it; the object's JSON is computed once and shared."""
 
     type: str  # ADDED | MODIFIED | DELETED
     object: dict[str, Any]
     prev_object: dict[str, Any] | None
     revision: int
+    raw: bytes  # the object's JSON
     _line: bytes | None = None
 
     def json_line(self) -> bytes:
-        """``{"type":…,"object":…}\\n``, computed on first use and shared by every watcher."""
+        """``{"type":…,"object":…}\\n``, built on first use and shared by every watcher."""
         if self._line is None:
-            self._line = orjson.dumps({"type": self.type, "object": self.object}) + b"\n"
+            self._line = b'{"type":"%s","object":%s}\n' % (self.type.encode(), self.raw)
         return self._line
 
 
-Filter = Callable[[dict[str, Any]], bool]
+@dataclass(slots=True)
+class RingEntry:
+    """A past event, kept as bytes (decoded again only when a watch replays it)."""
+
+    type: str
+    revision: int
+    raw: bytes
+    prev_raw: bytes | None
+
+    def to_event(self) -> CacheEvent:
+        prev = orjson.loads(self.prev_raw) if self.prev_raw is not None else None
+        return CacheEvent(self.type, orjson.loads(self.raw), prev, self.revision, self.raw)
 
 
 @dataclass(eq=False)
 class Watcher:
-    """One client watch: its filter and queue. ``None`` in the queue means "closed"."""
+    """One client watch: filters, a buffer of events to send, and a wake-up event."""
 
     namespace: str | None
     matches: Filter
     after_revision: int
-    queue: asyncio.Queue[CacheEvent | None] = field(default_factory=lambda: asyncio.Queue(WATCHER_QUEUE_SIZE))
+    buffer: list[CacheEvent] = field(default_factory=list)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
 
     def offer(self, event: CacheEvent) -> None:
         if self.closed or event.revision <= self.after_revision:
             return
-        translated = self._translate(event)
+        translated = self.translate(event)
         if translated is None:
             return
-        try:
-            self.queue.put_nowait(translated)
-        except asyncio.QueueFull:
+        if len(self.buffer) >= WATCHER_BUFFER_LIMIT:
             log.warning("watcher too slow, closing it (at revision %d)", event.revision)
             self.close()
+            return
+        self.buffer.append(translated)
+        self.wakeup.set()
 
-    def _translate(self, event: CacheEvent) -> CacheEvent | None:
+    def translate(self, event: CacheEvent) -> CacheEvent | None:
         """Apply namespace/selector filters the way Kubernetes does: an object that stops
         matching is DELETED for this watcher, one that starts matching is ADDED."""
         obj = event.object
-        if self.namespace is not None and (obj.get("metadata") or {}).get("namespace") != self.namespace:
+        if self.namespace is not None and obj["metadata"].get("namespace") != self.namespace:
             return None
         now = self.matches(obj)
-        before = event.prev_object is not None and self.matches(event.prev_object)
         if event.type == "MODIFIED":
+            before = event.prev_object is not None and self.matches(event.prev_object)
             if now and before:
                 return event
             if now:
-                return CacheEvent("ADDED", obj, None, event.revision)
+                return CacheEvent("ADDED", obj, None, event.revision, event.raw)
             if before:
-                return CacheEvent("DELETED", obj, None, event.revision)
+                return CacheEvent("DELETED", obj, None, event.revision, event.raw)
             return None
         return event if now else None
 
+    def take(self) -> list[CacheEvent]:
+        events, self.buffer = self.buffer, []
+        self.wakeup.clear()
+        return events
+
     def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            # Make room for the sentinel: the watcher is going away anyway.
-            while self.queue.full():
-                self.queue.get_nowait()
-            self.queue.put_nowait(None)
+        self.closed = True
+        self.wakeup.set()
 
 
 class WatchCache:
-    """The cache of one resource type."""
+    """The cache of one resource type (fed by :class:`WatchCaches`)."""
 
-    def __init__(self, resource: ResourceInfo, storage: Storage, *, capacity: int = 10_000) -> None:
+    def __init__(self, resource: ResourceInfo, *, capacity: int = 10_000) -> None:
         self.resource = resource
-        self.storage = storage
         self.capacity = capacity
         self.objects: dict[str, dict[str, Any]] = {}
-        self.events: deque[CacheEvent] = deque()
-        self.base_revision = 0  # the ring holds every event with revision > base_revision
-        self.revision = 0  # the newest revision the cache has applied
+        self.raw: dict[str, bytes] = {}
+        self.events: deque[RingEntry] = deque()
+        self.base_revision = 0  # the ring holds every event of this resource with revision > base_revision
+        self.revision = 0  # the newest revision applied (of any resource: caches move together)
         self.watchers: set[Watcher] = set()
-        self.ready = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"watchcache:{self.resource.group_resource}")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        for w in list(self.watchers):
-            w.close()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self._follow()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("watch cache %s failed; re-listing", self.resource.group_resource)
-                await asyncio.sleep(0.5)
-
-    async def _initial_state(self) -> int:
-        """Load objects as of the oldest revision still in history; return that revision."""
-        prefix = self.resource.storage_prefix()
-        current = await self.storage.current_revision()
-        compacted = await self.storage.compacted_revision()
-        start = max(compacted, current - self.capacity, 0)
-        if start == 0:
-            # Nothing compacted yet: replay the whole history from an empty state.
-            self.objects = {}
-            return 0
-        for revision in (start, 0):
-            try:
-                listed = await self.storage.list(prefix, revision=revision)
-            except CompactedError:
-                continue
-            self.objects = {kv.key: decode(kv) for kv in listed.items}
-            return listed.revision if revision == 0 else start
-        raise RuntimeError("could not list the store")
-
-    async def _follow(self) -> None:
-        prefix = self.resource.storage_prefix()
-        start = await self._initial_state()
+    def reset(self, revision: int) -> None:
+        """Forget everything (before a re-list); open watches are closed and will re-watch."""
+        self.objects.clear()
+        self.raw.clear()
         self.events.clear()
-        self.base_revision = start
-        self.revision = max(self.revision, start)
-        # Ready at once: history between `start` and now replays through the ring in order,
-        # and a watcher registered meanwhile receives it as it arrives.
-        self.ready.set()
-        async for ev in self.storage.watch(prefix, after_revision=start):
-            if ev.type is EventType.DELETE:
-                obj = decode_value(ev.value, ev.revision)
-                prev = self.objects.pop(ev.key, None)
-                event = CacheEvent("DELETED", obj, prev, ev.revision)
-            else:
-                obj = decode_value(ev.value, ev.revision)
-                prev = self.objects.get(ev.key)
-                self.objects[ev.key] = obj
-                event = CacheEvent("ADDED" if prev is None else "MODIFIED", obj, prev, ev.revision)
-            self._append(event)
+        self.base_revision = revision
+        self.revision = revision
+        for w in self.watchers:
+            w.close()
+        self.watchers.clear()
 
-    def _append(self, event: CacheEvent) -> None:
-        self.events.append(event)
+    def load(self, key: str, value: bytes, revision: int) -> None:
+        raw = with_resource_version(value, revision)
+        self.raw[key] = raw
+        self.objects[key] = orjson.loads(raw)
+
+    def apply(self, ev: StorageEvent) -> None:
+        raw = with_resource_version(ev.value, ev.revision)
+        obj: dict[str, Any] = orjson.loads(raw)
+        prev_raw = self.raw.get(ev.key)
+        if ev.type is EventType.DELETE:
+            prev = self.objects.pop(ev.key, None)
+            self.raw.pop(ev.key, None)
+            event = CacheEvent("DELETED", obj, prev, ev.revision, raw)
+        else:
+            prev = self.objects.get(ev.key)
+            self.objects[ev.key] = obj
+            self.raw[ev.key] = raw
+            event = CacheEvent("ADDED" if prev is None else "MODIFIED", obj, prev, ev.revision, raw)
+        self.events.append(RingEntry(event.type, ev.revision, raw, prev_raw))
         if len(self.events) > self.capacity:
-            dropped = self.events.popleft()
-            self.base_revision = dropped.revision
-        self.revision = event.revision
-        for w in list(self.watchers):
-            w.offer(event)
-            if w.closed:
-                self.watchers.discard(w)
+            self.base_revision = self.events.popleft().revision
+        self.revision = ev.revision
+        if self.watchers:
+            for w in list(self.watchers):
+                w.offer(event)
+                if w.closed:
+                    self.watchers.discard(w)
 
     # ---- client API ----------------------------------------------------------------------
-    async def wait_ready(self, timeout: float = 30.0) -> None:
-        await asyncio.wait_for(self.ready.wait(), timeout)
-
-    def snapshot(self, namespace: str | None, matches: Filter) -> tuple[list[dict[str, Any]], int]:
-        """Current objects (sorted by key) and the cache's revision."""
-        items = []
-        for key in sorted(self.objects):
-            obj = self.objects[key]
-            if namespace is not None and obj["metadata"].get("namespace") != namespace:
-                continue
-            if matches(obj):
-                items.append(obj)
-        return items, self.revision
+    def snapshot(self, namespace: str | None, matches: Filter | None) -> tuple[list[str], int]:
+        """Keys of the current objects that match (sorted), and the cache's revision."""
+        keys = sorted(self.objects)
+        if namespace is not None:
+            prefix = self.resource.storage_prefix(namespace)
+            keys = [k for k in keys if k.startswith(prefix)]
+        if matches is not None:
+            keys = [k for k in keys if matches(self.objects[k])]
+        return keys, self.revision
 
     def watch(self, namespace: str | None, matches: Filter, *, after_revision: int | None
               ) -> tuple[Watcher, list[CacheEvent]]:
@@ -213,17 +197,17 @@ class WatchCache:
         A revision older than the ring raises GoneError (410 Expired).
         """
         if after_revision is None:
-            items, revision = self.snapshot(namespace, matches)
-            initial = [CacheEvent("ADDED", obj, None, int(obj["metadata"]["resourceVersion"])) for obj in items]
+            keys, revision = self.snapshot(namespace, matches)
+            initial = [CacheEvent("ADDED", self.objects[k], None, revision, self.raw[k]) for k in keys]
             watcher = Watcher(namespace, matches, revision)
         else:
             if after_revision < self.base_revision:
                 raise GoneError(f"too old resource version: {after_revision} ({self.base_revision})")
             watcher = Watcher(namespace, matches, after_revision)
             initial = []
-            for event in self.events:
-                if event.revision > after_revision:
-                    translated = watcher._translate(event)
+            for entry in self.events:
+                if entry.revision > after_revision:
+                    translated = watcher.translate(entry.to_event())
                     if translated is not None:
                         initial.append(translated)
             watcher.after_revision = max(after_revision, self.revision)
@@ -236,21 +220,99 @@ class WatchCache:
 
 
 class WatchCaches:
-    """All resources' caches, started together."""
+    """All resources' caches, fed by one storage watch."""
 
     def __init__(self, resources: tuple[ResourceInfo, ...], storage: Storage, *, capacity: int) -> None:
-        self.by_resource = {r.group_resource: WatchCache(r, storage, capacity=capacity) for r in resources}
+        self.storage = storage
+        self.capacity = capacity
+        self.by_resource = {r.group_resource: WatchCache(r, capacity=capacity) for r in resources}
+        self.revision = 0
+        self.ready = asyncio.Event()
+        self._advanced = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
 
     def get(self, resource: ResourceInfo) -> WatchCache:
         return self.by_resource[resource.group_resource]
 
-    async def start(self) -> None:
-        for cache in self.by_resource.values():
-            await cache.start()
+    def _cache_for(self, key: str) -> WatchCache | None:
+        # /registry/{group_resource}/...
+        parts = key.split("/", 3)
+        return self.by_resource.get(parts[2]) if len(parts) > 3 else None
 
-    async def wait_ready(self, timeout: float = 30.0) -> None:
-        await asyncio.gather(*(c.wait_ready(timeout) for c in self.by_resource.values()))
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="watchcaches")
 
     async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
         for cache in self.by_resource.values():
-            await cache.stop()
+            cache.reset(cache.revision)
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        await asyncio.wait_for(self.ready.wait(), timeout)
+
+    async def wait_for_revision(self, revision: int, timeout: float) -> bool:
+        """Wait until the caches have applied ``revision``; False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.revision < revision:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._advanced.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._follow()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("watch cache failed; re-listing")
+                await asyncio.sleep(0.5)
+
+    async def _initial_state(self) -> int:
+        """Load every object as of the oldest revision worth replaying; return that revision."""
+        current = await self.storage.current_revision()
+        compacted = await self.storage.compacted_revision()
+        start = max(compacted, current - self.capacity, 0)
+        for cache in self.by_resource.values():
+            cache.reset(start)
+        if start == 0:
+            return 0  # nothing compacted yet: replay the whole history from an empty state
+        for revision in (start, 0):
+            try:
+                listed = await self.storage.list(REGISTRY_PREFIX, revision=revision)
+            except CompactedError:
+                continue
+            start = listed.revision if revision == 0 else start
+            for cache in self.by_resource.values():
+                cache.reset(start)
+            for kv in listed.items:
+                target = self._cache_for(kv.key)
+                if target is not None:
+                    target.load(kv.key, kv.value, kv.mod_revision)
+            return start
+        raise RuntimeError("could not list the store")
+
+    async def _follow(self) -> None:
+        start = await self._initial_state()
+        self.revision = start
+        # Ready at once: history after `start` replays through the rings in order, and
+        # consistent reads wait for the revision they need (wait_for_revision).
+        self.ready.set()
+        async for ev in self.storage.watch(REGISTRY_PREFIX, after_revision=start):
+            target = self._cache_for(ev.key)
+            if target is not None:
+                target.apply(ev)
+            self.revision = ev.revision
+            for cache in self.by_resource.values():
+                cache.revision = ev.revision
+            self._advanced.set()
+            self._advanced = asyncio.Event()

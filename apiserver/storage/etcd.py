@@ -82,7 +82,10 @@ class EtcdStorage:
         errors = []
         for url in self.endpoints:
             host, port = _parse_endpoint(url)
-            client = aetcd.Client(host=host, port=port, timeout=int(self.timeout) or 1)
+            # Large lists (5,000 pods is ~11 MB) exceed gRPC's default 4 MiB receive limit.
+            client = aetcd.Client(host=host, port=port, timeout=int(self.timeout) or 1,
+                                  options={"grpc.max_receive_message_length": 2**31 - 1,
+                                           "grpc.max_send_message_length": 2**31 - 1})
             try:
                 await asyncio.wait_for(client.connect(), self.timeout)
                 await client.maintenancestub.Status(rpc.StatusRequest(), timeout=self.timeout)

@@ -1,80 +1,102 @@
-"""The watch cache over the memory store: replay windows, 410 Expired, selector transitions."""
+"""The watch caches over the memory store: replay windows, 410 Expired, restart refill,
+selector transitions and consistent-read waiting."""
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import AsyncIterator
 
 import orjson
 import pytest
 
 from apiserver.storage.memory import MemoryStorage
-from apiserver.watchcache import WatchCache
+from apiserver.watchcache import WatchCache, WatchCaches
 from machinery.errors import GoneError
-from machinery.resources import lookup
+from machinery.resources import RESOURCES, lookup
+
+CONFIGMAPS = lookup("", "v1", "configmaps")
+assert CONFIGMAPS is not None
 
 
 def _cm(name: str, labels: dict[str, str] | None = None) -> bytes:
-    return orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap",
-                         "metadata": {"name": name, "namespace": "ns", "labels": labels or {}}})
+    return orjson.dumps({"metadata": {"name": name, "namespace": "ns", "labels": labels or {}},
+                         "apiVersion": "v1", "kind": "ConfigMap"})
 
 
-async def _cache(storage: MemoryStorage, capacity: int) -> WatchCache:
-    resource = lookup("", "v1", "configmaps")
-    assert resource is not None
-    cache = WatchCache(resource, storage, capacity=capacity)
-    await cache.start()
-    await cache.wait_ready()
-    return cache
+@pytest.fixture
+async def storage() -> AsyncIterator[MemoryStorage]:
+    store = MemoryStorage()
+    await store.start()
+    yield store
+    await store.close()
 
 
-async def _settle(cache: WatchCache, revision: int) -> None:
-    async with asyncio.timeout(5):
-        while cache.revision < revision:
-            await asyncio.sleep(0.01)
+async def _caches(storage: MemoryStorage, capacity: int = 100) -> WatchCaches:
+    caches = WatchCaches(RESOURCES, storage, capacity=capacity)
+    await caches.start()
+    await caches.wait_ready()
+    return caches
 
 
-async def test_resume_older_than_window_is_gone() -> None:
-    storage = MemoryStorage()
-    await storage.start()
-    cache = await _cache(storage, capacity=3)
+def _configmaps(caches: WatchCaches) -> WatchCache:
+    assert CONFIGMAPS is not None
+    return caches.get(CONFIGMAPS)
+
+
+async def test_resume_older_than_window_is_gone(storage: MemoryStorage) -> None:
+    caches = await _caches(storage, capacity=3)
     revisions = [await storage.create(f"/registry/configmaps/ns/c{i}", _cm(f"c{i}")) for i in range(6)]
-    await _settle(cache, revisions[-1])
+    assert await caches.wait_for_revision(revisions[-1], timeout=5)
+    cache = _configmaps(caches)
     with pytest.raises(GoneError, match="too old resource version"):
         cache.watch(None, lambda o: True, after_revision=revisions[0])
     watcher, replay = cache.watch(None, lambda o: True, after_revision=revisions[3])
     assert [e.object["metadata"]["name"] for e in replay] == ["c4", "c5"]
     cache.unwatch(watcher)
-    await cache.stop()
-    await storage.close()
+    await caches.stop()
 
 
-async def test_restart_refills_history_from_the_store() -> None:
-    storage = MemoryStorage()
-    await storage.start()
+async def test_restart_refills_history_from_the_store(storage: MemoryStorage) -> None:
     first = await storage.create("/registry/configmaps/ns/a", _cm("a"))
+    await storage.create("/registry/pods/ns/p", b'{"metadata":{"name":"p","namespace":"ns"}}')
     await storage.create("/registry/configmaps/ns/b", _cm("b"))
     last = await storage.delete("/registry/configmaps/ns/a")
-    cache = await _cache(storage, capacity=100)
-    await _settle(cache, last.mod_revision)
-    _, replay = cache.watch(None, lambda o: True, after_revision=first)
+    caches = await _caches(storage)
+    assert await caches.wait_for_revision(last.mod_revision, timeout=5)
+    _, replay = _configmaps(caches).watch(None, lambda o: True, after_revision=first)
     assert [(e.type, e.object["metadata"]["name"]) for e in replay] == [("ADDED", "b"), ("DELETED", "a")]
-    await cache.stop()
-    await storage.close()
+    await caches.stop()
 
 
-async def test_selector_transitions_become_added_and_deleted() -> None:
-    storage = MemoryStorage()
-    await storage.start()
-    cache = await _cache(storage, capacity=100)
+async def test_selector_transitions_become_added_and_deleted(storage: MemoryStorage) -> None:
+    caches = await _caches(storage)
+    cache = _configmaps(caches)
     key = "/registry/configmaps/ns/s"
     rev = await storage.create(key, _cm("s", {"team": "a"}))
-    await _settle(cache, rev)
+    assert await caches.wait_for_revision(rev, timeout=5)
     watcher, initial = cache.watch("ns", lambda o: o["metadata"]["labels"].get("team") == "b", after_revision=None)
     assert initial == []
     rev = await storage.update(key, _cm("s", {"team": "b"}), expected_revision=rev)
     rev = await storage.update(key, _cm("s", {"team": "c"}), expected_revision=rev)
-    await _settle(cache, rev)
-    got = [watcher.queue.get_nowait() for _ in range(2)]
-    assert [e.type for e in got if e is not None] == ["ADDED", "DELETED"]
-    await cache.stop()
-    await storage.close()
+    assert await caches.wait_for_revision(rev, timeout=5)
+    assert [e.type for e in watcher.take()] == ["ADDED", "DELETED"]
+    await caches.stop()
+
+
+async def test_cache_revision_follows_every_resource(storage: MemoryStorage) -> None:
+    caches = await _caches(storage)
+    rev = await storage.create("/registry/pods/ns/p", b'{"metadata":{"name":"p","namespace":"ns"}}')
+    assert await caches.wait_for_revision(rev, timeout=5)
+    keys, revision = _configmaps(caches).snapshot(None, None)
+    assert keys == [] and revision == rev
+    assert not await caches.wait_for_revision(rev + 1, timeout=0.1)
+    await caches.stop()
+
+
+async def test_objects_carry_their_resource_version_in_json(storage: MemoryStorage) -> None:
+    caches = await _caches(storage)
+    rev = await storage.create("/registry/configmaps/ns/j", _cm("j"))
+    assert await caches.wait_for_revision(rev, timeout=5)
+    cache = _configmaps(caches)
+    assert orjson.loads(cache.raw["/registry/configmaps/ns/j"])["metadata"]["resourceVersion"] == str(rev)
+    assert cache.objects["/registry/configmaps/ns/j"]["metadata"]["resourceVersion"] == str(rev)
+    await caches.stop()

@@ -17,22 +17,29 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from kubernetes import client, config, watch
+from kubernetes import client as typed_client
+from kubernetes import config, watch
 from kubernetes.client.exceptions import ApiException
 
 from kubelab.testing import RunningApiServer
 
 NS = "default"
 
+# Every field of the client's models is Optional and parts of it are untyped; these tests
+# assert concrete values, so they use the client dynamically.
+client: Any = typed_client
+Watch: Any = watch.Watch
+new_client_from_config: Any = config.new_client_from_config
 
-def new_client(server: RunningApiServer) -> client.ApiClient:
+
+def new_client(server: RunningApiServer) -> Any:
     """An ApiClient built from the cluster's kubeconfig, as users build one."""
-    api: client.ApiClient = config.new_client_from_config(config_file=str(server.kubeconfig))
+    api: Any = new_client_from_config(config_file=str(server.kubeconfig))
     return api
 
 
 @pytest.fixture
-def api_client(module_cluster: RunningApiServer) -> Iterator[client.ApiClient]:
+def api_client(module_cluster: RunningApiServer) -> Iterator[Any]:
     api = new_client(module_cluster)
     yield api
     api.close()
@@ -44,15 +51,15 @@ def token() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
-def meta(name: str, token: str) -> client.V1ObjectMeta:
+def meta(name: str, token: str) -> Any:
     return client.V1ObjectMeta(name=name, labels={"run": token})
 
 
-def pod_spec() -> client.V1PodSpec:
+def pod_spec() -> Any:
     return client.V1PodSpec(containers=[client.V1Container(name="c", image="busybox")])
 
 
-def deployment(name: str, token: str, replicas: int = 1) -> client.V1Deployment:
+def deployment(name: str, token: str, replicas: int = 1) -> Any:
     labels = {"app": name}
     return client.V1Deployment(
         metadata=meta(name, token),
@@ -71,7 +78,7 @@ class Kind:
     api: Callable[[client.ApiClient], Any]
     stem: str
     namespaced: bool
-    model: type
+    model: Any
     body: Callable[[str, str], Any]
     name_label: bool = False
     """Namespaces get the immutable ``kubernetes.io/metadata.name`` label from the server."""
@@ -80,7 +87,7 @@ class Kind:
         """The labels the server returns for object ``name`` created with ``labels``."""
         return {**labels, "kubernetes.io/metadata.name": name} if self.name_label else labels
 
-    def call(self, api_client: client.ApiClient, verb: str, *args: Any, **kwargs: Any) -> Any:
+    def call(self, api_client: Any, verb: str, *args: Any, **kwargs: Any) -> Any:
         """``<verb>_namespaced_<stem>(..., namespace, ...)`` or ``<verb>_<stem>(...)``."""
         api = self.api(api_client)
         if self.namespaced:
@@ -143,11 +150,11 @@ KINDS = [
 
 
 def status_of(exc: ApiException) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads(exc.body)
+    body: dict[str, Any] = json.loads(exc.body or "{}")
     return body
 
 
-def create(kind: Kind, api_client: client.ApiClient, token: str, suffix: str = "a") -> Any:
+def create(kind: Kind, api_client: Any, token: str, suffix: str = "a") -> Any:
     return kind.call(api_client, "create", kind.body(f"{token}-{suffix}", token))
 
 
@@ -155,7 +162,7 @@ def create(kind: Kind, api_client: client.ApiClient, token: str, suffix: str = "
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_create_returns_typed_object_with_server_metadata(
-    kind: Kind, api_client: client.ApiClient, token: str
+    kind: Kind, api_client: Any, token: str
 ) -> None:
     created = create(kind, api_client, token)
     assert isinstance(created, kind.model)
@@ -168,7 +175,7 @@ def test_create_returns_typed_object_with_server_metadata(
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_read_returns_the_created_object(kind: Kind, api_client: client.ApiClient, token: str) -> None:
+def test_read_returns_the_created_object(kind: Kind, api_client: Any, token: str) -> None:
     created = create(kind, api_client, token)
     read = kind.call(api_client, "read", f"{token}-a")
     assert isinstance(read, kind.model)
@@ -177,7 +184,7 @@ def test_read_returns_the_created_object(kind: Kind, api_client: client.ApiClien
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_list_filters_by_label_selector(kind: Kind, api_client: client.ApiClient, token: str) -> None:
+def test_list_filters_by_label_selector(kind: Kind, api_client: Any, token: str) -> None:
     create(kind, api_client, token, "a")
     create(kind, api_client, token, "b")
     kind.call(api_client, "patch", f"{token}-b", {"metadata": {"labels": {"pick": "yes"}}})
@@ -202,7 +209,7 @@ PATCHES = [
 @pytest.mark.parametrize(("content_type", "patch"), PATCHES)
 @pytest.mark.parametrize("kind", KINDS)
 def test_patch_adds_a_label(
-    kind: Kind, content_type: str | None, patch: Any, api_client: client.ApiClient, token: str
+    kind: Kind, content_type: str | None, patch: Any, api_client: Any, token: str
 ) -> None:
     created = create(kind, api_client, token)
     options = {"_content_type": content_type} if content_type else {}
@@ -215,7 +222,7 @@ def test_patch_adds_a_label(
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_replace_stores_the_new_object(kind: Kind, api_client: client.ApiClient, token: str) -> None:
+def test_replace_stores_the_new_object(kind: Kind, api_client: Any, token: str) -> None:
     current = create(kind, api_client, token)
     current.metadata.labels["replaced"] = "yes"
     replaced = kind.call(api_client, "replace", f"{token}-a", current)
@@ -227,7 +234,7 @@ def test_replace_stores_the_new_object(kind: Kind, api_client: client.ApiClient,
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_replace_with_stale_resource_version_is_conflict(
-    kind: Kind, api_client: client.ApiClient, token: str
+    kind: Kind, api_client: Any, token: str
 ) -> None:
     stale = create(kind, api_client, token)
     kind.call(api_client, "patch", f"{token}-a", {"metadata": {"labels": {"first": "yes"}}})
@@ -238,7 +245,7 @@ def test_replace_with_stale_resource_version_is_conflict(
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_create_twice_is_already_exists(kind: Kind, api_client: client.ApiClient, token: str) -> None:
+def test_create_twice_is_already_exists(kind: Kind, api_client: Any, token: str) -> None:
     create(kind, api_client, token)
     with pytest.raises(ApiException) as info:
         create(kind, api_client, token)
@@ -246,14 +253,14 @@ def test_create_twice_is_already_exists(kind: Kind, api_client: client.ApiClient
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_read_missing_is_not_found(kind: Kind, api_client: client.ApiClient, token: str) -> None:
+def test_read_missing_is_not_found(kind: Kind, api_client: Any, token: str) -> None:
     with pytest.raises(ApiException) as info:
         kind.call(api_client, "read", f"{token}-missing")
     assert (info.value.status, status_of(info.value)["reason"]) == (404, "NotFound")
 
 
 @pytest.mark.parametrize("kind", [p for p in KINDS if p.id != "namespace"])
-def test_delete_removes_the_object(kind: Kind, api_client: client.ApiClient, token: str) -> None:
+def test_delete_removes_the_object(kind: Kind, api_client: Any, token: str) -> None:
     create(kind, api_client, token)
     kind.call(api_client, "delete", f"{token}-a")
     with pytest.raises(ApiException) as info:
@@ -261,7 +268,7 @@ def test_delete_removes_the_object(kind: Kind, api_client: client.ApiClient, tok
     assert info.value.status == 404
 
 
-def test_delete_namespace_starts_termination(api_client: client.ApiClient, token: str) -> None:
+def test_delete_namespace_starts_termination(api_client: Any, token: str) -> None:
     """The namespace lingers as Terminating until its finalizer is removed (by the namespace
     controller, which is not part of the apiserver process)."""
     core = client.CoreV1Api(api_client)
@@ -273,7 +280,7 @@ def test_delete_namespace_starts_termination(api_client: client.ApiClient, token
     assert read.status.phase == "Terminating"
 
 
-def test_secret_data_round_trips_base64(api_client: client.ApiClient, token: str) -> None:
+def test_secret_data_round_trips_base64(api_client: Any, token: str) -> None:
     core = client.CoreV1Api(api_client)
     core.create_namespaced_secret(NS, client.V1Secret(metadata=meta(f"{token}-a", token),
                                                       string_data={"password": "s3cret"}))
@@ -282,7 +289,7 @@ def test_secret_data_round_trips_base64(api_client: client.ApiClient, token: str
 
 # ---- patch semantics and the scale subresource ---------------------------------------------
 
-def two_container_deployment(token: str) -> client.V1Deployment:
+def two_container_deployment(token: str) -> Any:
     body = deployment(f"{token}-a", token)
     body.spec.template.spec.containers = [
         client.V1Container(name="app", image="busybox"), client.V1Container(name="side", image="busybox")]
@@ -298,7 +305,7 @@ def two_container_deployment(token: str) -> client.V1Deployment:
     ],
 )
 def test_container_list_patch(
-    content_type: str, expected: list[tuple[str, str]], api_client: client.ApiClient, token: str
+    content_type: str, expected: list[tuple[str, str]], api_client: Any, token: str
 ) -> None:
     apps = client.AppsV1Api(api_client)
     apps.create_namespaced_deployment(NS, two_container_deployment(token))
@@ -307,7 +314,7 @@ def test_container_list_patch(
     assert [(c.name, c.image) for c in patched.spec.template.spec.containers] == expected
 
 
-def test_read_deployment_scale(api_client: client.ApiClient, token: str) -> None:
+def test_read_deployment_scale(api_client: Any, token: str) -> None:
     apps = client.AppsV1Api(api_client)
     apps.create_namespaced_deployment(NS, deployment(f"{token}-a", token, replicas=2))
     scale = apps.read_namespaced_deployment_scale(f"{token}-a", NS)
@@ -315,7 +322,7 @@ def test_read_deployment_scale(api_client: client.ApiClient, token: str) -> None
     assert (scale.metadata.name, scale.spec.replicas) == (f"{token}-a", 2)
 
 
-def test_patch_deployment_scale_sets_replicas(api_client: client.ApiClient, token: str) -> None:
+def test_patch_deployment_scale_sets_replicas(api_client: Any, token: str) -> None:
     apps = client.AppsV1Api(api_client)
     apps.create_namespaced_deployment(NS, deployment(f"{token}-a", token))
     scale = apps.patch_namespaced_deployment_scale(f"{token}-a", NS, {"spec": {"replicas": 3}})
@@ -326,16 +333,16 @@ def test_patch_deployment_scale_sets_replicas(api_client: client.ApiClient, toke
 
 # ---- watch ---------------------------------------------------------------------------------
 
-def config_map(name: str, token: str, value: str) -> client.V1ConfigMap:
+def config_map(name: str, token: str, value: str) -> Any:
     return client.V1ConfigMap(metadata=meta(name, token), data={"v": value})
 
 
-def test_watch_sees_added_modified_deleted_in_order(api_client: client.ApiClient, token: str) -> None:
+def test_watch_sees_added_modified_deleted_in_order(api_client: Any, token: str) -> None:
     core = client.CoreV1Api(api_client)
     core.create_namespaced_config_map(NS, config_map(f"{token}-anchor", token, "0"))
     seen: list[tuple[str, str, dict[str, str]]] = []
     versions: list[int] = []
-    w = watch.Watch()
+    w = Watch()
     for event in w.stream(core.list_namespaced_config_map, NS, label_selector=f"run={token}", timeout_seconds=10):
         assert isinstance(event["object"], client.V1ConfigMap)
         seen.append((event["type"], event["object"].metadata.name, event["object"].data))
@@ -358,18 +365,18 @@ def test_watch_sees_added_modified_deleted_in_order(api_client: client.ApiClient
 
 
 def test_watch_resumed_from_resource_version_sees_exactly_the_missed_events(
-    api_client: client.ApiClient, token: str
+    api_client: Any, token: str
 ) -> None:
     core = client.CoreV1Api(api_client)
     core.create_namespaced_config_map(NS, config_map(f"{token}-a", token, "1"))
-    first = watch.Watch()
+    first = Watch()
     for _ in first.stream(core.list_namespaced_config_map, NS, label_selector=f"run={token}", timeout_seconds=10):
         first.stop()  # drop the stream after the first event
     resume_from = first.resource_version
     core.patch_namespaced_config_map(f"{token}-a", NS, {"data": {"v": "2"}})
     core.create_namespaced_config_map(NS, config_map(f"{token}-b", token, "1"))
     core.delete_namespaced_config_map(f"{token}-a", NS)
-    second = watch.Watch()
+    second = Watch()
     seen = [
         (event["type"], event["object"].metadata.name)
         for event in second.stream(core.list_namespaced_config_map, NS, label_selector=f"run={token}",
@@ -395,7 +402,7 @@ def test_watch_from_compacted_resource_version_is_gone(
     api = new_client(cluster)
     core = client.CoreV1Api(api)
     with pytest.raises(ApiException) as info:
-        for _ in watch.Watch().stream(core.list_namespaced_config_map, NS, resource_version=old, timeout_seconds=5):
+        for _ in Watch().stream(core.list_namespaced_config_map, NS, resource_version=old, timeout_seconds=5):
             pass
     api.close()
     assert info.value.status == 410

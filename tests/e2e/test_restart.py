@@ -18,15 +18,22 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from kubernetes import client, config, watch
+from kubernetes import client as typed_client
+from kubernetes import config, watch
 
 from kubelab.testing import RunningApiServer
 
 NS = "default"
 
+# Every field of the client's models is Optional and parts of it are untyped; these tests
+# assert concrete values, so they use the client dynamically.
+client: Any = typed_client
+Watch: Any = watch.Watch
+new_client_from_config: Any = config.new_client_from_config
 
-def new_client(server: RunningApiServer) -> client.ApiClient:
-    api: client.ApiClient = config.new_client_from_config(config_file=str(server.kubeconfig))
+
+def new_client(server: RunningApiServer) -> Any:
+    api: Any = new_client_from_config(config_file=str(server.kubeconfig))
     return api
 
 
@@ -36,22 +43,22 @@ def token() -> str:
 
 
 @pytest.fixture
-def api(cluster: RunningApiServer) -> Iterator[client.ApiClient]:
+def api(cluster: RunningApiServer) -> Iterator[Any]:
     """A client for the test's cluster; stays usable across restarts (same port)."""
     api = new_client(cluster)
     yield api
     api.close()
 
 
-def labelled(name: str, token: str) -> client.V1ObjectMeta:
+def labelled(name: str, token: str) -> Any:
     return client.V1ObjectMeta(name=name, labels={"run": token})
 
 
-def config_map(name: str, token: str, value: str) -> client.V1ConfigMap:
+def config_map(name: str, token: str, value: str) -> Any:
     return client.V1ConfigMap(metadata=labelled(name, token), data={"v": value})
 
 
-def create_one_of_each(api: client.ApiClient, token: str) -> dict[str, Any]:
+def create_one_of_each(api: Any, token: str) -> dict[str, Any]:
     """Objects of several kinds and scopes, by a label for the assertion messages."""
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
     labels = {"app": token}
@@ -73,7 +80,7 @@ def create_one_of_each(api: client.ApiClient, token: str) -> dict[str, Any]:
     }
 
 
-def read_back(api: client.ApiClient, kind: str, name: str) -> Any:
+def read_back(api: Any, kind: str, name: str) -> Any:
     core = client.CoreV1Api(api)
     readers = {
         "namespace": lambda: core.read_namespace(name),
@@ -87,7 +94,7 @@ def read_back(api: client.ApiClient, kind: str, name: str) -> Any:
     return readers[kind]()
 
 
-def identity(obj: Any, api: client.ApiClient) -> tuple[str, str, Any]:
+def identity(obj: Any, api: Any) -> tuple[str, str, Any]:
     """(uid, resourceVersion, the serialised object) of a typed object."""
     return obj.metadata.uid, obj.metadata.resource_version, api.sanitize_for_serialization(obj)
 
@@ -102,7 +109,7 @@ def kill_hard(server: RunningApiServer) -> None:
 
 
 def test_graceful_restart_keeps_objects_with_same_uid_and_resource_version(
-    cluster: RunningApiServer, api: client.ApiClient, token: str
+    cluster: RunningApiServer, api: Any, token: str
 ) -> None:
     created = create_one_of_each(api, token)
     before = {kind: identity(read_back(api, kind, token), api) for kind in created}
@@ -114,7 +121,7 @@ def test_graceful_restart_keeps_objects_with_same_uid_and_resource_version(
 
 
 def test_resource_versions_keep_growing_after_restart(
-    cluster: RunningApiServer, api: client.ApiClient, token: str
+    cluster: RunningApiServer, api: Any, token: str
 ) -> None:
     core = client.CoreV1Api(api)
     last = core.create_namespaced_config_map(NS, config_map(f"{token}-a", token, "1")).metadata.resource_version
@@ -127,7 +134,7 @@ def test_resource_versions_keep_growing_after_restart(
 
 @pytest.mark.parametrize("restart", [pytest.param("graceful", id="graceful"), pytest.param("sigkill", id="sigkill")])
 def test_no_acknowledged_write_is_lost(
-    restart: str, cluster: RunningApiServer, api: client.ApiClient, token: str
+    restart: str, cluster: RunningApiServer, api: Any, token: str
 ) -> None:
     """Creates, updates and deletes that answered 2xx are all there after the restart."""
     core = client.CoreV1Api(api)
@@ -148,7 +155,7 @@ def test_no_acknowledged_write_is_lost(
     assert {cm.metadata.name: (cm.metadata.resource_version, cm.data) for cm in listed.items} == expected
 
 
-def make_writes(core: client.CoreV1Api, token: str) -> list[tuple[str, str, str]]:
+def make_writes(core: Any, token: str) -> list[tuple[str, str, str]]:
     """create a, modify a, create b, delete a: (type, name, resourceVersion or "" if unknown)."""
     a1 = core.create_namespaced_config_map(NS, config_map(f"{token}-a", token, "1"))
     a2 = core.patch_namespaced_config_map(f"{token}-a", NS, {"data": {"v": "2"}})
@@ -168,7 +175,7 @@ def python_client_watch(server: RunningApiServer, token: str, rv: str) -> list[t
         core = client.CoreV1Api(api)
         return [
             (event["type"], event["object"].metadata.name, event["object"].metadata.resource_version)
-            for event in watch.Watch().stream(core.list_namespaced_config_map, NS, label_selector=f"run={token}",
+            for event in Watch().stream(core.list_namespaced_config_map, NS, label_selector=f"run={token}",
                                               resource_version=rv, timeout_seconds=1)
         ]
     finally:
@@ -198,7 +205,7 @@ async def raw_watch(server: RunningApiServer, token: str, rv: str) -> list[tuple
 @pytest.mark.parametrize("watcher", [pytest.param("python-client", id="python-client"),
                                      pytest.param("raw-http", id="raw-http")])
 async def test_watch_from_resource_version_before_restart_replays_the_writes(
-    watcher: str, cluster: RunningApiServer, api: client.ApiClient, token: str
+    watcher: str, cluster: RunningApiServer, api: Any, token: str
 ) -> None:
     core = client.CoreV1Api(api)
     recorded = core.list_namespaced_config_map(NS, label_selector=f"run={token}").metadata.resource_version
