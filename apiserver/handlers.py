@@ -35,6 +35,7 @@ from apiserver.requests import (
     options_invalid,
     query_bool,
     query_int,
+    send_json,
     wants_table,
 )
 from apiserver.routing import RequestTarget, parse_resource_path
@@ -107,7 +108,7 @@ async def read_body(request: web.Request) -> bytes:
 
 
 # ---- collection verbs ----------------------------------------------------------------------
-async def _list(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.Response:
+async def _list(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.StreamResponse:
     r = target.resource
     query_int(request, "timeoutSeconds")  # validated; a list answers well within any timeout
     q = ListQuery(
@@ -124,14 +125,15 @@ async def _list(request: web.Request, ctx: ApiContext, target: RequestTarget) ->
     if table:
         assert page.objects is not None
         include = printing.check_include_object(request.query.get("includeObject", ""))
-        return json_response(printing.to_table(r, page.objects, resource_version=page.resource_version,
-                                               continue_token=page.continue_token, include_object=include))
+        table_doc = printing.to_table(r, page.objects, resource_version=page.resource_version,
+                                      continue_token=page.continue_token, include_object=include)
+        return await send_json(request, orjson.dumps(table_doc))
     meta: dict[str, Any] = {"resourceVersion": page.resource_version}
     if page.continue_token:
         meta["continue"] = page.continue_token
     head = orjson.dumps({"kind": r.list_kind, "apiVersion": r.api_version, "metadata": meta})
     # The items are stored JSON already: splice them in without decoding or encoding.
-    return json_response(b'%s,"items":[%s]}' % (head[:-1], b",".join(page.raws)))
+    return await send_json(request, b'%s,"items":[%s]}' % (head[:-1], b",".join(page.raws)))
 
 
 async def _read_object(request: web.Request, opts: WriteOptions) -> tuple[dict[str, Any], list[str]]:

@@ -37,8 +37,8 @@ class ApiServerSettings:
     compaction_keep_revisions: int = 10_000
     """How many recent revisions survive a compaction (watch resume window)."""
 
-    watch_cache_events: int = 10_000
-    """Events each resource's watch cache keeps for resuming watches without the store."""
+    watch_cache_events: int = 1_000
+    """Events each resource's watch cache keeps; older resumes are served from the store."""
 
     service_cidr: str = "10.96.0.0/12"
     """ClusterIPs are allocated from here (used by later components)."""

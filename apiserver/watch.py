@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import time
 from typing import Any
@@ -24,11 +25,30 @@ from apiserver.context import ApiContext
 from apiserver.listing import make_filter
 from apiserver.requests import query_bool, query_int, wants_table
 from apiserver.routing import RequestTarget
-from apiserver.watchcache import CacheEvent
-from machinery.errors import BadRequestError, GoneError
+from apiserver.storage.interface import CompactedError, Storage
+from apiserver.watchcache import CacheEvent, OlderThanCache, Watcher, event_from_storage
+from machinery.errors import ApiError, BadRequestError, GoneError
+
+log = logging.getLogger(__name__)
 
 BOOKMARK_INTERVAL_SECONDS = 30.0
 DEFAULT_TIMEOUT_SECONDS = 1800
+
+
+async def _follow_store(storage: Storage, prefix: str, watcher: Watcher, after: int) -> None:
+    """Feed ``watcher`` from a storage watch (history after ``after``, then live events)."""
+    try:
+        async for ev in storage.watch(prefix, after_revision=after):
+            watcher.offer(event_from_storage(ev))
+            if watcher.closed:
+                return
+    except CompactedError as exc:
+        watcher.error = GoneError(f"too old resource version: {after} ({exc.compacted})")
+        watcher.close()
+    except Exception as exc:  # the stream must end visibly, never hang
+        log.exception("watch from the store failed")
+        watcher.error = ApiError(f"watch from the store failed: {exc}")
+        watcher.close()
 
 
 def _event_line(event_type: str, obj: dict[str, Any]) -> bytes:
@@ -65,13 +85,17 @@ async def serve_watch(request: web.Request, ctx: ApiContext, target: RequestTarg
     response = web.StreamResponse(status=200)
     response.content_type = "application/json"
     response.enable_chunked_encoding()
+    from_store: asyncio.Task[None] | None = None
     try:
         watcher, initial = cache.watch(namespace, matches, after_revision=after)
-    except GoneError as exc:
-        await response.prepare(request)
-        await response.write(_event_line("ERROR", exc.to_status()))
-        await response.write_eof()
-        return response
+        seen = watcher.after_revision  # every event up to here is sent or buffered
+    except OlderThanCache:
+        # Older than the cache's ring: follow the store's own history for this client.
+        assert after is not None
+        watcher, initial, seen = Watcher(namespace, matches, after), [], after
+        prefix = r.storage_prefix(namespace if r.namespaced else None)
+        from_store = asyncio.create_task(_follow_store(ctx.storage, prefix, watcher, after),
+                                         name=f"watch-history:{r.group_resource}")
 
     columns_sent = False
 
@@ -87,7 +111,7 @@ async def serve_watch(request: web.Request, ctx: ApiContext, target: RequestTarg
         return _event_line(event.type, t)
 
     def bookmark(extra_annotations: dict[str, str] | None = None) -> bytes:
-        meta: dict[str, Any] = {"resourceVersion": str(max(cache.revision, watcher.after_revision))}
+        meta: dict[str, Any] = {"resourceVersion": str(seen)}
         if extra_annotations:
             meta["annotations"] = extra_annotations
         return _event_line("BOOKMARK", {"kind": r.kind, "apiVersion": r.api_version, "metadata": meta})
@@ -119,14 +143,19 @@ async def serve_watch(request: web.Request, ctx: ApiContext, target: RequestTarg
             sent.inc(len(initial))
         while not state["expired"] and not watcher.closed:
             await watcher.wakeup.wait()
+            now_seen = cache.revision if from_store is None else seen
             events = watcher.take()
             if events:
+                now_seen = max(now_seen, events[-1].revision)
                 await response.write(b"".join(encode(e) for e in events))
                 sent.inc(len(events))
+            seen = max(seen, now_seen)
             if state["bookmark_due"] and not state["expired"]:
                 state["bookmark_due"] = False
                 await response.write(bookmark())
                 timers.append(loop.call_later(BOOKMARK_INTERVAL_SECONDS, bookmark_due))
+        if watcher.error is not None:
+            await response.write(_event_line("ERROR", watcher.error.to_status()))
         with contextlib.suppress(ConnectionResetError):
             await response.write_eof()
     except ConnectionResetError:
@@ -134,6 +163,8 @@ async def serve_watch(request: web.Request, ctx: ApiContext, target: RequestTarg
     finally:
         for timer in timers:
             timer.cancel()
+        if from_store is not None:
+            from_store.cancel()
         cache.unwatch(watcher)
         ctx.metrics.watches.labels("WATCH", r.plural).dec()
     return response

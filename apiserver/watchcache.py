@@ -12,9 +12,10 @@ Events are decoded once and serialised once; the ring holds only bytes, decoded 
 rare replay. A client watch is a :class:`Watcher` with a buffer and a wake-up event; a client
 too slow to drain its buffer is closed (it re-watches, as Kubernetes clients do).
 
-A watch from a resourceVersion older than the ring answers 410 Expired. On start the ring is
-refilled from the store's history (as far back as compaction and the ring size allow), so
-watches resumed after an apiserver restart miss nothing.
+A watch from a resourceVersion older than the ring (after a restart the ring starts empty) is
+served from the store's own history instead, through a storage watch of its own; only history
+the store has compacted away answers 410 Expired. So watches resumed after an apiserver restart
+miss nothing.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from typing import Any
 import orjson
 
 from apiserver.codec import with_resource_version
-from apiserver.storage.interface import CompactedError, EventType, Storage, StorageEvent
-from machinery.errors import GoneError
+from apiserver.storage.interface import EventType, Storage, StorageEvent
+from machinery.errors import ApiError
 from machinery.resources import ResourceInfo
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class Watcher:
     buffer: list[CacheEvent] = field(default_factory=list)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
+    error: ApiError | None = None  # sent as a final ERROR event when set
 
     def offer(self, event: CacheEvent) -> None:
         if self.closed or event.revision <= self.after_revision:
@@ -124,6 +126,25 @@ class Watcher:
     def close(self) -> None:
         self.closed = True
         self.wakeup.set()
+
+
+class OlderThanCache(Exception):
+    """A watch asked for history older than the cache's ring."""
+
+    def __init__(self, requested: int, base: int) -> None:
+        super().__init__(f"resource version {requested} is older than the watch cache ({base})")
+        self.requested = requested
+        self.base = base
+
+
+def event_from_storage(ev: StorageEvent) -> CacheEvent:
+    """A storage event as a client event (for watches served from the store's history)."""
+    raw = with_resource_version(ev.value, ev.revision)
+    prev = orjson.loads(ev.prev_value) if ev.prev_value is not None else None
+    obj = orjson.loads(raw)
+    if ev.type is EventType.DELETE:
+        return CacheEvent("DELETED", obj, prev, ev.revision, raw)
+    return CacheEvent("ADDED" if ev.created or prev is None else "MODIFIED", obj, prev, ev.revision, raw)
 
 
 class WatchCache:
@@ -194,7 +215,8 @@ class WatchCache:
         """Register a watcher; returns it with the events to send first.
 
         ``after_revision=None`` starts with synthetic ADDED events for the current objects.
-        A revision older than the ring raises GoneError (410 Expired).
+        A revision older than the ring raises :class:`OlderThanCache`: the caller then serves
+        the watch from the store's own history (:func:`event_from_storage`).
         """
         if after_revision is None:
             keys, revision = self.snapshot(namespace, matches)
@@ -202,7 +224,7 @@ class WatchCache:
             watcher = Watcher(namespace, matches, revision)
         else:
             if after_revision < self.base_revision:
-                raise GoneError(f"too old resource version: {after_revision} ({self.base_revision})")
+                raise OlderThanCache(after_revision, self.base_revision)
             watcher = Watcher(namespace, matches, after_revision)
             initial = []
             for entry in self.events:
@@ -277,35 +299,16 @@ class WatchCaches:
                 log.exception("watch cache failed; re-listing")
                 await asyncio.sleep(0.5)
 
-    async def _initial_state(self) -> int:
-        """Load every object as of the oldest revision worth replaying; return that revision."""
-        current = await self.storage.current_revision()
-        compacted = await self.storage.compacted_revision()
-        start = max(compacted, current - self.capacity, 0)
+    async def _follow(self) -> None:
+        listed = await self.storage.list(REGISTRY_PREFIX)
+        start = listed.revision
         for cache in self.by_resource.values():
             cache.reset(start)
-        if start == 0:
-            return 0  # nothing compacted yet: replay the whole history from an empty state
-        for revision in (start, 0):
-            try:
-                listed = await self.storage.list(REGISTRY_PREFIX, revision=revision)
-            except CompactedError:
-                continue
-            start = listed.revision if revision == 0 else start
-            for cache in self.by_resource.values():
-                cache.reset(start)
-            for kv in listed.items:
-                target = self._cache_for(kv.key)
-                if target is not None:
-                    target.load(kv.key, kv.value, kv.mod_revision)
-            return start
-        raise RuntimeError("could not list the store")
-
-    async def _follow(self) -> None:
-        start = await self._initial_state()
+        for kv in listed.items:
+            target = self._cache_for(kv.key)
+            if target is not None:
+                target.load(kv.key, kv.value, kv.mod_revision)
         self.revision = start
-        # Ready at once: history after `start` replays through the rings in order, and
-        # consistent reads wait for the revision they need (wait_for_revision).
         self.ready.set()
         async for ev in self.storage.watch(REGISTRY_PREFIX, after_revision=start):
             target = self._cache_for(ev.key)

@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     apiserver.add_argument("--etcd-prefix", default="", help="prefix of every etcd key")
     apiserver.add_argument("--bind-address", default="127.0.0.1", help="address to listen on")
     apiserver.add_argument("--port", type=int, default=6443, help="HTTPS port; 0 picks a free one")
-    apiserver.add_argument("--watch-cache-events", type=int, default=10_000,
+    apiserver.add_argument("--watch-cache-events", type=int, default=1_000,
                            help="events each resource's watch cache keeps for resuming watches")
     apiserver.add_argument("--compaction-interval", type=float, default=300.0,
                            help="seconds between storage compactions")

@@ -345,3 +345,18 @@ async def test_secret_string_data_is_merged_into_data(api: Api) -> None:
 async def test_immortal_namespace_cannot_be_deleted(api: Api) -> None:
     status, err = await api.request("DELETE", "/api/v1/namespaces/default")
     assert status == 403 and "may not be deleted" in err["message"]
+
+
+async def test_watch_older_than_the_cache_ring_is_served_from_the_store(tmp_path: Any) -> None:
+    from pathlib import Path
+
+    from tests.apiserver.conftest import embedded_api
+
+    async with embedded_api(Path(tmp_path), store="memory") as small:
+        _, first = await small.request("POST", CM, {"metadata": {"name": "h0"}})
+        # More writes than the ring keeps (1,000 events by default): the replay comes from the store.
+        for i in range(1, 2000):
+            await small.request("POST", CM, {"metadata": {"name": f"h{i}"}})
+        rv = first["metadata"]["resourceVersion"]
+        events = await _read_events(small, f"{CM}?watch=true&resourceVersion={rv}&timeoutSeconds=5", 1999)
+        assert [e["object"]["metadata"]["name"] for e in events] == [f"h{i}" for i in range(1, 2000)]

@@ -9,8 +9,7 @@ import orjson
 import pytest
 
 from apiserver.storage.memory import MemoryStorage
-from apiserver.watchcache import WatchCache, WatchCaches
-from machinery.errors import GoneError
+from apiserver.watchcache import OlderThanCache, WatchCache, WatchCaches, event_from_storage
 from machinery.resources import RESOURCES, lookup
 
 CONFIGMAPS = lookup("", "v1", "configmaps")
@@ -42,12 +41,12 @@ def _configmaps(caches: WatchCaches) -> WatchCache:
     return caches.get(CONFIGMAPS)
 
 
-async def test_resume_older_than_window_is_gone(storage: MemoryStorage) -> None:
+async def test_resume_older_than_ring_is_left_to_the_store(storage: MemoryStorage) -> None:
     caches = await _caches(storage, capacity=3)
     revisions = [await storage.create(f"/registry/configmaps/ns/c{i}", _cm(f"c{i}")) for i in range(6)]
     assert await caches.wait_for_revision(revisions[-1], timeout=5)
     cache = _configmaps(caches)
-    with pytest.raises(GoneError, match="too old resource version"):
+    with pytest.raises(OlderThanCache):
         cache.watch(None, lambda o: True, after_revision=revisions[0])
     watcher, replay = cache.watch(None, lambda o: True, after_revision=revisions[3])
     assert [e.object["metadata"]["name"] for e in replay] == ["c4", "c5"]
@@ -55,14 +54,20 @@ async def test_resume_older_than_window_is_gone(storage: MemoryStorage) -> None:
     await caches.stop()
 
 
-async def test_restart_refills_history_from_the_store(storage: MemoryStorage) -> None:
+async def test_after_restart_history_comes_from_the_store(storage: MemoryStorage) -> None:
     first = await storage.create("/registry/configmaps/ns/a", _cm("a"))
     await storage.create("/registry/pods/ns/p", b'{"metadata":{"name":"p","namespace":"ns"}}')
     await storage.create("/registry/configmaps/ns/b", _cm("b"))
     last = await storage.delete("/registry/configmaps/ns/a")
     caches = await _caches(storage)
     assert await caches.wait_for_revision(last.mod_revision, timeout=5)
-    _, replay = _configmaps(caches).watch(None, lambda o: True, after_revision=first)
+    with pytest.raises(OlderThanCache):
+        _configmaps(caches).watch(None, lambda o: True, after_revision=first)
+    replay = []
+    async for ev in storage.watch("/registry/configmaps/", after_revision=first):
+        replay.append(event_from_storage(ev))
+        if ev.revision == last.mod_revision:
+            break
     assert [(e.type, e.object["metadata"]["name"]) for e in replay] == [("ADDED", "b"), ("DELETED", "a")]
     await caches.stop()
 

@@ -176,7 +176,7 @@ def python_client_watch(server: RunningApiServer, token: str, rv: str) -> list[t
         return [
             (event["type"], event["object"].metadata.name, event["object"].metadata.resource_version)
             for event in Watch().stream(core.list_namespaced_config_map, NS, label_selector=f"run={token}",
-                                              resource_version=rv, timeout_seconds=1)
+                                              resource_version=rv, timeout_seconds=2)
         ]
     finally:
         api.close()
@@ -185,7 +185,7 @@ def python_client_watch(server: RunningApiServer, token: str, rv: str) -> list[t
 async def raw_watch(server: RunningApiServer, token: str, rv: str) -> list[tuple[str, str, str]]:
     """``GET …/configmaps?watch=true&resourceVersion=<rv>`` read line by line until the server ends it."""
     url = f"{server.url}/api/v1/namespaces/{NS}/configmaps"
-    params = {"watch": "true", "resourceVersion": rv, "labelSelector": f"run={token}", "timeoutSeconds": "1"}
+    params = {"watch": "true", "resourceVersion": rv, "labelSelector": f"run={token}", "timeoutSeconds": "2"}
     events = []
     connector = aiohttp.TCPConnector(ssl=server.ssl_context())
     async with (
@@ -220,12 +220,6 @@ async def test_watch_from_resource_version_before_restart_replays_the_writes(
     assert int(seen[3][2]) > int(seen[2][2])
 
 
-@pytest.mark.xfail(
-    reason="watch cache: after any compaction, a restarted apiserver's resume window starts at the "
-    "current revision (it lists at the compacted revision, which the store rejects), so a watch "
-    "from a pre-restart resourceVersion answers 410 although the store still has that history",
-    strict=True,
-)
 def test_watch_resumes_across_restart_once_the_store_was_compacted(
     compactable_cluster: RunningApiServer, compact: Callable[[RunningApiServer], int], token: str
 ) -> None:
