@@ -126,3 +126,24 @@ def group_versions() -> list[tuple[str, str]]:
         if (r.group, r.version) not in seen:
             seen.append((r.group, r.version))
     return seen
+
+
+def _must(group: str, version: str, plural: str) -> ResourceInfo:
+    found = lookup(group, version, plural)
+    assert found is not None, plural
+    return found
+
+
+# The served resources by name, for components' code (``client.get(PODS, ...)``).
+NAMESPACES = _must("", "v1", "namespaces")
+PODS = _must("", "v1", "pods")
+SERVICES = _must("", "v1", "services")
+ENDPOINTS = _must("", "v1", "endpoints")
+NODES = _must("", "v1", "nodes")
+CONFIGMAPS = _must("", "v1", "configmaps")
+SECRETS = _must("", "v1", "secrets")
+SERVICEACCOUNTS = _must("", "v1", "serviceaccounts")
+EVENTS = _must("", "v1", "events")
+DEPLOYMENTS = _must("apps", "v1", "deployments")
+REPLICASETS = _must("apps", "v1", "replicasets")
+LEASES = _must("coordination.k8s.io", "v1", "leases")
