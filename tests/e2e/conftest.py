@@ -32,7 +32,7 @@ import pytest
 from apiserver.settings import ApiServerSettings
 from apiserver.storage import open_storage
 from kubelab.testing import RunningApiServer, start_apiserver
-from tests.etcd_server import EtcdError, EtcdServer
+from tests.etcd_server import EtcdServer
 
 STORES = [
     pytest.param("sqlite", id="sqlite"),
@@ -40,17 +40,6 @@ STORES = [
 ]
 """The stores every e2e test runs on."""
 
-
-@pytest.fixture(scope="session")
-def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
-    """One real etcd shared by the session's e2e tests (each apiserver uses its own prefix)."""
-    server = EtcdServer(tmp_path_factory.mktemp("e2e-etcd"))
-    try:
-        server.start()
-    except EtcdError as exc:
-        pytest.fail(f"cannot start a real etcd for the e2e etcd tests: {exc}", pytrace=False)
-    yield server
-    server.stop()
 
 
 def start_cluster(

@@ -58,23 +58,13 @@ spec:
 """
 
 
-@pytest.fixture(scope="module")
-def etcd_for_kubectl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
-    server = EtcdServer(tmp_path_factory.mktemp("etcd-kubectl"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("etcd", marks=pytest.mark.etcd)])
 def kube(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubectlCluster]:
     store = request.param
     state = tmp_path_factory.mktemp(f"kubectl-{store}")
     kwargs: dict[str, object] = {}
     if store == "etcd":
-        etcd = request.getfixturevalue("etcd_for_kubectl")
+        etcd: EtcdServer = request.getfixturevalue("etcd_server")
         kwargs = {"etcd_servers": [etcd.client_url], "etcd_prefix": f"/kubectl-{time.time_ns()}"}
     server = start_apiserver(state, store=store, **kwargs)  # type: ignore[arg-type]
     try:

@@ -17,25 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from kubernetes import client as typed_client
-from kubernetes import config, watch
 from kubernetes.client.exceptions import ApiException
 
 from kubelab.testing import RunningApiServer
-
-NS = "default"
-
-# Every field of the client's models is Optional and parts of it are untyped; these tests
-# assert concrete values, so they use the client dynamically.
-client: Any = typed_client
-Watch: Any = watch.Watch
-new_client_from_config: Any = config.new_client_from_config
-
-
-def new_client(server: RunningApiServer) -> Any:
-    """An ApiClient built from the cluster's kubeconfig, as users build one."""
-    api: Any = new_client_from_config(config_file=str(server.kubeconfig))
-    return api
+from tests.e2e.pyclient import NS, Watch, client, new_client
 
 
 @pytest.fixture

@@ -18,23 +18,9 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from kubernetes import client as typed_client
-from kubernetes import config, watch
 
 from kubelab.testing import RunningApiServer
-
-NS = "default"
-
-# Every field of the client's models is Optional and parts of it are untyped; these tests
-# assert concrete values, so they use the client dynamically.
-client: Any = typed_client
-Watch: Any = watch.Watch
-new_client_from_config: Any = config.new_client_from_config
-
-
-def new_client(server: RunningApiServer) -> Any:
-    api: Any = new_client_from_config(config_file=str(server.kubeconfig))
-    return api
+from tests.e2e.pyclient import NS, Watch, client, new_client
 
 
 @pytest.fixture

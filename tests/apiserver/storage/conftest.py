@@ -8,7 +8,7 @@ A missing etcd binary fails the etcd tests loudly: CI installs it, so a skip wou
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,18 +17,7 @@ from apiserver.storage.etcd import EtcdStorage
 from apiserver.storage.interface import Storage
 from apiserver.storage.memory import MemoryStorage
 from apiserver.storage.sqlite import SqliteStorage
-from tests.etcd_server import EtcdError, EtcdServer
-
-
-@pytest.fixture(scope="session")
-def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
-    server = EtcdServer(tmp_path_factory.mktemp("etcd"))
-    try:
-        server.start()
-    except EtcdError as exc:
-        pytest.fail(f"cannot start a real etcd for the etcd storage tests: {exc}", pytrace=False)
-    yield server
-    server.stop()
+from tests.etcd_server import EtcdServer
 
 
 @pytest.fixture(
