@@ -10,8 +10,11 @@ process has a name (``apiserver``, ``etcd``, later ``scheduler``, ``kubelet-node
   started it and can be stopped as a whole process group;
 * stopping sends SIGTERM to the group, waits a grace period, then SIGKILLs it.
 
-Also here: the command line that starts ``kubelab apiserver`` (one place, so tests can swap
-it for a stand-in) and the ``/readyz`` probe used to decide that a started apiserver is up.
+Also here: the command lines that start ``kubelab apiserver`` (one place, so tests can swap
+it for a stand-in), ``kubelab scheduler``, ``kubelab controller-manager`` and ``kubelab
+kubelet``; the per-component kubeconfigs (client certificates from the cluster CA); the
+``/readyz`` probe used to decide that a started apiserver is up and the node list used to
+decide that started kubelets are Ready.
 """
 
 from __future__ import annotations
@@ -27,9 +30,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 import kubelab
-from machinery.kubeconfig import KubeconfigError, load_kubeconfig
+from machinery.kubeconfig import KubeconfigError, load_kubeconfig, write_kubeconfig
+from machinery.pki import ensure_cluster_pki
 
 __all__ = [
     "ManagedProcess",
@@ -38,11 +45,16 @@ __all__ = [
     "apiserver_command",
     "apiserver_ssl_context",
     "apiserver_url",
+    "component_command",
+    "component_kubeconfig",
+    "get_json",
     "is_alive",
     "kubelab_command",
+    "kubelet_command",
     "list_processes",
     "log_path",
     "log_tail",
+    "node_rows",
     "pid_path",
     "probe_readyz",
     "python_env",
@@ -51,6 +63,7 @@ __all__ = [
     "stop_pid",
     "stop_process",
     "wait_apiserver_ready",
+    "wait_nodes_ready",
 ]
 
 
@@ -367,3 +380,105 @@ def wait_apiserver_ready(
         if progress is not None:
             progress(elapsed, last)
         time.sleep(0.2)
+
+
+# -- control-plane components and kubelets ------------------------------------------------------
+
+
+def component_kubeconfig(state_dir: Path, name: str, *, user: str, groups: Sequence[str] = ()) -> Path:
+    """Write ``state_dir/kubeconfigs/<name>.kubeconfig`` for ``user`` in ``groups`` (a fresh client
+    certificate from the cluster CA) pointing at the running apiserver; return its path."""
+    url = apiserver_url(state_dir)
+    if url is None:
+        raise NotReadyError("the apiserver has not written apiserver.port yet")
+    pki = ensure_cluster_pki(state_dir / "pki")
+    cert_pem, key_pem = pki.issue_client_certificate(user, list(groups))
+    path = state_dir / "kubeconfigs" / f"{name}.kubeconfig"
+    write_kubeconfig(path, server=url, ca_pem=pki.ca_pem, client_cert_pem=cert_pem, client_key_pem=key_pem,
+                     user=user)
+    return path
+
+
+def component_command(component: str, *, kubeconfig: Path, extra_args: Sequence[str] = ()) -> list[str]:
+    """The argv of ``kubelab scheduler`` or ``kubelab controller-manager``."""
+    return [*kubelab_command(), component, "--kubeconfig", str(kubeconfig), *extra_args]
+
+
+def kubelet_command(
+    *, kubeconfig: Path, node_name: str, hollow: bool = False, count: int = 1, extra_args: Sequence[str] = ()
+) -> list[str]:
+    """The argv of ``kubelab kubelet``."""
+    argv = [*kubelab_command(), "kubelet", "--kubeconfig", str(kubeconfig), "--node-name", node_name]
+    if hollow:
+        argv += ["--hollow", "--count", str(count)]
+    return [*argv, *extra_args]
+
+
+def get_json(url: str, path: str, context: ssl.SSLContext, *, timeout: float = 5.0) -> tuple[int | None, Any]:
+    """GET ``<url><path>``: (HTTP status, decoded JSON body) or (None, why the request failed)."""
+    without_scheme = url.split("://", 1)[-1].rstrip("/")
+    host, _, port_text = without_scheme.rpartition(":")
+    try:
+        connection = http.client.HTTPSConnection(host, int(port_text), context=context, timeout=timeout)
+        try:
+            connection.request("GET", path, headers={"Accept": "application/json"})
+            response = connection.getresponse()
+            return response.status, orjson.loads(response.read())
+        finally:
+            connection.close()
+    except (OSError, ValueError, http.client.HTTPException, orjson.JSONDecodeError) as exc:
+        return None, str(exc) or type(exc).__name__
+
+
+def _ready(node: dict[str, Any]) -> bool:
+    conditions = (node.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def node_rows(nodes: Sequence[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """(NAME, STATUS, VERSION) per node, as ``kubectl get nodes`` shows them."""
+    rows = []
+    for node in sorted(nodes, key=lambda n: str((n.get("metadata") or {}).get("name", ""))):
+        status = "Ready" if _ready(node) else "NotReady"
+        if (node.get("spec") or {}).get("unschedulable"):
+            status += ",SchedulingDisabled"
+        version = ((node.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion", "")
+        rows.append((str((node.get("metadata") or {}).get("name", "")), status, str(version)))
+    return rows
+
+
+def wait_nodes_ready(
+    state_dir: Path,
+    *,
+    count: int,
+    timeout: float = 60.0,
+    watch: Sequence[ManagedProcess] = (),
+    progress: Callable[[float, str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Wait until at least ``count`` nodes are Ready (GET /api/v1/nodes as admin); return the nodes.
+
+    Raises NotReadyError when the time runs out or a process of ``watch`` exits.
+    """
+    started = time.monotonic()
+    last = "no answer yet"
+    while True:
+        elapsed = time.monotonic() - started
+        for process in watch:
+            if not is_alive(process.pid, process.start_time):
+                raise NotReadyError(f"{process.name} (pid {process.pid}) exited; last check: {last}")
+        url, context = apiserver_url(state_dir), apiserver_ssl_context(state_dir)
+        if url is not None and context is not None:
+            status, body = get_json(url, "/api/v1/nodes", context)
+            if status == 200 and isinstance(body, dict):
+                items: list[dict[str, Any]] = list(body.get("items") or [])
+                ready = sum(1 for node in items if _ready(node))
+                if ready >= count:
+                    return items
+                last = f"{ready}/{count} nodes Ready"
+            else:
+                last = f"GET /api/v1/nodes: {status} {str(body)[:80]}"
+        if elapsed >= timeout:
+            raise NotReadyError(f"nodes were not Ready after {timeout:.0f}s; {last}")
+        if progress is not None:
+            progress(elapsed, last)
+        time.sleep(0.25)

@@ -1,0 +1,98 @@
+"""Settings of the controller-manager process (``kubelab controller-manager``).
+
+Built by the CLI from flags and read by ``controllers.manager`` and by every controller
+(node lifecycle reads the grace periods and tolerations). A plain dataclass: no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _default_workers() -> dict[str, int]:
+    return {
+        "replicaset": 5,
+        "deployment": 5,
+        "garbagecollector": 20,
+        "endpoints": 5,
+        "nodelifecycle": 1,
+        "namespace": 10,
+        "serviceaccount": 1,
+        "podgc": 1,
+    }
+
+
+@dataclass
+class ControllerManagerSettings:
+    """Everything the controller-manager needs; defaults are Kubernetes' defaults."""
+
+    kubeconfig: Path | None = None
+    """Kubeconfig with the controller-manager's credentials (admin kubeconfig is fine for labs)."""
+
+    leader_elect: bool = True
+    """Take a Lease before running controllers, so only one of several managers acts."""
+
+    lease_name: str = "kube-controller-manager"
+    """Name of the coordination.k8s.io Lease used for leader election."""
+
+    lease_namespace: str = "kube-system"
+    """Namespace of that Lease."""
+
+    identity: str = ""
+    """Leader-election identity; empty means ``<hostname>_<random>``."""
+
+    lease_duration: float = 15.0
+    """Seconds a non-renewed lease stays valid (Kubernetes' --leader-elect-lease-duration)."""
+
+    renew_deadline: float = 10.0
+    """Seconds the leader keeps trying to renew before giving up (--leader-elect-renew-deadline)."""
+
+    retry_period: float = 2.0
+    """Seconds between acquire/renew attempts (--leader-elect-retry-period)."""
+
+    workers: dict[str, int] = field(default_factory=_default_workers)
+    """Concurrent ``sync`` workers per controller name (e.g. ``{"replicaset": 5}``)."""
+
+    controllers: tuple[str, ...] = ("*",)
+    """Controllers to run, by name; ``*`` means all of them (like --controllers)."""
+
+    node_monitor_grace_period: float = 40.0
+    """Seconds without a node heartbeat before the node is marked ``Ready=Unknown``."""
+
+    node_monitor_period: float = 5.0
+    """Seconds between checks of node heartbeats."""
+
+    pod_eviction_timeout: float = 300.0
+    """Default toleration (seconds) for the not-ready / unreachable NoExecute taints."""
+
+    default_not_ready_toleration_seconds: int = 300
+    """tolerationSeconds added for ``node.kubernetes.io/not-ready:NoExecute``."""
+
+    default_unreachable_toleration_seconds: int = 300
+    """tolerationSeconds added for ``node.kubernetes.io/unreachable:NoExecute``."""
+
+    terminated_pod_gc_threshold: int = 12500
+    """Terminated pods kept before pod GC deletes the oldest."""
+
+    resync_seconds: float = 0.0
+    """Informer resync period; 0 disables periodic resyncs."""
+
+    port: int = 0
+    """Port for ``/healthz`` and ``/metrics`` on 127.0.0.1; 0 turns the endpoint off."""
+
+    qps: float = 0.0
+    """Client-side rate limit on API requests (0 = unlimited)."""
+
+    burst: int = 0
+    """Client-side burst for ``qps``."""
+
+    def workers_for(self, name: str, default: int = 1) -> int:
+        """How many workers the controller called ``name`` runs."""
+        return max(1, self.workers.get(name, default))
+
+    def enabled(self, name: str) -> bool:
+        """Whether controller ``name`` is selected by ``controllers`` (``*``, ``name``, ``-name``)."""
+        if f"-{name}" in self.controllers:
+            return False
+        return "*" in self.controllers or name in self.controllers

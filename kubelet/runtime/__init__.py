@@ -1,0 +1,1 @@
+"""Container runtimes behind one protocol (``interface``): ``fake`` for hollow nodes, Docker next."""

@@ -1,0 +1,237 @@
+"""A simulated container runtime for hollow nodes (kwok/kubemark style): no processes at all.
+
+Used by ``kubelet.hollow`` (one instance per hollow node) and by tests. It implements
+:class:`kubelet.runtime.interface.ContainerRuntime` and :class:`~kubelet.runtime.interface.Prober`
+with timers on the event loop:
+
+* a started container becomes ``running`` after ``start_delay`` seconds;
+* init containers exit 0 (``Completed``) ``start_delay`` seconds after running;
+* a container whose image contains ``crash`` (or whose pod carries the annotation
+  ``kubelab.dev/fake-crash: "true"``) exits with code 1 (``Error``) ``crash_after`` seconds
+  after running;
+* a pod annotated ``kubelab.dev/fake-not-ready: "true"`` never passes readiness;
+* stopping runs a pre-stop delay (``stop_delay``, at most the timeout) and then exits with 0
+  (or 137 when the timeout ran out first, as a SIGKILL would);
+* pod IPs come from a per-node CIDR (from .2; .1 is the bridge), freed when the sandbox is removed.
+
+Every state change is reported through the event handler, so the kubelet re-syncs at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import itertools
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from kubelet.runtime.interface import (
+    ContainerKind,
+    ContainerNotFoundError,
+    ContainerState,
+    ContainerStatus,
+    EventHandler,
+    RuntimeError_,
+    RuntimeEvent,
+    RuntimeEventType,
+    SandboxState,
+    SandboxStatus,
+)
+
+__all__ = ["CRASH_ANNOTATION", "NOT_READY_ANNOTATION", "FakeRuntime", "FakeRuntimeSettings"]
+
+CRASH_ANNOTATION = "kubelab.dev/fake-crash"
+NOT_READY_ANNOTATION = "kubelab.dev/fake-not-ready"
+VERSION = "0.1.0"
+
+
+@dataclass(frozen=True)
+class FakeRuntimeSettings:
+    """Timings of the simulation (seconds)."""
+
+    start_delay: float = 0.1
+    """From ``start_container`` to ``running`` (and from running to exit for init containers)."""
+    crash_after: float = 0.5
+    """How long a crashing container runs before it exits with code 1."""
+    stop_delay: float = 0.0
+    """The simulated preStop + SIGTERM handling time; beyond the grace period it is a SIGKILL."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _flag(pod: dict[str, Any], annotation: str) -> bool:
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    return str(annotations.get(annotation, "")).lower() == "true"
+
+
+class FakeRuntime:
+    """In-memory containers of one node; cheap enough for a thousand nodes in one process."""
+
+    def __init__(self, *, pod_cidr: str = "10.244.0.0/24", settings: FakeRuntimeSettings | None = None) -> None:
+        self.settings = settings or FakeRuntimeSettings()
+        self._network = ipaddress.ip_network(pod_cidr)
+        self._free_hosts = self._network.hosts()
+        next(self._free_hosts, None)  # .1 is the node bridge's gateway on a real CNI
+        self._released: list[str] = []
+        self._sandboxes: dict[str, SandboxStatus] = {}
+        self._containers: dict[str, ContainerStatus] = {}
+        self._pods: dict[str, dict[str, Any]] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._ids = itertools.count(1)
+        self._handler: EventHandler | None = None
+
+    # -- identity -------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return "fake"
+
+    def version(self) -> str:
+        return f"fake://{VERSION}"
+
+    def set_event_handler(self, handler: EventHandler) -> None:
+        self._handler = handler
+
+    def _emit(self, type_: RuntimeEventType, pod_uid: str, container_id: str = "") -> None:
+        if self._handler is not None:
+            self._handler(RuntimeEvent(type=type_, pod_uid=pod_uid, container_id=container_id))
+
+    def _new_id(self) -> str:
+        return hashlib.sha256(f"{id(self)}-{next(self._ids)}".encode()).hexdigest()[:32]
+
+    # -- sandboxes ------------------------------------------------------------------------
+    def _allocate_ip(self) -> str:
+        if self._released:
+            return self._released.pop(0)
+        try:
+            return str(next(self._free_hosts))
+        except StopIteration:
+            raise RuntimeError_(f"no free pod IP in {self._network}") from None
+
+    async def run_pod_sandbox(self, pod: dict[str, Any]) -> SandboxStatus:
+        uid = str(pod["metadata"]["uid"])
+        self._pods[uid] = pod
+        existing = self._sandboxes.get(uid)
+        if existing is not None:
+            return existing
+        sandbox = SandboxStatus(pod_uid=uid, id=self._new_id(), state=SandboxState.READY, ip=self._allocate_ip(),
+                                created_at=_now())
+        self._sandboxes[uid] = sandbox
+        return sandbox
+
+    async def pod_sandbox_status(self, pod_uid: str) -> SandboxStatus | None:
+        return self._sandboxes.get(pod_uid)
+
+    async def stop_pod_sandbox(self, pod_uid: str) -> None:
+        sandbox = self._sandboxes.get(pod_uid)
+        if sandbox is not None:
+            self._sandboxes[pod_uid] = replace(sandbox, state=SandboxState.NOT_READY)
+
+    async def remove_pod_sandbox(self, pod_uid: str) -> None:
+        for container in [c for c in self._containers.values() if c.pod_uid == pod_uid]:
+            self._cancel_timer(container.id)
+            del self._containers[container.id]
+        sandbox = self._sandboxes.pop(pod_uid, None)
+        self._pods.pop(pod_uid, None)
+        if sandbox is not None:
+            self._released.append(sandbox.ip)
+
+    async def list_pod_uids(self) -> list[str]:
+        return list(self._sandboxes)
+
+    # -- containers -----------------------------------------------------------------------
+    async def create_container(
+        self, pod: dict[str, Any], container: dict[str, Any], *, kind: ContainerKind, attempt: int
+    ) -> str:
+        uid = str(pod["metadata"]["uid"])
+        if uid not in self._sandboxes:
+            raise RuntimeError_(f"pod {uid} has no sandbox")
+        self._pods[uid] = pod
+        image = str(container.get("image", ""))
+        status = ContainerStatus(
+            id=self._new_id(), pod_uid=uid, name=str(container["name"]), kind=kind, attempt=attempt, image=image,
+            image_id=f"fake://{image}@sha256:{hashlib.sha256(image.encode()).hexdigest()}",
+            state=ContainerState.CREATED, created_at=_now(),
+        )
+        self._containers[status.id] = status
+        return status.id
+
+    async def start_container(self, container_id: str) -> None:
+        status = self._get(container_id)
+        if status.state is not ContainerState.CREATED:
+            raise RuntimeError_(f"container {container_id} is {status.state.value}, not created")
+        self._later(container_id, self.settings.start_delay, self._become_running)
+
+    def _become_running(self, container_id: str) -> None:
+        status = self._containers.get(container_id)
+        if status is None or status.state is not ContainerState.CREATED:
+            return
+        self._containers[container_id] = replace(status, state=ContainerState.RUNNING, started_at=_now())
+        self._emit(RuntimeEventType.CONTAINER_STARTED, status.pod_uid, container_id)
+        if status.kind is ContainerKind.INIT and not self._crashes(status):
+            self._later(container_id, self.settings.start_delay, lambda cid: self._exit(cid, 0, "Completed"))
+        elif self._crashes(status):
+            self._later(container_id, self.settings.crash_after, lambda cid: self._exit(cid, 1, "Error"))
+
+    def _crashes(self, status: ContainerStatus) -> bool:
+        return "crash" in status.image or _flag(self._pods.get(status.pod_uid, {}), CRASH_ANNOTATION)
+
+    def _exit(self, container_id: str, code: int, reason: str) -> None:
+        self._cancel_timer(container_id)
+        status = self._containers.get(container_id)
+        if status is None or status.state is ContainerState.EXITED:
+            return
+        self._containers[container_id] = replace(
+            status, state=ContainerState.EXITED, finished_at=_now(), exit_code=code, reason=reason,
+            started_at=status.started_at or _now(),
+        )
+        self._emit(RuntimeEventType.CONTAINER_DIED, status.pod_uid, container_id)
+
+    async def stop_container(self, container_id: str, *, timeout: float) -> None:
+        status = self._get(container_id)
+        if status.state is ContainerState.EXITED:
+            return
+        self._cancel_timer(container_id)
+        delay = min(self.settings.stop_delay, max(timeout, 0.0))
+        if status.state is ContainerState.RUNNING and delay > 0:
+            await asyncio.sleep(delay)
+        killed = self.settings.stop_delay > timeout
+        if status.state is ContainerState.CREATED:
+            self._exit(container_id, 0, "Completed")
+        else:
+            self._exit(container_id, 137 if killed else 0, "Error" if killed else "Completed")
+
+    async def list_containers(self, pod_uid: str) -> list[ContainerStatus]:
+        found = [c for c in self._containers.values() if c.pod_uid == pod_uid]
+        return sorted(found, key=lambda c: (c.created_at, c.attempt))
+
+    async def container_status(self, container_id: str) -> ContainerStatus:
+        return self._get(container_id)
+
+    # -- prober ---------------------------------------------------------------------------
+    def is_ready(self, pod: dict[str, Any], status: ContainerStatus) -> bool:
+        return status.state is ContainerState.RUNNING and not _flag(pod, NOT_READY_ANNOTATION)
+
+    # -- helpers --------------------------------------------------------------------------
+    def _get(self, container_id: str) -> ContainerStatus:
+        try:
+            return self._containers[container_id]
+        except KeyError:
+            raise ContainerNotFoundError(f"no container {container_id}") from None
+
+    def _later(self, container_id: str, delay: float, action: Any) -> None:
+        self._cancel_timer(container_id)
+        loop = asyncio.get_running_loop()
+        self._timers[container_id] = loop.call_later(delay, self._fire, container_id, action)
+
+    def _fire(self, container_id: str, action: Any) -> None:
+        self._timers.pop(container_id, None)
+        action(container_id)
+
+    def _cancel_timer(self, container_id: str) -> None:
+        timer = self._timers.pop(container_id, None)
+        if timer is not None:
+            timer.cancel()

@@ -1,0 +1,121 @@
+"""Settings of one ``kubelab kubelet`` process (one node, or many hollow nodes).
+
+Filled from the CLI flags (``kubelab.cli``) or by tests; read by ``kubelet.server`` and passed
+down to the node agents, the pod syncers and the fake runtime. Defaults are Kubernetes'
+(10 s lease renewal, 40 s lease duration, 1 min status report, 10 s → 5 min crash back-off).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["KubeletSettings", "parse_labels", "parse_taint"]
+
+_TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+
+@dataclass
+class KubeletSettings:
+    """Everything a kubelet process needs; defaults suit a laptop cluster."""
+
+    kubeconfig: Path
+    """Credentials of the node (``system:node:<name>`` in ``system:nodes``)."""
+
+    node_name: str
+    """The node's name, or with ``hollow``/``count > 1`` the prefix: nodes ``<name>-1`` .. ``<name>-<count>``."""
+
+    hollow: bool = False
+    """Simulate containers (the fake runtime) instead of running them."""
+
+    count: int = 1
+    """How many nodes this process runs (hollow nodes only)."""
+
+    labels: dict[str, str] = field(default_factory=dict)
+    """Extra node labels (``--labels k=v,...``)."""
+
+    taints: list[dict[str, Any]] = field(default_factory=list)
+    """Node taints registered with the node (``--taint key=value:Effect``)."""
+
+    cpu: str = "4"
+    """``capacity.cpu`` (and allocatable) of each node."""
+
+    memory: str = "8Gi"
+    """``capacity.memory`` (and allocatable) of each node."""
+
+    pods: int = 110
+    """``capacity.pods``: Kubernetes' default maximum pods per node."""
+
+    pod_cidr_base: str = "10.128.0.0/12"
+    """Each node gets the /24 of this range at its index for pod IPs (4096 nodes fit)."""
+
+    node_index_offset: int = 0
+    """Added to the node index when picking pod CIDRs and host IPs, so processes do not overlap."""
+
+    lease_duration_seconds: int = 40
+    """``spec.leaseDurationSeconds`` of the node lease."""
+
+    lease_renew_interval: float = 10.0
+    """Seconds between lease renewals (Kubernetes: 10 s); renewals of many nodes are spread over it."""
+
+    node_status_report_frequency: float = 60.0
+    """A node status is posted at least this often even when nothing changed (Kubernetes: 1 min)."""
+
+    crash_loop_base_delay: float = 10.0
+    """First CrashLoopBackOff delay; doubles per restart."""
+
+    crash_loop_max_delay: float = 300.0
+    """CrashLoopBackOff ceiling (Kubernetes: 5 min)."""
+
+    fake_start_delay: float = 0.1
+    """Fake runtime: seconds from start to running."""
+
+    fake_crash_after: float = 0.5
+    """Fake runtime: seconds a crashing container runs before exiting with code 1."""
+
+    fake_stop_delay: float = 0.0
+    """Fake runtime: simulated preStop/SIGTERM handling time when a container is stopped."""
+
+    write_concurrency: int = 32
+    """At most this many pod syncs / node writes in flight at once per process."""
+
+    emit_events: bool = True
+    """Record Kubernetes Events (Created, Started, Killing, BackOff) for pods."""
+
+    qps: float = 0.0
+    """Client-side rate limit of the process' API client (0: unlimited)."""
+
+    @property
+    def node_names(self) -> list[str]:
+        """The nodes this process runs."""
+        if self.hollow or self.count > 1:
+            return [f"{self.node_name}-{i}" for i in range(1, self.count + 1)]
+        return [self.node_name]
+
+
+def parse_taint(text: str) -> dict[str, Any]:
+    """``key=value:Effect`` or ``key:Effect`` → a Node taint dict (ValueError if malformed)."""
+    body, sep, effect = text.rpartition(":")
+    if not sep or effect not in _TAINT_EFFECTS or not body:
+        raise ValueError(f"invalid taint {text!r}: want key[=value]:{'|'.join(_TAINT_EFFECTS)}")
+    key, _, value = body.partition("=")
+    if not key:
+        raise ValueError(f"invalid taint {text!r}: empty key")
+    taint: dict[str, Any] = {"key": key, "effect": effect}
+    if value:
+        taint["value"] = value
+    return taint
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """``k=v,k2=v2`` → a dict (ValueError if an item has no ``=``)."""
+    labels: dict[str, str] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"invalid label {item!r}: want key=value")
+        labels[key] = value
+    return labels

@@ -1,0 +1,107 @@
+"""Pod GC: which pods are collected (pure) and orphaned pods removed against the embedded apiserver."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controllers.podgc import PodGCController, out_of_service, terminated_excess
+from controllers.settings import ControllerManagerSettings
+from machinery.client.informer import InformerFactory
+from machinery.client.rest import ApiClient
+from machinery.errors import NotFoundError
+from machinery.resources import NODES, PODS
+from tests.apiserver.conftest import embedded_api
+
+NS = "default"
+
+
+def _pod(name: str, phase: str, created: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": NS, "creationTimestamp": created}, "status": {"phase": phase}}
+
+
+@pytest.mark.parametrize("threshold, expected", [
+    pytest.param(1, ["old", "mid"], id="oldest-first"),
+    pytest.param(3, [], id="under-threshold"),
+    pytest.param(0, [], id="disabled"),
+])
+def test_terminated_excess(threshold: int, expected: list[str]) -> None:
+    pods = [_pod("new", "Succeeded", "2024-01-03T00:00:00Z"), _pod("old", "Failed", "2024-01-01T00:00:00Z"),
+            _pod("mid", "Succeeded", "2024-01-02T00:00:00Z"), _pod("running", "Running", "2023-01-01T00:00:00Z")]
+    assert [p["metadata"]["name"] for p in terminated_excess(pods, threshold)] == expected
+
+
+@pytest.mark.parametrize("node, expected", [
+    pytest.param({"spec": {"taints": [{"key": "node.kubernetes.io/out-of-service", "effect": "NoExecute"}]},
+                  "status": {"conditions": [{"type": "Ready", "status": "False"}]}}, True, id="tainted-not-ready"),
+    pytest.param({"spec": {"taints": [{"key": "node.kubernetes.io/out-of-service", "effect": "NoExecute"}]},
+                  "status": {"conditions": [{"type": "Ready", "status": "True"}]}}, False, id="tainted-ready"),
+    pytest.param({"status": {"conditions": [{"type": "Ready", "status": "False"}]}}, False, id="not-tainted"),
+])
+def test_out_of_service(node: dict[str, Any], expected: bool) -> None:
+    assert out_of_service(node) is expected
+
+
+@contextlib.asynccontextmanager
+async def running(tmp_path: Path) -> AsyncIterator[ApiClient]:
+    async with embedded_api(tmp_path) as api:
+        client = ApiClient.from_kubeconfig(api.settings.kubeconfig_path)
+        factory = InformerFactory(client)
+        controller = PodGCController(client, factory, ControllerManagerSettings(), period=0.1, quarantine=0.3)
+        await factory.start()
+        await factory.wait_synced()
+        task = asyncio.create_task(controller.run(1), name="test-podgc")
+        try:
+            yield client
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await factory.stop()
+            await client.close()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def _bound_pod(client: ApiClient, name: str, node: str) -> None:
+    await client.create(PODS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS},
+                               "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]}})
+
+
+async def _gone(client: ApiClient, name: str) -> bool:
+    try:
+        await client.get(PODS, name, namespace=NS)
+    except NotFoundError:
+        return True
+    return False
+
+
+async def test_pods_of_a_deleted_node_are_removed(tmp_path: Path) -> None:
+    async with running(tmp_path) as client:
+        await client.create(NODES, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-a"}})
+        await client.create(NODES, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-b"}})
+        await _bound_pod(client, "on-a", "node-a")
+        await _bound_pod(client, "on-b", "node-b")
+        await client.delete(PODS, "on-a", namespace=NS)  # terminating: stuck without a kubelet
+        await client.delete(NODES, "node-a")
+        await eventually(lambda: _gone(client, "on-a"))
+        await asyncio.sleep(0.5)
+        assert not await _gone(client, "on-b")
+
+
+async def test_pod_bound_to_a_node_that_never_existed_is_removed_after_quarantine(tmp_path: Path) -> None:
+    async with running(tmp_path) as client:
+        await _bound_pod(client, "lost", "no-such-node")
+        await asyncio.sleep(0.15)
+        assert not await _gone(client, "lost")
+        await eventually(lambda: _gone(client, "lost"))

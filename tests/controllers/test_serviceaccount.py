@@ -1,0 +1,76 @@
+"""ServiceAccount controller against the embedded apiserver: every namespace gets ``default``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controllers.serviceaccount import ServiceAccountController, namespace_active
+from controllers.settings import ControllerManagerSettings
+from machinery.client.informer import InformerFactory
+from machinery.client.rest import ApiClient
+from machinery.errors import NotFoundError
+from machinery.resources import NAMESPACES, SERVICEACCOUNTS
+from tests.apiserver.conftest import embedded_api
+
+
+@contextlib.asynccontextmanager
+async def running(tmp_path: Path) -> AsyncIterator[ApiClient]:
+    async with embedded_api(tmp_path) as api:
+        client = ApiClient.from_kubeconfig(api.settings.kubeconfig_path)
+        factory = InformerFactory(client)
+        controller = ServiceAccountController(client, factory, ControllerManagerSettings())
+        await factory.start()
+        await factory.wait_synced()
+        task = asyncio.create_task(controller.run(1), name="test-serviceaccount")
+        try:
+            yield client
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await factory.stop()
+            await client.close()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("ns, active", [
+    pytest.param({"metadata": {"name": "a"}, "status": {"phase": "Active"}}, True, id="active"),
+    pytest.param({"metadata": {"name": "a", "deletionTimestamp": "2024-01-01T00:00:00Z"}}, False, id="deleting"),
+    pytest.param({"metadata": {"name": "a"}, "status": {"phase": "Terminating"}}, False, id="terminating"),
+    pytest.param(None, False, id="absent"),
+])
+def test_namespace_active(ns: dict[str, Any] | None, active: bool) -> None:
+    assert namespace_active(ns) is active
+
+
+async def _has_default(client: ApiClient, namespace: str) -> bool:
+    try:
+        await client.get(SERVICEACCOUNTS, "default", namespace=namespace)
+    except NotFoundError:
+        return False
+    return True
+
+
+async def test_default_serviceaccount_appears_in_new_namespace(tmp_path: Path) -> None:
+    async with running(tmp_path) as client:
+        await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})
+        await eventually(lambda: _has_default(client, "team-a"))
+
+
+async def test_deleted_default_serviceaccount_is_recreated(tmp_path: Path) -> None:
+    async with running(tmp_path) as client:
+        await eventually(lambda: _has_default(client, "default"))
+        await client.delete(SERVICEACCOUNTS, "default", namespace="default")
+        await eventually(lambda: _has_default(client, "default"))
