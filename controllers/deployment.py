@@ -22,7 +22,14 @@ from controllers.deployment_sync import DeploymentSync
 from controllers.ownership import RefManager, controller_of, is_terminating, labels_of
 from controllers.settings import ControllerManagerSettings
 from machinery import errors
-from machinery.client import INDEX_NAMESPACE, ApiClient, InformerFactory, RateLimitingQueue, run_workers
+from machinery.client import (
+    INDEX_NAMESPACE,
+    ApiClient,
+    EventRecorder,
+    InformerFactory,
+    RateLimitingQueue,
+    run_workers,
+)
 from machinery.meta import object_key
 from machinery.resources import DEPLOYMENTS, PODS, REPLICASETS
 from machinery.selectors import LabelSelector, from_label_selector
@@ -50,6 +57,7 @@ class DeploymentController:
         self.rs_informer = factory.informer(REPLICASETS)
         self.pod_informer = factory.informer(PODS)
         self.queue = RateLimitingQueue(name=self.name)
+        self.recorder = EventRecorder(client, component="deployment-controller")
         self.d_informer.add_handler(on_add=self._enqueue, on_update=lambda _o, c: self._enqueue(c),
                                     on_delete=self._enqueue)
         self.rs_informer.add_handler(on_add=self._rs_changed, on_update=self._rs_updated,
@@ -119,7 +127,8 @@ class DeploymentController:
         if cached is None:
             return
         d = copy.deepcopy(cached)
-        s = DeploymentSync(self.client, d, now=self.clock, requeue_after=lambda t: self.queue.add_after(key, t))
+        s = DeploymentSync(self.client, d, now=self.clock, requeue_after=lambda t: self.queue.add_after(key, t),
+                           recorder=self.recorder)
         selector = _selector(d)
         if selector is None or selector.empty():
             log.warning("deployment %s: empty or invalid selector, selecting nothing", key)

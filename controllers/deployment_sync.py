@@ -18,7 +18,7 @@ from typing import Any
 from controllers import deployment_util as du
 from controllers.ownership import is_terminating, new_controller_ref
 from machinery import errors
-from machinery.client import ApiClient
+from machinery.client import ApiClient, EventRecorder
 from machinery.meta import parse_rfc3339
 from machinery.resources import DEPLOYMENTS, REPLICASETS
 
@@ -31,11 +31,12 @@ class DeploymentSync:
     """The building blocks of one Deployment sync; ``d`` is a private deep copy of the cached object."""
 
     def __init__(self, client: ApiClient, d: Obj, *, now: Callable[[], datetime],
-                 requeue_after: Callable[[float], None]) -> None:
+                 requeue_after: Callable[[float], None], recorder: EventRecorder | None = None) -> None:
         self.client = client
         self.d = d
         self.now = now
         self.requeue_after = requeue_after
+        self.recorder = recorder
 
     @property
     def name(self) -> str:
@@ -160,6 +161,10 @@ class DeploymentSync:
             direction = "up" if size > du.replicas(rs) else "down"
             log.info("deployment %s/%s: scaled %s replica set %s to %d from %d", self.namespace, self.name,
                      direction, rs["metadata"]["name"], size, du.replicas(rs))
+            if self.recorder is not None:
+                self.recorder.event(self.d, "Normal", "ScalingReplicaSet",
+                                    f"Scaled {direction} replica set {rs['metadata']['name']} "
+                                    f"from {du.replicas(rs)} to {size}")
         return size_changed, updated
 
     # -- scaling (not a rollout) ----------------------------------------------------------------

@@ -28,7 +28,14 @@ from controllers.replicaset_util import (
 )
 from controllers.settings import ControllerManagerSettings
 from machinery import errors
-from machinery.client import INDEX_NAMESPACE, ApiClient, InformerFactory, RateLimitingQueue, run_workers
+from machinery.client import (
+    INDEX_NAMESPACE,
+    ApiClient,
+    EventRecorder,
+    InformerFactory,
+    RateLimitingQueue,
+    run_workers,
+)
 from machinery.meta import object_key
 from machinery.resources import PODS, REPLICASETS
 from machinery.selectors import LabelSelector, from_label_selector
@@ -57,6 +64,7 @@ class ReplicaSetController:
         self.pod_informer = factory.informer(PODS)
         self.queue = RateLimitingQueue(name=self.name)
         self.expectations = ControllerExpectations()
+        self.recorder = EventRecorder(client, component="replicaset-controller")
         self.rs_informer.add_handler(on_add=self._rs_added, on_update=self._rs_updated, on_delete=self._rs_deleted)
         self.pod_informer.add_handler(on_add=self._pod_added, on_update=self._pod_updated,
                                       on_delete=self._pod_deleted)
@@ -213,7 +221,7 @@ class ReplicaSetController:
         if diff < 0:
             await self._create(rs, key, min(-diff, BURST_REPLICAS))
         elif diff > 0:
-            await self._delete(key, pods, min(diff, BURST_REPLICAS))
+            await self._delete(rs, key, pods, min(diff, BURST_REPLICAS))
 
     async def _create(self, rs: Obj, key: str, count: int) -> None:
         meta = rs["metadata"]
@@ -228,6 +236,9 @@ class ReplicaSetController:
                                         owner_ref=owner_ref), namespace=meta["namespace"]) for _ in range(size)),
                 return_exceptions=True)
             failures = [r for r in results if isinstance(r, BaseException)]
+            for r in results:
+                if not isinstance(r, BaseException):
+                    self.recorder.event(rs, "Normal", "SuccessfulCreate", f"Created pod: {r['metadata']['name']}")
             created += size - len(failures)
             if failures:
                 # Creations that failed or were never attempted will never be observed.
@@ -237,7 +248,7 @@ class ReplicaSetController:
                     raise first
                 raise errors.ServiceUnavailableError(str(first)) from first
 
-    async def _delete(self, key: str, pods: list[Obj], count: int) -> None:
+    async def _delete(self, rs: Obj, key: str, pods: list[Obj], count: int) -> None:
         victims = pods_to_delete(pods, pods, count)
         self.expectations.expect_deletions(key, [object_key(p) for p in victims])
         log.info("replicaset %s: deleting %d pods", key, len(victims))
@@ -247,6 +258,7 @@ class ReplicaSetController:
             try:
                 await self.client.delete(PODS, meta["name"], namespace=meta["namespace"],
                                          preconditions={"uid": meta["uid"]})
+                self.recorder.event(rs, "Normal", "SuccessfulDelete", f"Deleted pod: {meta['name']}")
             except errors.NotFoundError:
                 self.expectations.deletion_observed(key, object_key(pod))
             except errors.ApiError:
