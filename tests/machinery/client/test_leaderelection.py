@@ -68,8 +68,8 @@ async def test_one_leader_then_takeover_after_stop(client: ApiClient) -> None:
 
     await stop(tasks[first])  # releases the lease
     assert (await lease(client))["holderIdentity"] in ("", other)
-    await wait_for(lambda: electors[other].is_leader, 1.0)
-    assert leading[other] == 1
+    # lead() starts as a task just after is_leader flips: wait for both.
+    await wait_for(lambda: electors[other].is_leader and leading[other] == 1, 3.0)
     spec = await lease(client)
     assert spec["holderIdentity"] == other
     assert spec["leaseTransitions"] >= 1
@@ -149,5 +149,5 @@ async def test_crashed_leader_is_replaced_after_lease_duration(client: ApiClient
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     await wait_for(lambda: b.is_leader, 3)
-    assert loop.time() - t0 <= LEASE_DURATION + 2 * RETRY_PERIOD + 0.3
+    assert loop.time() - t0 <= LEASE_DURATION + 2 * RETRY_PERIOD + 1.0  # slack for a loaded machine
     await stop(task_b)
