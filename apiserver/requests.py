@@ -95,10 +95,15 @@ def check_acceptable(request: web.Request) -> None:
     raise NotAcceptableError(f"only the following media types are accepted: {JSON_CT}")
 
 
+def _header_safe(text: str) -> str:
+    """Printable ASCII only: field names come from request bodies and may hold anything."""
+    return "".join(c if " " <= c <= "~" else f"\\u{ord(c):04x}" for c in text)
+
+
 def warning_headers(warnings: list[str]) -> CIMultiDict[str]:
     headers: CIMultiDict[str] = CIMultiDict()
     for w in warnings:
-        escaped = w.replace("\\", "\\\\").replace('"', '\\"')
+        escaped = _header_safe(w.replace("\\", "\\\\").replace('"', '\\"'))
         headers.add("Warning", f'299 - "{escaped}"')
     return headers
 

@@ -251,3 +251,13 @@ async def test_random_documents_never_break_the_server(seeded: Api, request: tup
         assert_status(body, code=status, reason=str(body["reason"]))
     status, _ = await timed(seeded.request("GET", "/healthz"))
     assert status == 200
+
+
+async def test_unknown_field_with_control_characters_warns_safely(seeded: Api) -> None:
+    body = {"metadata": {"name": "ctl"}, "data": {}, "bad\nfield\u00e9": 1}
+    resp = await timed(seeded.response("POST", CM, data=orjson.dumps(body),
+                                       headers={"Content-Type": "application/json"}))
+    async with resp:
+        warnings = resp.headers.getall("Warning", [])
+        assert resp.status == 201
+    assert warnings == ['299 - "unknown field \\"bad\\u000afield\\u00e9\\""']
