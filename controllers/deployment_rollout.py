@@ -67,7 +67,9 @@ async def _cleanup_unhealthy(s: DeploymentSync, old: list[Obj], max_cleanup: int
         if total >= max_cleanup:
             break
         size, available = du.replicas(rs), du.status_int(rs, "availableReplicas")
-        if size == 0 or size == available:
+        # A status that lags a scale-down can report more available pods than the spec asks for:
+        # then there is nothing unhealthy to remove (and size - available would scale *up*).
+        if size == 0 or available >= size:
             continue
         count = min(max_cleanup - total, size - available)
         _, result[i] = await s.scale_rs(rs, size - count)
@@ -77,7 +79,9 @@ async def _cleanup_unhealthy(s: DeploymentSync, old: list[Obj], max_cleanup: int
 
 async def _scale_down_old(s: DeploymentSync, all_rss: list[Obj], old: list[Obj]) -> int:
     min_available = du.replicas(s.d) - du.max_unavailable(s.d)
-    available = du.sum_status(all_rss, "availableReplicas")
+    # An RS just scaled down may still report the pods it is deleting as available: never count
+    # more available pods than an RS is asked to keep, or the scale-down overshoots maxUnavailable.
+    available = sum(min(du.status_int(rs, "availableReplicas"), du.replicas(rs)) for rs in all_rss)
     if available <= min_available:
         return 0
     to_scale = available - min_available
