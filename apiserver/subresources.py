@@ -1,6 +1,6 @@
 """Subresources other than ``status``: ``scale``, ``pods/binding``, ``pods/eviction``,
-``namespaces/finalize``; ``log``, ``exec`` and ``portforward`` answer a clear 4xx until a
-kubelet serves them.
+``namespaces/finalize``; ``pods/log`` and ``pods/exec`` are relayed to the kubelet by
+``apiserver.proxy``; ``portforward`` and ``attach`` answer a clear 400 (not supported).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from apiserver import proxy
 from apiserver.codec import parse_object
 from apiserver.context import ApiContext
 from apiserver.patching import apply_patch, parse_patch, patch_type
@@ -36,9 +37,15 @@ async def handle(request: web.Request, ctx: ApiContext, target: RequestTarget) -
     if sub == "finalize" and method == "PUT":
         request[VERB] = "update"
         return await _finalize(request, ctx, target)
-    if sub in ("log", "exec", "portforward", "attach"):
-        raise BadRequestError(
-            f"pods/{sub} is not served yet: it needs a kubelet, which this cluster does not run")
+    if sub == "log" and method == "GET":
+        request[VERB] = "get"
+        return await proxy.pod_log(request, ctx, target)
+    if sub == "exec" and method in ("GET", "POST"):
+        request[VERB] = "create"
+        return await proxy.pod_exec(request, ctx, target)
+    if sub in ("portforward", "attach"):
+        raise BadRequestError(f"pods/{sub} is not supported by this apiserver (kubelab serves pods/log and "
+                              "pods/exec only)")
     raise MethodNotAllowedError(f"the server does not allow this method on the requested resource ({method})")
 
 

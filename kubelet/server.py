@@ -4,6 +4,12 @@
 entry point the CLI calls, stopping cleanly on SIGTERM/SIGINT. The work is done by
 :class:`kubelet.hollow.KubeletGroup`; this module only owns the process: the API client, the
 event recorders, start-up and shutdown.
+
+Without ``--hollow`` the node is real (:func:`_real_node`): a ``DockerRuntime`` on the cluster's
+pod network, :class:`~kubelet.sync.PodFeatures` (volumes, env, probes, hooks, pod DNS from
+``resolv_conf_for_pod``), node status from the host (cpu count, ``/proc/meminfo``, images, the
+runtime version, the kubelet server port), the HTTPS logs/exec server, and in the network-agent
+role the ``ServiceProxy`` and (``run_dns``) ``ClusterDNS``.
 """
 
 from __future__ import annotations
@@ -11,25 +17,82 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
 
-from kubelet.hollow import KubeletGroup
+from kubelet.envvars import NodeAllocatable
+from kubelet.hollow import KubeletGroup, NodeHandle
+from kubelet.node import NodeAgent
+from kubelet.runtime.interface import ContainerRuntime, Prober
 from kubelet.settings import KubeletSettings
-from kubelet.sync import EventSink
+from kubelet.sync import EventSink, PodFeatures
 from machinery.client.events import EventRecorder
 from machinery.client.rest import ApiClient
 
-__all__ = ["run", "serve"]
+__all__ = ["HostNodeAgent", "RealKubeletGroup", "host_memory", "run", "serve"]
 
 log = logging.getLogger(__name__)
 
 
+def host_memory(path: Path = Path("/proc/meminfo")) -> str:
+    """``MemTotal`` of the host as a quantity (``8Gi`` when unreadable)."""
+    try:
+        for line in path.read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return f"{int(line.split()[1])}Ki"
+    except (OSError, ValueError, IndexError):
+        pass
+    return "8Gi"
+
+
+class HostNodeAgent(NodeAgent):
+    """A node agent whose status also carries the kubelet port and the runtime's images."""
+
+    port = 10250
+    images: list[dict[str, Any]] = []
+
+    def status(self, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+        status = super().status(previous)
+        status["daemonEndpoints"] = {"kubeletEndpoint": {"Port": self.port}}
+        status["nodeInfo"]["osImage"] = "kubelab on Docker"
+        if self.images:
+            status["images"] = self.images
+        return status
+
+
+class RealKubeletGroup(KubeletGroup):
+    """A :class:`KubeletGroup` whose nodes run real containers with the pod-level features."""
+
+    def __init__(self, client: ApiClient, settings: KubeletSettings, *,
+                 runtime_factory: Callable[[str, str], tuple[ContainerRuntime, Prober]],
+                 events_factory: Callable[[str], EventSink | None] | None = None,
+                 dns: Callable[[dict[str, Any]], tuple[list[str], list[str], list[str]]] | None = None) -> None:
+        self._dns = dns
+        super().__init__(client, settings, runtime_factory=runtime_factory, events_factory=events_factory)
+
+    def _make_node(self, name: str, index: int) -> NodeHandle:
+        handle = super()._make_node(name, index)
+        s, syncer = self.settings, handle.syncer
+        features = PodFeatures.for_client(
+            self.client, handle.runtime, s.root_dir / name,
+            on_change=lambda uid: self._probe_changed(syncer.key_of(uid)), events=syncer._events,
+            probe_time_scale=s.probe_time_scale, allocatable=NodeAllocatable(cpu=s.cpu, memory=s.memory),
+            dns=self._dns)
+        syncer.features, syncer.prober = features, features.probes
+        agent = HostNodeAgent(self.client, handle.agent.config, writes=self._writes)
+        handle.agent = agent
+        return handle
+
+    def _probe_changed(self, key: str | None) -> None:
+        if key is not None:
+            self.workers.update(key)
+
+
 async def serve(settings: KubeletSettings, *, started: asyncio.Event | None = None) -> None:
     """Run the nodes of ``settings`` until cancelled."""
-    if not settings.hollow:
-        # Only the fake runtime exists so far; the Docker runtime plugs in through runtime_factory.
-        log.warning("no container runtime other than the fake one yet: running %s as a hollow node",
-                    settings.node_name)
     client = ApiClient.from_kubeconfig(settings.kubeconfig, user_agent="kubelab-kubelet", qps=settings.qps,
                                        burst=int(settings.qps * 2))
     recorders: list[EventRecorder] = []
@@ -41,7 +104,9 @@ async def serve(settings: KubeletSettings, *, started: asyncio.Event | None = No
         recorders.append(recorder)
         return recorder
 
-    group = KubeletGroup(client, settings, events_factory=events_for)
+    cleanups: list[Callable[[], Any]] = []
+    group = KubeletGroup(client, settings, events_factory=events_for) if settings.hollow else \
+        await _real_node(client, settings, events_for, cleanups)
     try:
         await group.start()
         log.info("kubelet running %d node(s): %s", len(group.nodes), ", ".join(list(group.nodes)[:5]))
@@ -50,6 +115,9 @@ async def serve(settings: KubeletSettings, *, started: asyncio.Event | None = No
         await asyncio.Event().wait()
     finally:
         await group.stop()
+        for cleanup in reversed(cleanups):
+            with contextlib.suppress(Exception):
+                await cleanup()
         for recorder in recorders:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(recorder.close(), 2.0)
@@ -68,3 +136,97 @@ def run(settings: KubeletSettings) -> None:
             await task
 
     asyncio.run(main())
+
+
+async def _real_node(client: ApiClient, settings: KubeletSettings, events_for: Callable[[str], EventSink | None],
+                     cleanups: list[Callable[[], Any]]) -> KubeletGroup:
+    """Build the Docker-backed node and start what it serves (see the module docstring)."""
+    import docker
+
+    from kubelet.network import ClusterDNS, ServiceProxy, host_upstream, resolv_conf_for_pod
+    from kubelet.runtime.docker import DockerRuntime, DockerRuntimeSettings
+
+    docker_client = await asyncio.to_thread(docker.from_env)
+    runtime = DockerRuntime(docker_client, DockerRuntimeSettings(
+        cluster=settings.cluster_name, node_name=settings.node_name, pod_subnet=settings.pod_subnet))
+    await runtime.start()
+    cleanups.append(runtime.close)
+
+    def dns_for(pod: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
+        policy = (pod.get("spec") or {}).get("dnsPolicy") or "ClusterFirst"
+        if not settings.dns_ip or policy not in ("ClusterFirst", "ClusterFirstWithHostNet"):
+            return [], [], []
+        conf = resolv_conf_for_pod(str(pod["metadata"].get("namespace") or "default"), settings.dns_ip)
+        return list(conf.nameservers), list(conf.searches), list(conf.options)
+
+    settings.cpu = str(os.cpu_count() or 1)
+    settings.memory = host_memory()
+    # cast: DockerRuntime is being completed (exec_sync) in parallel; drop it once it conforms.
+    node_runtime = cast(ContainerRuntime, runtime)
+    group_ = RealKubeletGroup(client, settings, runtime_factory=lambda _n, _c: (node_runtime, _NoProber()),
+                              events_factory=events_for, dns=dns_for)
+    handle = group_.nodes[settings.node_name]
+    agent = handle.agent
+    assert isinstance(agent, HostNodeAgent)
+    agent.config.host_ip = await asyncio.to_thread(_bridge_gateway, docker_client, settings)
+    images = await asyncio.to_thread(docker_client.images.list)
+    agent.images = [{"names": [*i.tags, i.id], "sizeBytes": int(i.attrs.get("Size") or 0)}
+                    for i in images if i.tags]
+    handle.syncer.host_ip = agent.config.host_ip
+    if settings.pki_dir is not None and hasattr(runtime, "logs"):
+        from kubelet.httpserver import kubelet_server_tls, start_kubelet_server
+        from kubelet.streams import StreamSource
+        from machinery.pki import ClusterPki
+
+        tls = kubelet_server_tls(ClusterPki.at(settings.pki_dir), hosts=["127.0.0.1", agent.config.host_ip],
+                                 cert_dir=settings.root_dir / settings.node_name)
+        runner, port = await start_kubelet_server(
+            cast(StreamSource, runtime), node_name=settings.node_name, host="127.0.0.1",
+            port=settings.server_port, tls=tls,
+            pod_lookup=lambda ns, name: group_.informer.store.get(f"{ns}/{name}"))
+        agent.port = port
+        cleanups.append(runner.cleanup)
+    else:
+        # TODO(issue 4): DockerRuntime has no logs/exec (StreamSource) yet, or no pki_dir given:
+        # the kubelet HTTPS server is not started.
+        log.warning("node %s: kubelet HTTPS server not started (no pki_dir or runtime without logs/exec)",
+                    settings.node_name)
+    if settings.network_agent:
+        proxy = ServiceProxy(client, cluster=settings.cluster_name, node_ip=agent.config.host_ip,
+                             cluster_cidr=settings.pod_subnet)
+        task = asyncio.create_task(proxy.run(), name=f"service-proxy {settings.node_name}")
+        cleanups.append(proxy.stop)
+        cleanups.append(lambda: _cancel(task))
+    if settings.run_dns:
+        dns = ClusterDNS(client, listen=(settings.dns_ip or "127.0.0.1", settings.dns_port),
+                         upstream=host_upstream())
+        await dns.start()
+        cleanups.append(dns.stop)
+    return group_
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+class _NoProber:
+    """Placeholder replaced by the node's ProbeManager in :meth:`RealKubeletGroup._make_node`."""
+
+    def is_ready(self, pod: dict[str, Any], status: Any) -> bool:
+        return True
+
+
+def _bridge_gateway(docker_client: Any, settings: KubeletSettings) -> str:
+    """The host's address on the pod network (its gateway), or 127.0.0.1."""
+    from kubelet.runtime.docker import network_name
+
+    try:
+        network = docker_client.networks.get(network_name(settings.cluster_name))
+        for config in (network.attrs.get("IPAM") or {}).get("Config") or []:
+            if config.get("Gateway"):
+                return str(config["Gateway"])
+    except Exception:  # no network yet: the loopback address is still right here
+        pass
+    return "127.0.0.1"

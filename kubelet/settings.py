@@ -86,6 +86,37 @@ class KubeletSettings:
     qps: float = 0.0
     """Client-side rate limit of the process' API client (0: unlimited)."""
 
+    # -- real (Docker) nodes ----------------------------------------------------------------
+    cluster_name: str = "kubelab"
+    """Docker objects carry ``kubelab.dev/cluster=<cluster_name>``; the pod network is ``kubelab-<name>``."""
+
+    pod_subnet: str = "10.244.0.0/16"
+    """Subnet of the cluster's Docker pod network (all nodes of a cluster share it)."""
+
+    root_dir: Path = Path.home() / ".kubelab" / "kubelet"
+    """Kubelet state: pod volumes under ``<root_dir>/<node>/pods/<uid>/volumes/<name>``."""
+
+    pki_dir: Path | None = None
+    """The cluster PKI directory (CA); with it the kubelet serves HTTPS logs/exec."""
+
+    server_port: int = 0
+    """Port of the kubelet HTTPS server on 127.0.0.1 (0: any free port, reported in node status)."""
+
+    network_agent: bool = True
+    """Run the service proxy (iptables, like kube-proxy) on this node."""
+
+    run_dns: bool = False
+    """Serve cluster DNS from this node (one node per cluster needs it)."""
+
+    dns_ip: str = ""
+    """The cluster DNS address written into pods' resolv.conf (empty: Docker's default DNS)."""
+
+    dns_port: int = 53
+    """Port the cluster DNS listens on when ``run_dns``."""
+
+    probe_time_scale: float = 1.0
+    """Multiplier on probe periods and delays (tests shrink it)."""
+
     @property
     def node_names(self) -> list[str]:
         """The nodes this process runs."""

@@ -60,6 +60,7 @@ def _container_status(
     waiting: Waiting | None,
     ready: bool,
     runtime: str,
+    started: bool = True,
 ) -> dict[str, Any]:
     name = str(spec["name"])
     out: dict[str, Any] = {"name": name, "image": spec.get("image", ""), "imageID": "", "ready": False,
@@ -76,7 +77,7 @@ def _container_status(
         out["lastState"] = {"terminated": _terminated(previous, runtime)}
     if latest.state is ContainerState.RUNNING:
         out["state"] = {"running": {"startedAt": rfc3339(latest.started_at)}}
-        out["started"] = True
+        out["started"] = started
         out["ready"] = ready
     elif latest.state is ContainerState.EXITED:
         if waiting is not None:
@@ -178,8 +179,10 @@ def compute_pod_status(
     now: str,
     runtime: str,
     terminal: bool = False,
+    is_started: Callable[[ContainerStatus], bool] | None = None,
 ) -> dict[str, Any]:
-    """The full ``status`` of ``pod`` (a new dict; the pod is not changed)."""
+    """The full ``status`` of ``pod`` (a new dict; the pod is not changed). ``is_started``: the
+    startup-probe verdict of a running container (default: running means started)."""
     spec = pod.get("spec") or {}
     old = pod.get("status") or {}
     old_conditions = {c.get("type", ""): c for c in old.get("conditions") or []}
@@ -205,7 +208,8 @@ def compute_pod_status(
         name = str(container["name"])
         found = attempts.get(name)
         ready = found is not None and found[0].state is ContainerState.RUNNING and is_ready(found[0])
-        container_status = _container_status(container, found, waiting.get(name), ready, runtime)
+        started = found is not None and (is_started is None or is_started(found[0]))
+        container_status = _container_status(container, found, waiting.get(name), ready, runtime, started)
         statuses.append(container_status)
         if not container_status["ready"]:
             unready.append(name)

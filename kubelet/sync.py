@@ -13,7 +13,12 @@ once for a pod. It is level-triggered, like the kubelet's ``SyncPod``/``SyncTerm
   write the terminal status, then ``DELETE`` with ``gracePeriodSeconds=0`` and a uid precondition;
 * a pod gone from the API (``pod is None``): kill and remove whatever the runtime still has.
 
-The runtime is any :class:`kubelet.runtime.interface.ContainerRuntime` (fake now, Docker next).
+The runtime is any :class:`kubelet.runtime.interface.ContainerRuntime`. Real nodes pass
+:class:`PodFeatures`: volumes materialised before the sandbox (``kubelet.volumes``; a failure is a
+``FailedMount`` event and the pod stays ``ContainerCreating``), env resolved per container
+(``kubelet.envvars``; a failure is ``CreateContainerConfigError``), the pod's DNS config, probes
+(``kubelet.prober``: a failed liveness/startup probe kills the container, which then restarts
+under the usual rules) and lifecycle hooks (``kubelet.lifecycle``). Hollow nodes pass none.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from kubelet.envvars import ApiObjectSource, NodeAllocatable, ObjectSource, PodContext, prepare_container
+from kubelet.lifecycle import MIN_GRACE, hook_error_message, run_hook
+from kubelet.prober import ProbeManager
 from kubelet.runtime.interface import (
     ContainerKind,
     ContainerRuntime,
@@ -33,14 +41,16 @@ from kubelet.runtime.interface import (
     Prober,
     RuntimeError_,
     SandboxState,
+    SandboxStatus,
 )
 from kubelet.status import Waiting, compute_pod_status, latest_attempts
+from kubelet.volumes import VolumeError, VolumeManager, container_mounts
 from machinery.client.rest import ApiClient
 from machinery.errors import ConflictError, NotFoundError
 from machinery.meta import now_rfc3339
 from machinery.resources import PODS
 
-__all__ = ["CrashLoopBackoff", "EventSink", "PodSyncer", "should_restart"]
+__all__ = ["CrashLoopBackoff", "DnsConfig", "EventSink", "PodFeatures", "PodSyncer", "should_restart"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +60,38 @@ class EventSink(Protocol):
 
     def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
         ...
+
+
+DnsConfig = Callable[[dict[str, Any]], tuple[list[str], list[str], list[str]]]
+"""pod → (nameservers, searches, options) for its sandbox."""
+
+
+@dataclass
+class PodFeatures:
+    """What a real node adds to the pod lifecycle (all optional pieces of one bundle)."""
+
+    volumes: VolumeManager
+    probes: ProbeManager
+    source: ObjectSource
+    allocatable: NodeAllocatable = field(default_factory=NodeAllocatable)
+    dns: DnsConfig | None = None
+    config_retry: float = 2.0
+    """Seconds before a pod whose volumes or env could not be built is synced again."""
+    volume_refresh: float = 10.0
+    """Pods with configMap/secret/downwardAPI volumes are re-synced this often (file updates)."""
+
+    @classmethod
+    def for_client(cls, client: ApiClient, runtime: ContainerRuntime, root: Any, *,
+                   on_change: Callable[[str], None], events: EventSink | None = None,
+                   probe_time_scale: float = 1.0, **kwargs: Any) -> PodFeatures:
+        """The usual bundle: ConfigMaps/Secrets read from the API, volumes under ``root``."""
+        source = ApiObjectSource(client)
+        return cls(volumes=VolumeManager(root, source), source=source,
+                   probes=ProbeManager(runtime, on_change=on_change, events=events, time_scale=probe_time_scale),
+                   **kwargs)
+
+
+_REFRESHED_VOLUMES = ("configMap", "secret", "downwardAPI", "projected")
 
 
 def should_restart(policy: str, exit_code: int | None) -> bool:
@@ -122,6 +164,7 @@ class PodSyncer:
         backoff: CrashLoopBackoff,
         requeue: Callable[[str, float], None],
         events: EventSink | None = None,
+        features: PodFeatures | None = None,
     ) -> None:
         self.client = client
         self.runtime = runtime
@@ -131,6 +174,7 @@ class PodSyncer:
         self.backoff = backoff
         self._requeue = requeue
         self._events = events
+        self.features = features
         self._uids: dict[str, str] = {}
         """key → uid of the pod this node runs under that key."""
         self._keys: dict[str, str] = {}
@@ -169,14 +213,33 @@ class PodSyncer:
         spec = pod.get("spec") or {}
         policy = str(spec.get("restartPolicy") or "Always")
         waiting: dict[str, Waiting] = {}
+        features = self.features
+        volume_paths: dict[str, str] = {}
+        if features is not None:
+            try:
+                volume_paths = await features.volumes.setup(pod, self._context(pod, None))
+            except VolumeError as exc:
+                self._event(pod, "Warning", "FailedMount", f"MountVolume.SetUp failed: {exc}")
+                self._requeue(key, features.config_retry)
+                await self._write_status(key, pod, waiting={})
+                return
         sandbox = await self.runtime.pod_sandbox_status(uid)
         if sandbox is None or sandbox.state is not SandboxState.READY:
+            servers: list[str] = []
+            searches: list[str] = []
+            options: list[str] = []
+            if features is not None and features.dns is not None:
+                servers, searches, options = features.dns(pod)
             try:
-                sandbox = await self.runtime.run_pod_sandbox(pod)
+                sandbox = await self.runtime.run_pod_sandbox(pod, dns_servers=servers, dns_searches=searches,
+                                                             dns_options=options)
             except RuntimeError_ as exc:
                 self._event(pod, "Warning", "FailedCreatePodSandBox", str(exc))
                 raise
         latest = latest_attempts(await self.runtime.list_containers(uid))
+        if features is not None:
+            latest = await self._kill_unhealthy(pod, latest, features.probes)
+        started = (pod, sandbox, volume_paths)
 
         init_done = True
         for container in spec.get("initContainers") or []:
@@ -186,37 +249,112 @@ class PodSyncer:
                 continue
             init_done = False
             if current is None:
-                await self._start(pod, container, ContainerKind.INIT, 0, waiting)
+                await self._start(started, container, ContainerKind.INIT, 0, waiting)
             elif current.state is ContainerState.EXITED and policy != "Never":
-                await self._restart(key, pod, container, current, waiting)
+                await self._restart(key, started, container, current, waiting)
             break
         if init_done:
             for container in spec.get("containers") or []:
                 found = latest.get(container["name"])
                 current = found[0] if found else None
                 if current is None:
-                    await self._start(pod, container, ContainerKind.REGULAR, 0, waiting)
+                    await self._start(started, container, ContainerKind.REGULAR, 0, waiting)
                 elif current.state is ContainerState.EXITED and should_restart(policy, current.exit_code):
-                    await self._restart(key, pod, container, current, waiting)
+                    await self._restart(key, started, container, current, waiting)
         await self._write_status(key, pod, waiting=waiting)
+        if features is not None:
+            features.probes.sync_pod(pod, await self.runtime.list_containers(uid), sandbox.ip)
+            if any(c.reason == "CreateContainerConfigError" for c in waiting.values()):
+                self._requeue(key, features.config_retry)
+            elif any(k in v for v in spec.get("volumes") or [] for k in _REFRESHED_VOLUMES):
+                self._requeue(key, features.volume_refresh)
 
-    async def _start(self, pod: dict[str, Any], container: dict[str, Any], kind: ContainerKind, attempt: int,
-                     waiting: dict[str, Waiting]) -> None:
+    def _context(self, pod: dict[str, Any], sandbox: SandboxStatus | None) -> PodContext:
+        pod_ip = sandbox.ip if sandbox is not None else str((pod.get("status") or {}).get("podIP") or "")
+        allocatable = self.features.allocatable if self.features is not None else NodeAllocatable()
+        return PodContext(pod_ip=pod_ip, host_ip=self.host_ip, allocatable=allocatable)
+
+    async def _kill_unhealthy(self, pod: dict[str, Any], latest: dict[str, tuple[ContainerStatus,
+                              ContainerStatus | None]], probes: ProbeManager
+                              ) -> dict[str, tuple[ContainerStatus, ContainerStatus | None]]:
+        """Stop running containers that failed liveness/startup probes (they restart as crashed)."""
+        killed = False
+        specs = {str(c["name"]): c for c in (pod.get("spec") or {}).get("containers") or []}
+        for name, (current, _previous) in latest.items():
+            if current.state is not ContainerState.RUNNING or not probes.liveness_failed(current):
+                continue
+            kind = "startup" if not probes.is_started(pod, current) else "liveness"
+            self._event(pod, "Normal", "Killing", f"Container {name} failed {kind} probe, will be restarted")
+            grace = float((pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+            await self._stop_one(pod, specs.get(name, {"name": name}), current, grace)
+            killed = True
+        if not killed:
+            return latest
+        return latest_attempts(await self.runtime.list_containers(str(pod["metadata"]["uid"])))
+
+    async def _stop_one(self, pod: dict[str, Any], spec: dict[str, Any], status: ContainerStatus,
+                        grace: float) -> None:
+        """preStop hook (within ``grace``), then SIGTERM with the rest of it."""
+        hook = (spec.get("lifecycle") or {}).get("preStop")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        if hook and grace > 0 and status.state is ContainerState.RUNNING:
+            sandbox = await self.runtime.pod_sandbox_status(status.pod_uid)
+            result = await run_hook(hook, container=spec, container_id=status.id,
+                                    pod_ip=sandbox.ip if sandbox else "", runtime=self.runtime, timeout=grace)
+            if not result.success:
+                self._event(pod, "Warning", "FailedPreStopHook",
+                            hook_error_message("PreStop", hook, status.name, pod, result))
+            grace = max(deadline - loop.time(), MIN_GRACE)
+        await self.runtime.stop_container(status.id, timeout=grace)
+
+    async def _start(self, started: tuple[dict[str, Any], SandboxStatus, dict[str, str]], container: dict[str, Any],
+                     kind: ContainerKind, attempt: int, waiting: dict[str, Waiting]) -> None:
+        pod, sandbox, volume_paths = started
         name = str(container["name"])
         try:
-            container_id = await self.runtime.create_container(pod, container, kind=kind, attempt=attempt)
+            if self.features is not None:
+                prepared = await prepare_container(pod, container, self.features.source,
+                                                   self._context(pod, sandbox))
+                prepared.pop("lifecycle", None)  # hooks are run here, not by the runtime
+                mounts = [{"containerPath": m.container_path, "hostPath": m.source, "readOnly": m.read_only}
+                          for m in container_mounts(container, volume_paths)]
+                container_id = await self.runtime.create_container(pod, prepared, kind=kind, attempt=attempt,
+                                                                   env=prepared["env"], mounts=mounts)
+            else:
+                container_id = await self.runtime.create_container(pod, container, kind=kind, attempt=attempt)
             if attempt == 0:
                 self._event(pod, "Normal", "Pulled",
                             f'Container image "{container.get("image", "")}" already present on machine')
             self._event(pod, "Normal", "Created", f"Created container {name}")
             await self.runtime.start_container(container_id)
             self._event(pod, "Normal", "Started", f"Started container {name}")
+            post_start = (container.get("lifecycle") or {}).get("postStart")
+            if post_start and self.features is not None:
+                await self._post_start(pod, container, container_id, post_start, sandbox.ip, waiting)
+        except VolumeError as exc:
+            waiting[name] = Waiting("CreateContainerConfigError", str(exc))
+            self._event(pod, "Warning", "Failed", f"Error: {exc}")
         except RuntimeError_ as exc:
             waiting[name] = Waiting(exc.reason, str(exc))
             self._event(pod, "Warning", "Failed", f"Error: {exc}")
 
-    async def _restart(self, key: str, pod: dict[str, Any], container: dict[str, Any], current: ContainerStatus,
-                       waiting: dict[str, Waiting]) -> None:
+    async def _post_start(self, pod: dict[str, Any], container: dict[str, Any], container_id: str,
+                          hook: dict[str, Any], pod_ip: str, waiting: dict[str, Waiting]) -> None:
+        """Run postStart; on failure kill the container (it then restarts as a crash)."""
+        grace = float((pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+        result = await run_hook(hook, container=container, container_id=container_id, pod_ip=pod_ip,
+                                runtime=self.runtime, timeout=grace)
+        if result.success:
+            return
+        message = hook_error_message("PostStart", hook, str(container["name"]), pod, result)
+        self._event(pod, "Warning", "FailedPostStartHook", message)
+        await self.runtime.stop_container(container_id, timeout=grace)
+        waiting[str(container["name"])] = Waiting("PostStartHookError", message)
+
+    async def _restart(self, key: str, started: tuple[dict[str, Any], SandboxStatus, dict[str, str]],
+                       container: dict[str, Any], current: ContainerStatus, waiting: dict[str, Waiting]) -> None:
+        pod = started[0]
         meta = pod["metadata"]
         backoff_key = f"{meta['uid']}/{container['name']}"
         remaining = self.backoff.remaining(backoff_key)
@@ -230,18 +368,20 @@ class PodSyncer:
             self._requeue(key, remaining + 0.01)
             return
         self.backoff.next(backoff_key)
-        await self._start(pod, container, current.kind, current.attempt + 1, waiting)
+        await self._start(started, container, current.kind, current.attempt + 1, waiting)
 
     # -- status ---------------------------------------------------------------------------
     async def _write_status(self, key: str, pod: dict[str, Any], *, waiting: dict[str, Waiting],
                             terminal: bool = False) -> None:
         uid = str(pod["metadata"]["uid"])
+        probes = self.features.probes if self.features is not None else None
         status = compute_pod_status(
             pod,
             sandbox=await self.runtime.pod_sandbox_status(uid),
             containers=await self.runtime.list_containers(uid),
             waiting=waiting,
             is_ready=lambda c: self.prober.is_ready(pod, c),
+            is_started=(lambda c: probes.is_started(pod, c)) if probes is not None else None,
             host_ip=self.host_ip,
             now=now_rfc3339(),
             runtime=self.runtime.name,
@@ -271,6 +411,12 @@ class PodSyncer:
         running = [c for c in await self.runtime.list_containers(uid) if c.state is not ContainerState.EXITED]
         for container in running:
             self._event(pod, "Normal", "Killing", f"Stopping container {container.name}")
+        if self.features is not None:
+            self.features.probes.remove_pod(uid)
+            spec = pod.get("spec") or {}
+            specs = {str(c["name"]): c for c in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]}
+            await asyncio.gather(*(self._stop_one(pod, specs.get(c.name, {"name": c.name}), c, float(grace))
+                                   for c in running))
         await self._stop_all(uid, timeout=float(grace))
         await self.runtime.stop_pod_sandbox(uid)
         if await self.runtime.pod_sandbox_status(uid) is not None:
@@ -299,3 +445,6 @@ class PodSyncer:
         await self._stop_all(uid, timeout=0)
         await self.runtime.remove_pod_sandbox(uid)
         self.backoff.forget_prefix(f"{uid}/")
+        if self.features is not None:
+            self.features.probes.remove_pod(uid)
+            await self.features.volumes.cleanup(uid)

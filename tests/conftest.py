@@ -12,7 +12,7 @@ import pytest
 
 from tests.etcd_server import EtcdError, EtcdServer
 
-pytest_plugins = ["kubelab.pytest_plugin"]
+pytest_plugins = ["kubelab.pytest_plugin", "tests.docker_daemon"]
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ import asyncio
 import hashlib
 import ipaddress
 import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -111,7 +112,14 @@ class FakeRuntime:
         except StopIteration:
             raise RuntimeError_(f"no free pod IP in {self._network}") from None
 
-    async def run_pod_sandbox(self, pod: dict[str, Any]) -> SandboxStatus:
+    async def run_pod_sandbox(
+        self,
+        pod: dict[str, Any],
+        *,
+        dns_servers: Sequence[str] = (),
+        dns_searches: Sequence[str] = (),
+        dns_options: Sequence[str] = (),
+    ) -> SandboxStatus:
         uid = str(pod["metadata"]["uid"])
         self._pods[uid] = pod
         existing = self._sandboxes.get(uid)
@@ -144,7 +152,14 @@ class FakeRuntime:
 
     # -- containers -----------------------------------------------------------------------
     async def create_container(
-        self, pod: dict[str, Any], container: dict[str, Any], *, kind: ContainerKind, attempt: int
+        self,
+        pod: dict[str, Any],
+        container: dict[str, Any],
+        *,
+        kind: ContainerKind,
+        attempt: int,
+        env: Sequence[Mapping[str, Any]] | None = None,
+        mounts: Sequence[Mapping[str, Any]] | None = None,
     ) -> str:
         uid = str(pod["metadata"]["uid"])
         if uid not in self._sandboxes:
@@ -203,6 +218,13 @@ class FakeRuntime:
             self._exit(container_id, 0, "Completed")
         else:
             self._exit(container_id, 137 if killed else 0, "Error" if killed else "Completed")
+
+    async def exec_sync(self, container_id: str, command: list[str], *, timeout: float) -> tuple[int, bytes]:
+        """Simulated exec: succeeds (exit 0, no output) in a running container."""
+        status = self._get(container_id)
+        if status.state is not ContainerState.RUNNING:
+            raise RuntimeError_(f"container {container_id} is not running")
+        return 0, b""
 
     async def list_containers(self, pod_uid: str) -> list[ContainerStatus]:
         found = [c for c in self._containers.values() if c.pod_uid == pod_uid]

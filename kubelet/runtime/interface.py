@@ -16,7 +16,7 @@ Runtime errors are :class:`RuntimeError_` subclasses; nothing SDK-specific cross
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -137,8 +137,16 @@ class ContainerRuntime(Protocol):
         """Register the one callback told about container starts and exits."""
         ...
 
-    async def run_pod_sandbox(self, pod: dict[str, Any]) -> SandboxStatus:
-        """Create (or return the existing) sandbox of ``pod``; allocates its IP."""
+    async def run_pod_sandbox(
+        self,
+        pod: dict[str, Any],
+        *,
+        dns_servers: Sequence[str] = (),
+        dns_searches: Sequence[str] = (),
+        dns_options: Sequence[str] = (),
+    ) -> SandboxStatus:
+        """Create (or return the existing) sandbox of ``pod``; allocates its IP. The DNS lists are
+        the pod's resolv.conf (``kubelet.network.resolv_conf_for_pod``); empty: the runtime's default."""
         ...
 
     async def pod_sandbox_status(self, pod_uid: str) -> SandboxStatus | None:
@@ -157,16 +165,35 @@ class ContainerRuntime(Protocol):
         ...
 
     async def create_container(
-        self, pod: dict[str, Any], container: dict[str, Any], *, kind: ContainerKind, attempt: int
+        self,
+        pod: dict[str, Any],
+        container: dict[str, Any],
+        *,
+        kind: ContainerKind,
+        attempt: int,
+        env: Sequence[Mapping[str, Any]] | None = None,
+        mounts: Sequence[Mapping[str, Any]] | None = None,
     ) -> str:
-        """Create attempt ``attempt`` of ``container`` (a pod spec entry) in the pod's sandbox; its id."""
+        """Create attempt ``attempt`` of ``container`` in the pod's sandbox; its id.
+
+        ``container`` is the pod spec entry as the kubelet prepared it (``kubelet.envvars``:
+        ``$(VAR)`` in ``command``/``args`` expanded; ``lifecycle`` removed, the kubelet runs hooks).
+        ``env``: the resolved ``{"name", "value"}`` list (None: the spec's literal values);
+        ``mounts``: ``{"containerPath", "hostPath", "readOnly"}`` bind mounts (``kubelet.volumes``,
+        ``subPath`` already applied to ``hostPath``)."""
         ...
 
     async def start_container(self, container_id: str) -> None:
         ...
 
     async def stop_container(self, container_id: str, *, timeout: float) -> None:
-        """Run the pre-stop step and SIGTERM; SIGKILL after ``timeout`` seconds. Returns when exited."""
+        """SIGTERM, then SIGKILL after ``timeout`` seconds; returns when exited. (The kubelet runs
+        ``lifecycle.preStop`` itself, through :meth:`exec_sync` or HTTP, before calling this.)"""
+        ...
+
+    async def exec_sync(self, container_id: str, command: list[str], *, timeout: float) -> tuple[int, bytes]:
+        """Run ``command`` in the running container; (exit code, stdout+stderr). Exec probes and
+        exec lifecycle hooks use it. Raises :class:`RuntimeError_` (``TimeoutError`` past ``timeout``)."""
         ...
 
     async def list_containers(self, pod_uid: str) -> list[ContainerStatus]:

@@ -1,0 +1,245 @@
+"""``pods/log`` and ``pods/exec``: the apiserver relays them to the pod's kubelet.
+
+Called by ``apiserver.subresources.handle`` after authentication. The pod is looked up (404 if
+missing), the container chosen (Kubernetes' 400 when several exist and none is named), and the
+pod's node found; its kubelet is reached at the node's ``InternalIP`` address and
+``status.daemonEndpoints.kubeletEndpoint.Port`` over TLS, presenting the apiserver's
+kubelet-client certificate (CN ``kube-apiserver-kubelet-client``, O ``system:masters``), issued
+from the cluster CA into the PKI dir by :func:`ensure_kubelet_client_certificate` (idempotent;
+the server may call it at start, the first proxied request does otherwise).
+
+Guarantees: every failure before the stream starts is an ``ApiError`` (a Status for the
+client); logs are streamed through chunk by chunk and end when the kubelet's body ends; exec
+answers the client's WebSocket upgrade with the subprotocol the kubelet accepted and relays
+binary frames both ways until either side closes. SPDY (kubectl <= 1.29, and the fallback of
+later ones) is refused with a 400 naming what is supported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import ssl
+from pathlib import Path
+from urllib.parse import quote
+
+import aiohttp
+from aiohttp import WSMsgType, web
+from cryptography import x509
+
+from apiserver.context import ApiContext
+from apiserver.routing import RequestTarget
+from machinery.errors import ApiError, BadRequestError, NotFoundError, ServiceUnavailableError
+from machinery.pki import ClusterPki, identity_from_certificate, write_private_file
+from machinery.resources import lookup
+
+__all__ = [
+    "EXEC_PROTOCOLS",
+    "KUBELET_CLIENT_GROUP",
+    "KUBELET_CLIENT_USER",
+    "ensure_kubelet_client_certificate",
+    "kubelet_client_ssl_context",
+    "pod_exec",
+    "pod_log",
+]
+
+log = logging.getLogger(__name__)
+
+KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"
+KUBELET_CLIENT_GROUP = "system:masters"
+EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+"""Remote-command subprotocols relayed, preferred first (kubectl 1.30+ offers only v5)."""
+
+_LOG_PARAMS = ("follow", "tailLines", "timestamps", "previous", "sinceSeconds", "limitBytes")
+_EXEC_PARAMS = ("stdin", "stdout", "stderr", "tty")
+_CONNECT_TIMEOUT = 10.0
+
+
+def ensure_kubelet_client_certificate(pki_dir: Path) -> tuple[Path, Path]:
+    """The apiserver's kubelet-client certificate and key in ``pki_dir``, issued if missing or stale."""
+    pki = ClusterPki.at(pki_dir)
+    cert_path, key_path = pki_dir / "apiserver-kubelet-client.crt", pki_dir / "apiserver-kubelet-client.key"
+    with open(pki_dir / ".kubelet-client.lock", "a+b") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        if not _usable(pki, cert_path, key_path):
+            cert_pem, key_pem = pki.issue_client_certificate(KUBELET_CLIENT_USER, [KUBELET_CLIENT_GROUP])
+            write_private_file(key_path, key_pem)
+            write_private_file(cert_path, cert_pem, mode=0o644)
+    return cert_path, key_path
+
+
+def _usable(pki: ClusterPki, cert_path: Path, key_path: Path) -> bool:
+    if not (cert_path.exists() and key_path.exists()):
+        return False
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        cert.verify_directly_issued_by(pki.ca_certificate())
+    except Exception:  # unreadable, or signed by an older CA: reissue
+        return False
+    return identity_from_certificate(cert) == (KUBELET_CLIENT_USER, [KUBELET_CLIENT_GROUP])
+
+
+def kubelet_client_ssl_context(pki_dir: Path) -> ssl.SSLContext:
+    """TLS to kubelets: verify their serving certificates by the cluster CA, present ours."""
+    cert_path, key_path = ensure_kubelet_client_certificate(pki_dir)
+    context = ssl.create_default_context(cafile=str(ClusterPki.at(pki_dir).ca_cert))
+    context.load_cert_chain(str(cert_path), str(key_path))
+    return context
+
+
+async def _pod_and_container(ctx: ApiContext, target: RequestTarget,
+                             request: web.Request) -> tuple[str, str, str, str]:
+    """(namespace, pod, container, node) after Kubernetes' checks."""
+    assert target.name is not None and target.namespace is not None
+    pod = await ctx.registry(target.resource).get(target.namespace, target.name)
+    spec = pod.get("spec") or {}
+    names = [c.get("name", "") for c in spec.get("containers") or []]
+    init_names = [c.get("name", "") for c in spec.get("initContainers") or []]
+    container = request.query.get("container", "")
+    if not container:
+        if len(names) != 1:
+            message = f"a container name must be specified for pod {target.name}, choose one of: [{' '.join(names)}]"
+            if init_names:
+                message += f" or one of the init containers: [{' '.join(init_names)}]"
+            raise BadRequestError(message)
+        container = names[0]
+    elif container not in names and container not in init_names:
+        raise BadRequestError(f"container {container} is not valid for pod {target.name}")
+    if not spec.get("nodeName"):
+        raise BadRequestError(f"pod {target.name} does not have a host assigned")
+    return target.namespace, target.name, container, str(spec["nodeName"])
+
+
+async def _kubelet_base(ctx: ApiContext, node_name: str) -> str:
+    nodes = lookup("", "v1", "nodes")
+    assert nodes is not None
+    try:
+        node = await ctx.registry(nodes).get(None, node_name)
+    except NotFoundError as err:
+        raise BadRequestError(f'node "{node_name}" of the pod is not registered') from err
+    status = node.get("status") or {}
+    port = (((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")) or 0
+    addresses = status.get("addresses") or []
+    address = next((a.get("address") for a in addresses if a.get("type") == "InternalIP"), None)
+    if not port or not address:
+        raise BadRequestError(f'node "{node_name}" does not report a kubelet endpoint '
+                              "(status.addresses InternalIP and daemonEndpoints.kubeletEndpoint.Port)")
+    host = f"[{address}]" if ":" in address else address
+    return f"https://{host}:{int(port)}"
+
+
+def _kubelet_path(kind: str, namespace: str, pod: str, container: str) -> str:
+    return f"/{kind}/{quote(namespace, safe='')}/{quote(pod, safe='')}/{quote(container, safe='')}"
+
+
+def _kubelet_error(status: int, text: str, node: str) -> ApiError:
+    message = text.strip() or f"the kubelet on node {node} answered {status}"
+    if status == 404:
+        return NotFoundError(message)
+    if status == 400:
+        return BadRequestError(message)
+    return ApiError(f"error from the kubelet on node {node} ({status}): {message}")
+
+
+async def pod_log(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.StreamResponse:
+    """``GET pods/{name}/log``: stream the container's log from its kubelet."""
+    namespace, pod, container, node = await _pod_and_container(ctx, target, request)
+    url = await _kubelet_base(ctx, node) + _kubelet_path("containerLogs", namespace, pod, container)
+    params = {k: request.query[k] for k in _LOG_PARAMS if k in request.query}
+    ssl_context = await asyncio.to_thread(kubelet_client_ssl_context, ctx.settings.pki_dir)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=_CONNECT_TIMEOUT)
+    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(ssl=ssl_context)) as session:
+        try:
+            upstream = await session.get(url, params=params)
+        except (TimeoutError, aiohttp.ClientError, OSError) as err:
+            raise ServiceUnavailableError(f"cannot reach the kubelet on node {node}: {err}") from err
+        async with upstream:
+            if upstream.status != 200:
+                raise _kubelet_error(upstream.status, await upstream.text(), node)
+            response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+            response.enable_chunked_encoding()
+            await response.prepare(request)
+            try:
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+            except (aiohttp.ClientError, ConnectionError) as err:
+                log.info("log stream %s/%s/%s ended: %s", namespace, pod, container, err)
+                return response
+            with contextlib.suppress(ConnectionError):
+                await response.write_eof()
+            return response
+
+
+def _offered_protocols(request: web.Request) -> list[str]:
+    header = request.headers.get("Sec-WebSocket-Protocol", "")
+    return [p.strip() for p in header.split(",") if p.strip()]
+
+
+async def pod_exec(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.StreamResponse:
+    """``pods/{name}/exec`` over a WebSocket (``v5.channel.k8s.io`` / ``v4``): relay to the kubelet."""
+    namespace, pod, container, node = await _pod_and_container(ctx, target, request)
+    command = request.query.getall("command", [])
+    if not command:
+        raise BadRequestError("you must specify at least one command for the container")
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        raise BadRequestError("pods/exec is served over WebSocket only (v5.channel.k8s.io, kubectl 1.30+); "
+                              "SPDY upgrades are not supported")
+    protocol = next((p for p in _offered_protocols(request) if p in EXEC_PROTOCOLS), None)
+    if protocol is None:
+        raise BadRequestError(f"pods/exec needs one of the WebSocket subprotocols {', '.join(EXEC_PROTOCOLS)}")
+    url = await _kubelet_base(ctx, node) + _kubelet_path("exec", namespace, pod, container)
+    params: list[tuple[str, str]] = [("command", c) for c in command]
+    params += [(k, request.query[k]) for k in _EXEC_PARAMS if k in request.query]
+    ssl_context = await asyncio.to_thread(kubelet_client_ssl_context, ctx.settings.pki_dir)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=_CONNECT_TIMEOUT)
+    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(ssl=ssl_context)) as session:
+        try:
+            upstream = await session.ws_connect(url, params=params, protocols=(protocol,), max_msg_size=0,
+                                                autoping=True)
+        except aiohttp.WSServerHandshakeError as err:
+            refused = f"the kubelet on node {node} refused exec in {pod}/{container}"
+            raise _kubelet_error(err.status, refused, node) from err
+        except (TimeoutError, aiohttp.ClientError, OSError) as err:
+            raise ServiceUnavailableError(f"cannot reach the kubelet on node {node}: {err}") from err
+        async with upstream:
+            downstream = web.WebSocketResponse(protocols=(protocol,), max_msg_size=0)
+            await downstream.prepare(request)
+            await _relay(downstream, upstream)
+            return downstream
+
+
+async def _relay(client: web.WebSocketResponse, kubelet: aiohttp.ClientWebSocketResponse) -> None:
+    """Binary frames both ways until either side closes; then close the other."""
+
+    async def to_kubelet() -> None:
+        async for msg in client:
+            if msg.type == WSMsgType.BINARY:
+                await kubelet.send_bytes(msg.data)
+            elif msg.type == WSMsgType.TEXT:
+                await kubelet.send_str(msg.data)
+
+    async def to_client() -> None:
+        async for msg in kubelet:
+            if msg.type == WSMsgType.BINARY:
+                await client.send_bytes(msg.data)
+            elif msg.type == WSMsgType.TEXT:
+                await client.send_str(msg.data)
+
+    tasks = [asyncio.create_task(to_kubelet(), name="exec-relay-in"),
+             asyncio.create_task(to_client(), name="exec-relay-out")]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception) and not isinstance(result, ConnectionError | aiohttp.ClientError):
+                log.warning("exec relay failed: %r", result)
+        with contextlib.suppress(Exception):
+            await kubelet.close()
+        with contextlib.suppress(Exception):
+            await client.close()
+

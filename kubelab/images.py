@@ -1,0 +1,427 @@
+"""Container images without a registry: ``kubelab/busybox:1.35``, ``kubelab/python:3.11``, ``kubelab/nginx:1.22``.
+
+Called by ``kubelab image build|load|ls`` (:mod:`kubelab.cli`), by tests through :func:`ensure_images`, and by
+anything that packages a Python program as a pod image (:func:`build_app_image`). Nothing here pulls: the
+images are assembled on this host and handed to the local Docker daemon.
+
+* busybox -- a tar built in memory from Debian's ``busybox-static`` (``/bin/busybox``, every applet symlinked,
+  ``/etc/passwd`` with ``root`` and uid 1337 ``proxy``), then ``docker import``: well under a second.
+* python, nginx -- a Debian bookworm rootfs from ``mmdebstrap`` (variant essential, merged-usr and eatmydata
+  hooks, docs removed), then ``docker import``: about 20 s each on two cores. The apt sources are the
+  host's sources *file*, passed as mmdebstrap's mirror argument and deleted from the rootfs afterwards, so no
+  mirror host name is written by this module or kept in an image.
+* app images -- ``FROM kubelab/python:3.11``; requirements are installed on the host with
+  ``pip install --target`` and copied in, so the build needs no network.
+
+Guarantees: builds are idempotent (an existing tag is kept unless ``force``); tags are the upstream
+versions, never ``latest``; a failed build leaves no tag behind and raises :class:`ImageBuildError`
+(docker SDK errors do not escape). The docker SDK is blocking: async callers use ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+
+__all__ = [
+    "BUSYBOX",
+    "IMAGES",
+    "NGINX",
+    "PYTHON",
+    "BuildResult",
+    "ImageBuildError",
+    "ImageInfo",
+    "Progress",
+    "build_app_image",
+    "build_image",
+    "ensure_images",
+    "image_exists",
+    "list_images",
+    "load",
+    "save",
+]
+
+logger = logging.getLogger(__name__)
+
+REPOSITORY_PREFIX = "kubelab/"
+BUSYBOX = "kubelab/busybox:1.35"
+PYTHON = "kubelab/python:3.11"
+NGINX = "kubelab/nginx:1.22"
+IMAGES: dict[str, str] = {"busybox": BUSYBOX, "python": PYTHON, "nginx": NGINX}
+"""Short name (``kubelab image build NAME``) -> tag."""
+
+BUSYBOX_BINARY = Path("/bin/busybox")
+APT_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
+DEBIAN_SUITE = "bookworm"  # python3 3.11, nginx 1.22, busybox 1.35: the tags above follow from it
+MMDEBSTRAP_HOOKS = Path("/usr/share/mmdebstrap/hooks")
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SITE_PACKAGES = "/usr/local/lib/python3.11/dist-packages"  # on the Debian python3's sys.path
+PROXY_UID = 1337
+
+Progress = Callable[[str], None]
+"""Receives one human-readable line per build step (the CLI prints them)."""
+
+NGINX_INDEX = (
+    "<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></head>\n"
+    "<body><h1>Welcome to nginx!</h1><p>kubelab/nginx:1.22</p></body></html>\n"
+)
+
+
+class ImageBuildError(RuntimeError):
+    """An image could not be built, imported or loaded (the message says which step and why)."""
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """Outcome of one ``build_*`` call."""
+
+    tag: str
+    built: bool
+    """False when the tag already existed and was kept."""
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """One tag of a ``kubelab/*`` image, as ``kubelab image ls`` shows it."""
+
+    tag: str
+    id: str
+    size: int
+    """Bytes, as the daemon reports them."""
+    created: str
+
+
+def _noop(_: str) -> None:
+    pass
+
+
+def image_exists(client: docker.DockerClient, tag: str) -> bool:
+    """Whether the daemon has an image with exactly this tag."""
+    return _image_id(client, tag) is not None
+
+
+def _image_id(client: docker.DockerClient, tag: str) -> str | None:
+    try:
+        image_id: str | None = client.images.get(tag).id
+    except docker.errors.ImageNotFound:
+        return None
+    except docker.errors.APIError as exc:
+        raise ImageBuildError(f"cannot inspect image {tag}: {exc}") from exc
+    return image_id
+
+
+def _remove_if_unused(client: docker.DockerClient, image_id: str) -> None:
+    """Drop the image a rebuild untagged, unless a container still uses it (the daemon then refuses)."""
+    try:
+        client.images.remove(image_id, noprune=False)
+    except docker.errors.APIError as exc:
+        logger.debug("kept untagged image %s: %s", image_id, exc)
+
+
+def _import_tar(client: docker.DockerClient, tar: bytes | Path, tag: str, changes: Sequence[str]) -> None:
+    repository, _, version = tag.rpartition(":")
+    try:
+        if isinstance(tar, Path):
+            # A generator, not the file: the SDK declares a chunked body, and only iterables are sent chunked.
+            client.api.import_image_from_stream(_chunks(tar), repository=repository, tag=version, changes=list(changes))
+        else:
+            client.api.import_image_from_data(tar, repository=repository, tag=version, changes=list(changes))
+    except docker.errors.APIError as exc:
+        raise ImageBuildError(f"docker import of {tag} failed: {exc}") from exc
+    if not image_exists(client, tag):
+        raise ImageBuildError(f"docker import of {tag} reported success but the tag is missing")
+
+
+def _chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
+    with path.open("rb") as stream:
+        while chunk := stream.read(size):
+            yield chunk
+
+
+# --- busybox ---------------------------------------------------------------------------------------------
+
+
+def _busybox_applets(binary: Path) -> list[str]:
+    try:
+        out = subprocess.run([str(binary), "--list"], check=True, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ImageBuildError(f"{binary} --list failed: {exc}") from exc
+    return sorted({name for name in out.split() if name and name != "busybox" and "/" not in name})
+
+
+def busybox_rootfs_tar(binary: Path = BUSYBOX_BINARY) -> bytes:
+    """The busybox image's root filesystem as an uncompressed tar (in memory, about 2 MB)."""
+    if not binary.is_file():
+        raise ImageBuildError(f"{binary} is missing: install Debian's busybox-static (run scripts/setup)")
+    now = int(time.time())
+    buffer = io.BytesIO()
+
+    def add(name: str, kind: bytes, *, mode: int = 0o755, data: bytes = b"", link: str = "") -> None:
+        info = tarfile.TarInfo(name)
+        info.type, info.mode, info.mtime, info.linkname, info.size = kind, mode, now, link, len(data)
+        tar.addfile(info, io.BytesIO(data) if data else None)
+
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for directory in ("bin", "etc", "root", "usr", "usr/bin", "var", "var/www"):
+            add(directory, tarfile.DIRTYPE, mode=0o700 if directory == "root" else 0o755)
+        add("tmp", tarfile.DIRTYPE, mode=0o1777)
+        add("bin/busybox", tarfile.REGTYPE, data=binary.read_bytes())
+        for applet in _busybox_applets(binary):
+            add(f"bin/{applet}", tarfile.SYMTYPE, mode=0o777, link="busybox")
+        add("usr/bin/env", tarfile.SYMTYPE, mode=0o777, link="/bin/busybox")  # for "#!/usr/bin/env" scripts
+        passwd = f"root:x:0:0:root:/root:/bin/sh\nproxy:x:{PROXY_UID}:{PROXY_UID}:proxy:/:/bin/sh\n"
+        group = f"root:x:0:\nproxy:x:{PROXY_UID}:\n"
+        add("etc/passwd", tarfile.REGTYPE, mode=0o644, data=passwd.encode())
+        add("etc/group", tarfile.REGTYPE, mode=0o644, data=group.encode())
+    return buffer.getvalue()
+
+
+def _build_busybox(client: docker.DockerClient, progress: Progress) -> None:
+    progress(f"{BUSYBOX}: packing {BUSYBOX_BINARY} and its applets")
+    tar = busybox_rootfs_tar()
+    progress(f"{BUSYBOX}: docker import ({len(tar) / 1e6:.1f} MB)")
+    _import_tar(client, tar, BUSYBOX, ['CMD ["/bin/sh"]', "ENV PATH=/bin:/usr/bin"])
+
+
+# --- Debian rootfs images (mmdebstrap) ---------------------------------------------------------------------
+
+
+def _mmdebstrap_command(packages: Sequence[str], output: Path, extra_hooks: Sequence[str] = ()) -> list[str]:
+    mmdebstrap = shutil.which("mmdebstrap")
+    if mmdebstrap is None:
+        raise ImageBuildError("mmdebstrap is not installed: run scripts/setup (apt-get install mmdebstrap)")
+    if not APT_SOURCES.is_file():
+        raise ImageBuildError(f"{APT_SOURCES} is missing: the build reads the host's apt sources from it")
+    return [
+        mmdebstrap, "--quiet", "--variant=essential", f"--include={','.join(packages)}",
+        f"--hook-dir={MMDEBSTRAP_HOOKS / 'merged-usr'}", f"--hook-dir={MMDEBSTRAP_HOOKS / 'eatmydata'}",
+        '--customize-hook=rm -rf "$1"/usr/share/doc/* "$1"/usr/share/man/* "$1"/usr/share/locale/* '
+        '"$1"/usr/share/info/*',
+        *(f"--customize-hook={hook}" for hook in extra_hooks),
+        # The pasted sources file names the host's mirror: it must not ship in the image.
+        '--customize-hook=rm -f "$1"/etc/apt/sources.list "$1"/etc/apt/sources.list.d/*',
+        DEBIAN_SUITE, str(output), str(APT_SOURCES),
+    ]  # fmt: skip
+
+
+def _build_debian(
+    client: docker.DockerClient,
+    tag: str,
+    packages: Sequence[str],
+    changes: Sequence[str],
+    progress: Progress,
+    extra_hooks: Sequence[str] = (),
+) -> None:
+    with tempfile.TemporaryDirectory(prefix="kubelab-image-") as workdir:
+        rootfs = Path(workdir) / "rootfs.tar"
+        command = _mmdebstrap_command(packages, rootfs, extra_hooks)
+        progress(f"{tag}: mmdebstrap {DEBIAN_SUITE} --include={','.join(packages)} (about 20 s)")
+        started = time.monotonic()
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ImageBuildError(f"{tag}: mmdebstrap failed to run: {exc}") from exc
+        if result.returncode != 0:
+            tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
+            raise ImageBuildError(f"{tag}: mmdebstrap exited with {result.returncode}:\n{tail}")
+        progress(f"{tag}: rootfs ready in {time.monotonic() - started:.1f}s "
+                 f"({rootfs.stat().st_size / 1e6:.0f} MB), docker import")
+        _import_tar(client, rootfs, tag, changes)
+
+
+def _build_python(client: docker.DockerClient, progress: Progress) -> None:
+    changes = ['CMD ["/usr/bin/python3"]', f"ENV PATH={SYSTEM_PATH}"]
+    _build_debian(client, PYTHON, ["python3", "iptables"], changes, progress)
+
+
+def _build_nginx(client: docker.DockerClient, progress: Progress) -> None:
+    index = NGINX_INDEX.replace("'", "")
+    hooks = [
+        f"printf '%s' '{index}' > \"$1\"/var/www/html/index.html",
+        # Like the official image: logs go to the container's stdout/stderr.
+        'ln -sf /dev/stdout "$1"/var/log/nginx/access.log && ln -sf /dev/stderr "$1"/var/log/nginx/error.log',
+    ]
+    changes = ['CMD ["nginx", "-g", "daemon off;"]', f"ENV PATH={SYSTEM_PATH}", "EXPOSE 80"]
+    _build_debian(client, NGINX, ["nginx-light"], changes, progress, hooks)
+
+
+_BUILDERS: dict[str, Callable[[docker.DockerClient, Progress], None]] = {
+    BUSYBOX: _build_busybox,
+    PYTHON: _build_python,
+    NGINX: _build_nginx,
+}
+
+
+def _resolve(name: str) -> str:
+    if name in IMAGES:
+        return IMAGES[name]
+    if name in _BUILDERS:
+        return name
+    known = ", ".join(sorted(IMAGES))
+    raise ImageBuildError(f'unknown image "{name}": one of {known} (or their tags)')
+
+
+def build_image(
+    client: docker.DockerClient, name: str, *, force: bool = False, progress: Progress | None = None
+) -> BuildResult:
+    """Build one of :data:`IMAGES` (by short name or tag) unless its tag exists and ``force`` is false."""
+    tag = _resolve(name)
+    report = progress or _noop
+    started = time.monotonic()
+    previous = _image_id(client, tag)
+    if previous is not None and not force:
+        report(f"{tag}: present, skipped (use --force to rebuild)")
+        return BuildResult(tag=tag, built=False, seconds=time.monotonic() - started)
+    _BUILDERS[tag](client, report)
+    if previous is not None and previous != _image_id(client, tag):
+        _remove_if_unused(client, previous)
+    seconds = time.monotonic() - started
+    report(f"{tag}: built in {seconds:.1f}s")
+    logger.info("built image %s in %.1fs", tag, seconds)
+    return BuildResult(tag=tag, built=True, seconds=seconds)
+
+
+def ensure_images(
+    client: docker.DockerClient,
+    names: Iterable[str] = tuple(IMAGES),
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> list[BuildResult]:
+    """Make sure every named image exists (short names or tags); cheap when they all do."""
+    return [build_image(client, name, force=force, progress=progress) for name in names]
+
+
+# --- app images ----------------------------------------------------------------------------------------------
+
+
+def _pip_install(requirements: Sequence[str] | Path, target: Path) -> None:
+    spec = ["-r", str(requirements)] if isinstance(requirements, Path) else list(requirements)
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+               "--no-compile", "--target", str(target), *spec]  # fmt: skip
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ImageBuildError(f"pip install --target failed to run: {exc}") from exc
+    if result.returncode != 0:
+        tail = "\n".join(result.stderr.strip().splitlines()[-10:])
+        raise ImageBuildError(f"pip install --target {' '.join(spec)} exited with {result.returncode}:\n{tail}")
+
+
+def build_app_image(
+    client: docker.DockerClient,
+    tag: str,
+    source_dir: Path,
+    *,
+    base: str = PYTHON,
+    requirements: Sequence[str] | Path | None = None,
+    command: Sequence[str] | None = None,
+    progress: Progress | None = None,
+) -> str:
+    """Build ``tag`` FROM ``base`` with ``source_dir`` copied to ``/app`` (the working directory).
+
+    ``requirements`` (specifiers, or a requirements file) are installed on the host with
+    ``pip install --target`` and copied onto the image's ``sys.path``. ``command`` becomes CMD; by default
+    ``python3 -u /app/main.py`` when ``source_dir/main.py`` exists, else the base image's CMD.
+    Docker's layer cache makes an unchanged rebuild cheap. Returns the image id.
+    """
+    report = progress or _noop
+    source_dir = Path(source_dir)
+    if not source_dir.is_dir():
+        raise ImageBuildError(f"{tag}: source directory {source_dir} does not exist")
+    if tag.endswith(":latest") or ":" not in tag.rpartition("/")[2]:
+        raise ImageBuildError(f'{tag}: give an explicit version tag (never "latest")')
+    if not image_exists(client, base):
+        raise ImageBuildError(f"{tag}: base image {base} is missing (kubelab image build)")
+    if command is None and (source_dir / "main.py").is_file():
+        command = ["python3", "-u", "/app/main.py"]
+    with tempfile.TemporaryDirectory(prefix="kubelab-app-") as workdir:
+        context = Path(workdir)
+        shutil.copytree(source_dir, context / "app",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".git"))  # fmt: skip
+        (context / "site").mkdir()
+        if requirements:
+            report(f"{tag}: pip install --target (host) {requirements}")
+            _pip_install(requirements, context / "site")
+        lines = [f"FROM {base}", f"COPY site/ {SITE_PACKAGES}/", "COPY app/ /app/", "WORKDIR /app"]
+        if command is not None:
+            lines.append(f"CMD {_json_list(command)}")
+        (context / "Dockerfile").write_text("\n".join(lines) + "\n")
+        report(f"{tag}: docker build FROM {base}")
+        try:
+            image, _ = client.images.build(path=str(context), tag=tag, rm=True, forcerm=True, pull=False)
+        except (docker.errors.BuildError, docker.errors.APIError) as exc:
+            raise ImageBuildError(f"{tag}: docker build failed: {exc}") from exc
+    image_id: str = image.id or ""
+    report(f"{tag}: built {image_id[:19]}")
+    return image_id
+
+
+def _json_list(items: Sequence[str]) -> str:
+    return json.dumps(list(items))
+
+
+# --- save / load / list ------------------------------------------------------------------------------------------
+
+
+def save(client: docker.DockerClient, tags: Sequence[str], path: Path) -> None:
+    """Write ``tags`` to a ``docker save`` tar at ``path`` (reloadable with :func:`load`)."""
+    try:
+        # GET /images/get?names=..: the SDK's get_image() takes one name, `docker save` takes many.
+        response = client.api._get(client.api._url("/images/get"), params={"names": list(tags)}, stream=True)
+        client.api._raise_for_status(response)
+        with Path(path).open("wb") as out:
+            for chunk in response.iter_content(chunk_size=1 << 20):
+                out.write(chunk)
+    except docker.errors.APIError as exc:
+        raise ImageBuildError(f"docker save {' '.join(tags)} failed: {exc}") from exc
+
+
+def load(client: docker.DockerClient, path: Path) -> list[str]:
+    """Load a ``docker save`` tar (``docker load -i``); returns the tags it brought in."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageBuildError(f"{path}: no such file")
+    loaded: set[str] = set()
+    try:
+        with path.open("rb") as stream:  # a file object is streamed, not read into memory
+            for message in client.api.load_image(stream):
+                if "error" in message:
+                    raise ImageBuildError(f"docker load -i {path} failed: {message['error']}")
+                line = str(message.get("stream") or "").strip()
+                for prefix in ("Loaded image: ", "Loaded image ID: "):
+                    if line.startswith(prefix):
+                        loaded.add(line.removeprefix(prefix))
+    except docker.errors.APIError as exc:
+        raise ImageBuildError(f"docker load -i {path} failed: {exc}") from exc
+    return sorted(loaded)
+
+
+def list_images(client: docker.DockerClient) -> list[ImageInfo]:
+    """Every tag of every ``kubelab/*`` image, sorted by tag."""
+    try:
+        images = client.images.list(name=f"{REPOSITORY_PREFIX}*")
+    except docker.errors.APIError as exc:
+        raise ImageBuildError(f"cannot list images: {exc}") from exc
+    infos = [
+        ImageInfo(tag=tag, id=image.short_id.removeprefix("sha256:"), size=int(image.attrs.get("Size") or 0),
+                  created=str(image.attrs.get("Created") or ""))
+        for image in images
+        for tag in image.tags
+        if tag.startswith(REPOSITORY_PREFIX)
+    ]  # fmt: skip
+    return sorted(infos, key=lambda info: info.tag)
