@@ -15,7 +15,7 @@ from typing import Any
 from controllers.manager import ControllerManager
 from controllers.settings import ControllerManagerSettings
 from machinery import errors
-from machinery.client import ApiClient
+from machinery.client import ApiClient, InformerFactory
 from machinery.meta import now_rfc3339
 from machinery.resources import PODS
 from tests.apiserver.conftest import embedded_api
@@ -153,3 +153,28 @@ class PodHistory:
             ready = [p for p in active if any(c.get("type") == "Ready" and c.get("status") == "True"
                                               for c in (p.get("status") or {}).get("conditions") or [])]
             self.samples.append((len(active), len(ready)))
+
+
+Controller = Any
+MakeController = Callable[[ApiClient, InformerFactory], Controller]
+
+
+@contextlib.asynccontextmanager
+async def running_controller(tmp_path: Path, make: MakeController, *, workers: int = 1,
+                             name: str = "controller") -> AsyncIterator[ApiClient]:
+    """One controller over the embedded apiserver: synced informers, ``run(workers)`` as a task."""
+    async with embedded_api(tmp_path) as api:
+        client = ApiClient.from_kubeconfig(api.settings.kubeconfig_path)
+        factory = InformerFactory(client)
+        controller = make(client, factory)
+        await factory.start()
+        await factory.wait_synced()
+        task = asyncio.create_task(controller.run(workers), name=f"test-{name}")
+        try:
+            yield client
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await factory.stop()
+            await client.close()

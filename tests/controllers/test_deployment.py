@@ -179,7 +179,7 @@ async def test_progress_deadline_exceeded(tmp_path: Path) -> None:
             d = await client.get(DEPLOYMENTS, "web", namespace="default")
             cond = du.get_condition(d.get("status") or {}, "Progressing")
             return cond is not None and cond["reason"] == "ProgressDeadlineExceeded" and cond["status"] == "False"
-        await eventually(timed_out, timeout=10, what="ProgressDeadlineExceeded")
+        await eventually(timed_out, timeout=20, what="ProgressDeadlineExceeded")
         d = await client.get(DEPLOYMENTS, "web", namespace="default")
         cond = du.get_condition(d["status"], "Progressing")
         assert cond is not None and cond["message"].endswith("has timed out progressing.")

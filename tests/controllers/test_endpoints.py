@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +11,11 @@ import pytest
 
 from controllers.endpoints import EndpointsController, desired_labels, desired_subsets, resolve_target_port
 from controllers.settings import ControllerManagerSettings
-from machinery.client.informer import InformerFactory
+from machinery.client import InformerFactory
 from machinery.client.rest import ApiClient
 from machinery.errors import NotFoundError
 from machinery.resources import ENDPOINTS, PODS, SERVICES
-from tests.apiserver.conftest import embedded_api
+from tests.controllers.helpers import eventually, running_controller
 
 NS = "default"
 
@@ -89,30 +88,12 @@ def test_labels_copy_service_and_mark_headless() -> None:
 
 
 # ---- against the apiserver ----------------------------------------------------------------
-@contextlib.asynccontextmanager
-async def running(tmp_path: Path) -> AsyncIterator[ApiClient]:
-    async with embedded_api(tmp_path) as api:
-        client = ApiClient.from_kubeconfig(api.settings.kubeconfig_path)
-        factory = InformerFactory(client)
-        controller = EndpointsController(client, factory, ControllerManagerSettings())
-        await factory.start()
-        await factory.wait_synced()
-        task = asyncio.create_task(controller.run(2), name="test-endpoints")
-        try:
-            yield client
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await factory.stop()
-            await client.close()
+def running(tmp_path: Path) -> contextlib.AbstractAsyncContextManager[ApiClient]:
+    def make(client: ApiClient, factory: InformerFactory) -> Any:
+        return EndpointsController(client, factory, ControllerManagerSettings())
 
+    return running_controller(tmp_path, make, workers=2, name="endpoints")
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def _create_pod(client: ApiClient, name: str, ip: str, *, ready: bool) -> None:

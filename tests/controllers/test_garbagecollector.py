@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +13,11 @@ import pytest
 from controllers.garbagecollector import GarbageCollectorController
 from controllers.gc_graph import OwnerGraph, deletion_policy, without_owner
 from controllers.settings import ControllerManagerSettings
-from machinery.client.informer import InformerFactory
+from machinery.client import InformerFactory
 from machinery.client.rest import ApiClient
 from machinery.errors import NotFoundError
 from machinery.resources import CONFIGMAPS, PODS, REPLICASETS, ResourceInfo
-from tests.apiserver.conftest import embedded_api
+from tests.controllers.helpers import eventually, running_controller
 
 NS = "default"
 
@@ -78,30 +77,12 @@ def test_without_owner() -> None:
 
 
 # ---- against the apiserver ----------------------------------------------------------------
-@contextlib.asynccontextmanager
-async def running(tmp_path: Path) -> AsyncIterator[ApiClient]:
-    async with embedded_api(tmp_path) as api:
-        client = ApiClient.from_kubeconfig(api.settings.kubeconfig_path)
-        factory = InformerFactory(client)
-        controller = GarbageCollectorController(client, factory, ControllerManagerSettings())
-        await factory.start()
-        await factory.wait_synced()
-        task = asyncio.create_task(controller.run(4), name="test-gc")
-        try:
-            yield client
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await factory.stop()
-            await client.close()
+def running(tmp_path: Path) -> contextlib.AbstractAsyncContextManager[ApiClient]:
+    def make(client: ApiClient, factory: InformerFactory) -> Any:
+        return GarbageCollectorController(client, factory, ControllerManagerSettings())
 
+    return running_controller(tmp_path, make, workers=4, name="gc")
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def gone(client: ApiClient, resource: ResourceInfo, name: str) -> bool:

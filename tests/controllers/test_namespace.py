@@ -4,46 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from controllers.namespace import NAMESPACED, NamespaceController
 from controllers.settings import ControllerManagerSettings
-from machinery.client.informer import InformerFactory
+from machinery.client import InformerFactory
 from machinery.client.rest import ApiClient
 from machinery.errors import NotFoundError
 from machinery.resources import CONFIGMAPS, NAMESPACES, PODS, SERVICES
-from tests.apiserver.conftest import embedded_api
+from tests.controllers.helpers import eventually, running_controller
 
 NS = "doomed"
 
 
-@contextlib.asynccontextmanager
-async def running(tmp_path: Path) -> AsyncIterator[ApiClient]:
-    async with embedded_api(tmp_path) as api:
-        client = ApiClient.from_kubeconfig(api.settings.kubeconfig_path)
-        factory = InformerFactory(client)
-        controller = NamespaceController(client, factory, ControllerManagerSettings(), recheck_delay=0.1)
-        await factory.start()
-        await factory.wait_synced()
-        task = asyncio.create_task(controller.run(2), name="test-namespace")
-        try:
-            yield client
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await factory.stop()
-            await client.close()
+def running(tmp_path: Path) -> contextlib.AbstractAsyncContextManager[ApiClient]:
+    def make(client: ApiClient, factory: InformerFactory) -> Any:
+        return NamespaceController(client, factory, ControllerManagerSettings(), recheck_delay=0.1)
 
+    return running_controller(tmp_path, make, workers=2, name="namespace")
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 @pytest.mark.parametrize("plural", [

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +11,11 @@ import pytest
 
 from controllers.podgc import PodGCController, out_of_service, terminated_excess
 from controllers.settings import ControllerManagerSettings
-from machinery.client.informer import InformerFactory
+from machinery.client import InformerFactory
 from machinery.client.rest import ApiClient
 from machinery.errors import NotFoundError
 from machinery.resources import NODES, PODS
-from tests.apiserver.conftest import embedded_api
+from tests.controllers.helpers import eventually, running_controller
 
 NS = "default"
 
@@ -47,30 +46,12 @@ def test_out_of_service(node: dict[str, Any], expected: bool) -> None:
     assert out_of_service(node) is expected
 
 
-@contextlib.asynccontextmanager
-async def running(tmp_path: Path) -> AsyncIterator[ApiClient]:
-    async with embedded_api(tmp_path) as api:
-        client = ApiClient.from_kubeconfig(api.settings.kubeconfig_path)
-        factory = InformerFactory(client)
-        controller = PodGCController(client, factory, ControllerManagerSettings(), period=0.1, quarantine=0.3)
-        await factory.start()
-        await factory.wait_synced()
-        task = asyncio.create_task(controller.run(1), name="test-podgc")
-        try:
-            yield client
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await factory.stop()
-            await client.close()
+def running(tmp_path: Path) -> contextlib.AbstractAsyncContextManager[ApiClient]:
+    def make(client: ApiClient, factory: InformerFactory) -> Any:
+        return PodGCController(client, factory, ControllerManagerSettings(), period=0.1, quarantine=0.3)
 
+    return running_controller(tmp_path, make, workers=1, name="podgc")
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def _bound_pod(client: ApiClient, name: str, node: str) -> None:
