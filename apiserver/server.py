@@ -14,7 +14,6 @@ import ctypes
 import ctypes.util
 import gc
 import logging
-import signal
 import ssl
 
 from aiohttp import web
@@ -30,6 +29,7 @@ from apiserver.storage.instrumented import InstrumentedStorage
 from apiserver.watchcache import WatchCaches
 from machinery.kubeconfig import write_kubeconfig
 from machinery.pki import ClusterPki, ensure_cluster_pki
+from machinery.process import run_until_signalled
 from machinery.resources import RESOURCES
 
 log = logging.getLogger(__name__)
@@ -141,18 +141,4 @@ def _write_client_files(settings: ApiServerSettings, pki: ClusterPki, host: str,
 
 def run(settings: ApiServerSettings) -> None:
     """Serve in the foreground until SIGTERM or SIGINT."""
-
-    async def main() -> None:
-        task = asyncio.create_task(serve(settings), name="apiserver")
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    try:
-        import uvloop  # compiled event loop and TLS: faster on every request
-    except ImportError:  # pragma: no cover - uvloop is a dependency; this is only a fallback
-        asyncio.run(main())
-    else:
-        uvloop.run(main())
+    run_until_signalled(lambda: serve(settings), name="apiserver")

@@ -6,10 +6,7 @@ closes everything it opened; ``run`` blocks until SIGTERM/SIGINT.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import signal
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -17,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from controllers.manager import ControllerManager
 from controllers.settings import ControllerManagerSettings
 from machinery.client import ApiClient
+from machinery.process import run_until_signalled
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +59,4 @@ async def serve(settings: ControllerManagerSettings) -> None:
 
 def run(settings: ControllerManagerSettings) -> None:
     """Serve in the foreground until SIGTERM or SIGINT."""
-
-    async def main() -> None:
-        task = asyncio.create_task(serve(settings), name="controller-manager")
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency
-        asyncio.run(main())
-    else:
-        uvloop.run(main())
+    run_until_signalled(lambda: serve(settings), name="controller-manager")

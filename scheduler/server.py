@@ -6,16 +6,14 @@ calls ``run(SchedulerSettings(...))``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import signal
 import socket
 
 from aiohttp import web
 
 from machinery.client import ApiClient, LeaderElector
 from machinery.meta import random_suffix
+from machinery.process import run_until_signalled
 from scheduler.metrics import SchedulerMetrics, start_metrics_server
 from scheduler.profile import load_profile
 from scheduler.scheduler import Scheduler
@@ -53,18 +51,4 @@ async def serve(settings: SchedulerSettings) -> None:
 
 def run(settings: SchedulerSettings) -> None:
     """Blocking entry point; SIGTERM/SIGINT stop the scheduler cleanly."""
-
-    async def main() -> None:
-        task = asyncio.create_task(serve(settings), name="scheduler")
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency
-        asyncio.run(main())
-    else:
-        uvloop.run(main())
+    run_until_signalled(lambda: serve(settings), name="scheduler")
