@@ -11,6 +11,18 @@ flags become settings, the work is done by :mod:`kubelab.launcher` (processes),
 each with its own client certificate (``system:kube-scheduler``,
 ``system:kube-controller-manager``, ``system:node:hollow-node`` in ``system:nodes``).
 
+``kubelab up --nodes N`` (default 2; 0 when ``--hollow-nodes`` is given) runs real nodes on Docker:
+it refuses to start without a reachable Docker engine (printing what to install/run, never
+installing), builds the base image on first use, creates the pod network ``kubelab-<cluster>``
+(:mod:`kubelab.laptop`: the cluster name, pod subnet and service range derive from the state dir)
+and starts ``kubelab kubelet`` ``node-1`` .. ``node-N`` (credentials ``system:node:node-i``).
+All nodes share one Docker engine and so the host's netfilter: only ``node-1`` runs the network
+agent role, i.e. the service proxy (iptables, once for the whole cluster) and the cluster DNS,
+bound to the pod network's gateway IP, which every pod gets as its nameserver (Docker's embedded
+DNS at 127.0.0.11 forwards to it). ``up`` waits for Ready nodes and an answering DNS.
+``kubelab down`` stops the processes, then removes the cluster's containers, network and
+iptables chains (:func:`kubelab.laptop.cleanup`) and prints what it removed.
+
 ``kubelab image build|load|ls`` builds and lists the registry-free ``kubelab/*`` images
 (:mod:`kubelab.images`).
 """
@@ -25,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from apiserver.settings import ApiServerSettings
-from kubelab import launcher
+from kubelab import laptop, launcher
 from kubelab.etcd import EtcdNotInstalledError, ensure_local_etcd
 from kubelet.settings import KubeletSettings, parse_labels, parse_taint
 
@@ -37,6 +49,7 @@ SCHEDULER = "scheduler"
 CONTROLLER_MANAGER = "controller-manager"
 HOLLOW_KUBELET = "kubelet-hollow"
 HOLLOW_NODE_PREFIX = "hollow-node"
+NODE_PREFIX = "node"
 DEFAULT_STATE_DIR = Path("~/.kubelab")
 
 
@@ -73,8 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store(up, ["sqlite", "etcd"])
     up.add_argument("--port", type=int, default=6443, help="apiserver HTTPS port (default 6443)")
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for readiness")
+    up.add_argument("--nodes", type=int, default=None, metavar="N",
+                    help="real nodes on Docker: N kubelets node-1..node-N (default 2, or 0 with --hollow-nodes)")
     up.add_argument("--hollow-nodes", type=int, default=0, metavar="N",
                     help="also start the scheduler, the controller-manager and N hollow nodes")
+    up.add_argument("--pod-subnet", default=None, metavar="CIDR",
+                    help="subnet of the Docker pod network (default 10.244.0.0/16 for ~/.kubelab)")
+    up.add_argument("--service-cidr", default=None, metavar="CIDR",
+                    help="ClusterIP range (default 10.96.0.0/12 for ~/.kubelab)")
     _add_node_lifecycle(up)
     up.set_defaults(handler=cmd_up)
 
@@ -98,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="seconds between storage compactions")
     apiserver.add_argument("--compaction-keep", type=int, default=10_000,
                            help="revisions a compaction keeps (the watch resume window)")
+    apiserver.add_argument("--service-cidr", default=None, metavar="CIDR", help="ClusterIP range")
     apiserver.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v: debug)")
     apiserver.set_defaults(handler=cmd_apiserver)
     _add_components(commands)
@@ -170,7 +190,24 @@ def _add_components(commands: Any) -> None:
                          help="first CrashLoopBackOff delay, doubling to 5 min (default 10)")
     kubelet.add_argument("--fake-start-delay", type=float, default=0.1, metavar="S",
                          help="hollow nodes: seconds from container start to running (default 0.1)")
+    _add_real_kubelet(kubelet)
     kubelet.set_defaults(handler=cmd_kubelet)
+
+
+def _add_real_kubelet(kubelet: argparse.ArgumentParser) -> None:
+    """Flags of a Docker-backed (non-hollow) node; see :class:`kubelet.settings.KubeletSettings`."""
+    kubelet.add_argument("--cluster-name", default="kubelab", help="label/network/chain name of the cluster")
+    kubelet.add_argument("--pod-subnet", default="10.244.0.0/16", metavar="CIDR", help="pod network subnet")
+    kubelet.add_argument("--root-dir", type=Path, default=None, metavar="DIR",
+                         help="kubelet state (pod volumes); default ~/.kubelab/kubelet")
+    kubelet.add_argument("--pki-dir", type=Path, default=None, metavar="DIR",
+                         help="cluster PKI; with it the kubelet serves HTTPS logs/exec")
+    kubelet.add_argument("--server-port", type=int, default=0, metavar="N", help="kubelet HTTPS port (0: free)")
+    kubelet.add_argument("--network-agent", action=argparse.BooleanOptionalAction, default=False,
+                         help="run the service proxy (iptables) on this node (one node per cluster)")
+    kubelet.add_argument("--run-dns", action="store_true", help="serve cluster DNS from this node")
+    kubelet.add_argument("--dns-ip", default="", metavar="IP", help="cluster DNS address given to pods")
+    kubelet.add_argument("--dns-port", type=int, default=53, metavar="N", help="cluster DNS port (with --run-dns)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,13 +233,24 @@ def _print_log_tail(state_dir: Path, name: str) -> None:
 
 
 def _print_usage(state_dir: Path) -> None:
+    print("next steps:")
     print(f"  export KUBECONFIG={state_dir / 'kubeconfig'}")
-    print("  kubectl get ns")
+    print("  kubectl get nodes")
+    print("  kubectl create deployment web --image=kubelab/busybox:1.35 --replicas=3 -- httpd -f -p 8080")
+    print("  kubectl expose deployment web --port=80 --target-port=8080")
+    print("  kubectl run client --image=kubelab/busybox:1.35 -- sleep 3600")
+    print("  kubectl exec client -- wget -qO- http://web")
+    default = state_dir == DEFAULT_STATE_DIR.expanduser().resolve()
+    print("  kubelab down" + ("" if default else f" --state-dir {state_dir}"))
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if args.nodes is None:
+        args.nodes = 0 if args.hollow_nodes else 2
+    if args.nodes > 0 and _prepare_docker(args) != 0:
+        return 1
 
     running = launcher.read_process(state_dir, APISERVER)
     if running is not None and running.alive:
@@ -236,7 +284,9 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     # A port file left by an earlier run would point the readiness probe at a dead port.
     (state_dir / "apiserver.port").unlink(missing_ok=True)
-    argv = launcher.apiserver_command(state_dir=state_dir, store=args.store, etcd_servers=etcd_servers, port=args.port)
+    service_cidr = args.service_cidr or laptop.default_service_cidr(state_dir)
+    argv = launcher.apiserver_command(state_dir=state_dir, store=args.store, etcd_servers=etcd_servers, port=args.port,
+                                      extra_args=["--service-cidr", service_cidr])
     process = launcher.start_process(state_dir, APISERVER, argv)
     print(f"started apiserver (pid {process.pid}), log: {launcher.log_path(state_dir, APISERVER)}")
     if not sys.stderr.isatty():
@@ -255,6 +305,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"kubelab up failed: {exc}", file=sys.stderr)
         _print_log_tail(state_dir, APISERVER)
         launcher.stop_process(state_dir, APISERVER, grace=5.0)
+        if args.nodes > 0:
+            _cleanup_cluster(state_dir)  # the pod network made by _prepare_docker
         return 1
     if sys.stderr.isatty():
         sys.stderr.write("\n")
@@ -275,32 +327,83 @@ def _ensure_running(state_dir: Path, name: str, argv: list[str]) -> launcher.Man
     return process
 
 
+def _prepare_docker(args: argparse.Namespace) -> int:
+    """Docker nodes need the engine (never installed here), the base images and the pod network."""
+    problem = laptop.docker_problem()
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return 1
+    from kubelab.images import ImageBuildError, ensure_images
+
+    cluster = laptop.cluster_name(args.state_dir)
+    client = laptop.docker_client()
+    try:
+        ensure_images(client, ["busybox"], progress=lambda line: print(f"image: {line}", flush=True))
+        args.pod_subnet, args.dns_ip = laptop.ensure_pod_network(
+            client, cluster, args.pod_subnet or laptop.default_pod_subnet(args.state_dir))
+    except ImageBuildError as exc:
+        print(f"kubelab up failed: cannot build the base images: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # the docker SDK's errors: overlapping subnet, daemon gone ...
+        print(f"kubelab up failed: cannot create the pod network of cluster {cluster}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    print(f"cluster {cluster}: pod network {args.pod_subnet}, cluster DNS at {args.dns_ip}:{laptop.DNS_PORT}")
+    return 0
+
+
+def _docker_kubelets(args: argparse.Namespace, renew: str) -> list[launcher.ManagedProcess]:
+    """Start ``kubelab kubelet`` node-1..node-N; node-1 runs the service proxy and the cluster DNS.
+
+    All nodes share the host's netfilter (one Docker engine), so one service proxy serves them all.
+    """
+    state_dir: Path = args.state_dir
+    common = ["--cluster-name", laptop.cluster_name(state_dir), "--pod-subnet", args.pod_subnet,
+              "--root-dir", str(state_dir / "kubelet"), "--pki-dir", str(state_dir / "pki"),
+              "--dns-ip", args.dns_ip, "--dns-port", str(laptop.DNS_PORT), "--node-lease-renew-interval", renew]
+    processes = []
+    for index in range(1, args.nodes + 1):
+        node = f"{NODE_PREFIX}-{index}"
+        kubeconfig = launcher.component_kubeconfig(state_dir, f"kubelet-{node}", user=f"system:node:{node}",
+                                                   groups=["system:nodes"])
+        role = ["--network-agent", "--run-dns"] if index == 1 else []
+        processes.append(_ensure_running(state_dir, f"kubelet-{node}", launcher.kubelet_command(
+            kubeconfig=kubeconfig, node_name=node, extra_args=[*common, *role])))
+    return processes
+
+
 def _up_components(args: argparse.Namespace) -> int:
-    """Start the scheduler, the controller-manager and the hollow kubelet; wait for Ready nodes."""
-    count: int = args.hollow_nodes
+    """Start the scheduler, the controller-manager, the hollow and Docker kubelets; wait for Ready nodes."""
+    count: int = args.hollow_nodes + args.nodes
     if count <= 0:
         return 0
     state_dir: Path = args.state_dir
+    # Leases renew well within the (possibly lab-shortened) grace period, as 10 s is to 40 s.
+    renew = f"{min(10.0, args.node_monitor_grace_period / 4):g}"
     try:
         scheduler_kc = launcher.component_kubeconfig(state_dir, SCHEDULER, user="system:kube-scheduler")
         manager_kc = launcher.component_kubeconfig(state_dir, CONTROLLER_MANAGER,
                                                    user="system:kube-controller-manager")
-        kubelet_kc = launcher.component_kubeconfig(state_dir, HOLLOW_KUBELET,
-                                                   user=f"system:node:{HOLLOW_NODE_PREFIX}", groups=["system:nodes"])
+        lifecycle = ["--node-monitor-grace-period", f"{args.node_monitor_grace_period:g}",
+                     "--pod-eviction-timeout", f"{args.pod_eviction_timeout:g}"]
+        processes = [
+            _ensure_running(state_dir, SCHEDULER, launcher.component_command(SCHEDULER, kubeconfig=scheduler_kc)),
+            _ensure_running(state_dir, CONTROLLER_MANAGER, launcher.component_command(
+                CONTROLLER_MANAGER, kubeconfig=manager_kc, extra_args=lifecycle)),
+        ]
+        if args.hollow_nodes > 0:
+            kubelet_kc = launcher.component_kubeconfig(state_dir, HOLLOW_KUBELET,
+                                                       user=f"system:node:{HOLLOW_NODE_PREFIX}",
+                                                       groups=["system:nodes"])
+            processes.append(_ensure_running(state_dir, HOLLOW_KUBELET, launcher.kubelet_command(
+                kubeconfig=kubelet_kc, node_name=HOLLOW_NODE_PREFIX, hollow=True, count=args.hollow_nodes,
+                extra_args=["--node-lease-renew-interval", renew])))
+        if args.nodes > 0:
+            processes += _docker_kubelets(args, renew)
     except launcher.NotReadyError as exc:
         print(f"kubelab up failed: {exc}", file=sys.stderr)
         return 1
-    lifecycle = ["--node-monitor-grace-period", f"{args.node_monitor_grace_period:g}",
-                 "--pod-eviction-timeout", f"{args.pod_eviction_timeout:g}"]
-    processes = [
-        _ensure_running(state_dir, SCHEDULER, launcher.component_command(SCHEDULER, kubeconfig=scheduler_kc)),
-        _ensure_running(state_dir, CONTROLLER_MANAGER, launcher.component_command(
-            CONTROLLER_MANAGER, kubeconfig=manager_kc, extra_args=lifecycle)),
-        _ensure_running(state_dir, HOLLOW_KUBELET, launcher.kubelet_command(
-            kubeconfig=kubelet_kc, node_name=HOLLOW_NODE_PREFIX, hollow=True, count=count,
-            # Leases renew well within the (possibly lab-shortened) grace period, as 10 s is to 40 s.
-            extra_args=["--node-lease-renew-interval", f"{min(10.0, args.node_monitor_grace_period / 4):g}"])),
-    ]
     print(f"waiting for {count} node(s) to be Ready ...")
     try:
         nodes = launcher.wait_nodes_ready(state_dir, count=count, timeout=args.timeout, watch=processes)
@@ -311,6 +414,15 @@ def _up_components(args: argparse.Namespace) -> int:
                 _print_log_tail(state_dir, process.name)
         return 1
     _print_table([("NAME", "STATUS", "VERSION"), *launcher.node_rows(nodes)])
+    if args.nodes > 0:
+        dns = processes[-args.nodes]
+        if not laptop.wait_dns(args.dns_ip, laptop.DNS_PORT, timeout=args.timeout,
+                               alive=lambda: launcher.is_alive(dns.pid, dns.start_time)):
+            print(f"kubelab up failed: cluster DNS at {args.dns_ip}:{laptop.DNS_PORT} does not answer",
+                  file=sys.stderr)
+            _print_log_tail(state_dir, dns.name)
+            return 1
+        print(f"cluster DNS answers at {args.dns_ip}:{laptop.DNS_PORT}")
     return 0
 
 
@@ -332,6 +444,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     processes = sorted(launcher.list_processes(state_dir), key=lambda p: (_stop_order(p.name), p.name))
     if not processes:
         print("kubelab is not running (nothing to stop)")
+        _cleanup_cluster(state_dir)
         return 0
     for process in processes:
         outcome, pid = launcher.stop_process(state_dir, process.name)
@@ -340,7 +453,17 @@ def cmd_down(args: argparse.Namespace) -> int:
         elif outcome is not launcher.StopOutcome.NOT_RECORDED:
             print(f"{outcome.value} {process.name} (pid {pid})")
     (state_dir / "apiserver.port").unlink(missing_ok=True)
+    _cleanup_cluster(state_dir)
     return 0
+
+
+def _cleanup_cluster(state_dir: Path) -> None:
+    """Remove the cluster's containers, network and iptables chains; say what was removed."""
+    cluster = laptop.cluster_name(state_dir)
+    report = laptop.cleanup(cluster)
+    if report.containers or report.networks or report.chains or report.problems:
+        for line in report.lines(cluster):
+            print(line)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -391,6 +514,8 @@ def cmd_apiserver(args: argparse.Namespace) -> int:
     )
     if args.etcd_servers:
         settings.etcd_servers = list(args.etcd_servers)
+    if args.service_cidr:
+        settings.service_cidr = args.service_cidr
     run(settings)
     return 0
 
@@ -431,12 +556,19 @@ def cmd_controller_manager(args: argparse.Namespace) -> int:
 
 def kubelet_settings(args: argparse.Namespace) -> KubeletSettings:
     """The :class:`kubelet.settings.KubeletSettings` of parsed ``kubelab kubelet`` flags."""
-    return KubeletSettings(
+    settings = KubeletSettings(
         kubeconfig=args.kubeconfig.expanduser(), node_name=args.node_name, hollow=args.hollow, count=args.count,
         labels=dict(args.labels), taints=list(args.taint), cpu=args.cpu, memory=args.memory, pods=args.pods,
         lease_renew_interval=args.node_lease_renew_interval, crash_loop_base_delay=args.crash_loop_base_delay,
         fake_start_delay=args.fake_start_delay,
     )
+    settings.cluster_name, settings.pod_subnet = args.cluster_name, args.pod_subnet
+    if args.root_dir is not None:
+        settings.root_dir = args.root_dir.expanduser()
+    settings.pki_dir = args.pki_dir.expanduser() if args.pki_dir is not None else None
+    settings.server_port, settings.network_agent = args.server_port, args.network_agent
+    settings.run_dns, settings.dns_ip, settings.dns_port = args.run_dns, args.dns_ip, args.dns_port
+    return settings
 
 
 def cmd_kubelet(args: argparse.Namespace) -> int:

@@ -10,7 +10,8 @@ Semantics, as Kubernetes: the first probe runs ``initialDelaySeconds`` after the
 started, then every ``periodSeconds``, each bounded by ``timeoutSeconds``; a result flips after
 ``successThreshold`` consecutive successes or ``failureThreshold`` consecutive failures.
 Readiness starts as failure, liveness as success; until a startup probe has succeeded neither
-runs (and the container is neither started nor ready). Each failed probe records an
+runs (and the container is neither started nor ready). A container the API status already shows
+ready/started (a restarted kubelet adopting it) starts from that verdict instead. Each failed probe records an
 ``Unhealthy`` Warning event (``Liveness probe failed: HTTP probe failed with statuscode: 500``).
 ``time_scale`` shrinks every interval (tests run probes at 1/100 speed).
 """
@@ -197,10 +198,21 @@ class ProbeManager:
 
     def _start(self, pod: dict[str, Any], spec: Mapping[str, Any], status: ContainerStatus, kind: str,
                pod_ip: str) -> None:
-        initial = kind != "readinessProbe" and kind != "startupProbe"
+        initial = kind == "livenessProbe" or self._carried_over(pod, status, kind)
         task = asyncio.get_running_loop().create_task(
             self._run(pod, spec, status, kind, pod_ip), name=f"probe {kind} {status.pod_uid}/{status.name}")
         self._workers[(status.id, kind)] = _Worker(pod_uid=status.pod_uid, kind=kind, task=task, result=initial)
+
+    def _carried_over(self, pod: dict[str, Any], status: ContainerStatus, kind: str) -> bool:
+        """Whether the API status already shows this very container attempt ready (readiness) or
+        started (startup): a restarted kubelet adopting running containers keeps that verdict until
+        the probe says otherwise, so a kubelet restart does not flap pods out of their endpoints."""
+        field = "ready" if kind == "readinessProbe" else "started"
+        container_id = f"{self.runtime.name}://{status.id}"
+        for previous in (pod.get("status") or {}).get("containerStatuses") or []:
+            if previous.get("containerID") == container_id:
+                return bool(previous.get(field))
+        return False
 
     async def _run(self, pod: dict[str, Any], spec: Mapping[str, Any], status: ContainerStatus, kind: str,
                    pod_ip: str) -> None:

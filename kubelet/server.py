@@ -8,8 +8,11 @@ event recorders, start-up and shutdown.
 Without ``--hollow`` the node is real (:func:`_real_node`): a ``DockerRuntime`` on the cluster's
 pod network, :class:`~kubelet.sync.PodFeatures` (volumes, env, probes, hooks, pod DNS from
 ``resolv_conf_for_pod``), node status from the host (cpu count, ``/proc/meminfo``, images, the
-runtime version, the kubelet server port), the HTTPS logs/exec server, and in the network-agent
-role the ``ServiceProxy`` and (``run_dns``) ``ClusterDNS``.
+runtime version, the kubelet server port), the HTTPS logs/exec server (Docker streams limited to
+this node's containers of this cluster, listening on the node's InternalIP: the pod network
+gateway, which the apiserver dials), and in the network-agent role the ``ServiceProxy`` and
+(``run_dns``) ``ClusterDNS``. ``kubelab up`` gives both roles to one node only: the nodes of a
+laptop cluster share the host's netfilter.
 """
 
 from __future__ import annotations
@@ -26,8 +29,17 @@ from typing import Any, cast
 from kubelet.envvars import NodeAllocatable
 from kubelet.hollow import KubeletGroup, NodeHandle
 from kubelet.node import NodeAgent
-from kubelet.runtime.interface import ContainerRuntime, Prober
+from kubelet.runtime.docker_spec import (
+    LABEL_ATTEMPT,
+    LABEL_CLUSTER,
+    LABEL_CONTAINER,
+    LABEL_NAMESPACE,
+    LABEL_NODE,
+    LABEL_POD_NAME,
+)
+from kubelet.runtime.interface import ContainerNotFoundError, ContainerRuntime, Prober
 from kubelet.settings import KubeletSettings
+from kubelet.streams import DockerStreams
 from kubelet.sync import EventSink, PodFeatures
 from machinery.client.events import EventRecorder
 from machinery.client.rest import ApiClient
@@ -173,24 +185,21 @@ async def _real_node(client: ApiClient, settings: KubeletSettings, events_for: C
     agent.images = [{"names": [*i.tags, i.id], "sizeBytes": int(i.attrs.get("Size") or 0)}
                     for i in images if i.tags]
     handle.syncer.host_ip = agent.config.host_ip
-    if settings.pki_dir is not None and hasattr(runtime, "logs"):
+    if settings.pki_dir is not None:
         from kubelet.httpserver import kubelet_server_tls, start_kubelet_server
-        from kubelet.streams import StreamSource
         from machinery.pki import ClusterPki
 
         tls = kubelet_server_tls(ClusterPki.at(settings.pki_dir), hosts=["127.0.0.1", agent.config.host_ip],
                                  cert_dir=settings.root_dir / settings.node_name)
+        # The apiserver dials the node's InternalIP (the pod network gateway, a host-only bridge address).
         runner, port = await start_kubelet_server(
-            cast(StreamSource, runtime), node_name=settings.node_name, host="127.0.0.1",
-            port=settings.server_port, tls=tls,
+            _NodeDockerStreams(docker_client, cluster=settings.cluster_name, node=settings.node_name),
+            node_name=settings.node_name, host=agent.config.host_ip, port=settings.server_port, tls=tls,
             pod_lookup=lambda ns, name: group_.informer.store.get(f"{ns}/{name}"))
         agent.port = port
         cleanups.append(runner.cleanup)
     else:
-        # TODO(issue 4): DockerRuntime has no logs/exec (StreamSource) yet, or no pki_dir given:
-        # the kubelet HTTPS server is not started.
-        log.warning("node %s: kubelet HTTPS server not started (no pki_dir or runtime without logs/exec)",
-                    settings.node_name)
+        log.warning("node %s: no pki_dir, kubelet HTTPS server (logs/exec) not started", settings.node_name)
     if settings.network_agent:
         proxy = ServiceProxy(client, cluster=settings.cluster_name, node_ip=agent.config.host_ip,
                              cluster_cidr=settings.pod_subnet)
@@ -209,6 +218,26 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+class _NodeDockerStreams(DockerStreams):
+    """Logs/exec over Docker, limited to this node's containers of this cluster (clusters share the engine)."""
+
+    def __init__(self, client: Any, *, cluster: str, node: str) -> None:
+        super().__init__(client)
+        self._scope = [f"{LABEL_CLUSTER}={cluster}", f"{LABEL_NODE}={node}"]
+
+    def _find(self, namespace: str, pod: str, container: str, *, previous: bool) -> Any:
+        found = self._client.containers.list(all=True, filters={"label": [
+            *self._scope, f"{LABEL_NAMESPACE}={namespace}", f"{LABEL_POD_NAME}={pod}",
+            f"{LABEL_CONTAINER}={container}"]})
+        attempts = sorted(found, key=lambda c: int(c.labels.get(LABEL_ATTEMPT, "0") or 0))
+        if previous:
+            attempts = [c for c in attempts[:-1] if c.status != "running"]
+        if not attempts:
+            what = "previous terminated container" if previous else "container"
+            raise ContainerNotFoundError(f'{what} "{container}" in pod "{pod}" not found')
+        return attempts[-1]
 
 
 class _NoProber:

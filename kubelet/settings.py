@@ -102,8 +102,9 @@ class KubeletSettings:
     server_port: int = 0
     """Port of the kubelet HTTPS server on 127.0.0.1 (0: any free port, reported in node status)."""
 
-    network_agent: bool = True
-    """Run the service proxy (iptables, like kube-proxy) on this node."""
+    network_agent: bool = False
+    """Run the service proxy (iptables, like kube-proxy) on this node. Off by default: the nodes of a
+    laptop cluster share the host's netfilter, so ``kubelab up`` turns it on for one node only."""
 
     run_dns: bool = False
     """Serve cluster DNS from this node (one node per cluster needs it)."""

@@ -261,9 +261,11 @@ class PodSyncer:
                     await self._start(started, container, ContainerKind.REGULAR, 0, waiting)
                 elif current.state is ContainerState.EXITED and should_restart(policy, current.exit_code):
                     await self._restart(key, started, container, current, waiting)
+        if features is not None:
+            # Workers first: the status below then sees their (possibly carried-over) verdicts.
+            features.probes.sync_pod(pod, await self.runtime.list_containers(uid), sandbox.ip)
         await self._write_status(key, pod, waiting=waiting)
         if features is not None:
-            features.probes.sync_pod(pod, await self.runtime.list_containers(uid), sandbox.ip)
             if any(c.reason == "CreateContainerConfigError" for c in waiting.values()):
                 self._requeue(key, features.config_retry)
             elif any(k in v for v in spec.get("volumes") or [] for k in _REFRESHED_VOLUMES):

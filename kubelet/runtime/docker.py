@@ -215,7 +215,9 @@ class DockerRuntime:
     def _find(self, pod_uid: str | None = None, *, sandbox: bool | None = None) -> list[Any]:
         labels = {LABEL_POD_UID: pod_uid} if pod_uid else {}
         with _translated("list containers"):
-            found = self.client.containers.list(all=True, filters=self._filters(**labels))
+            # ignore_removed: a container removed between the list and its inspect (another pod's
+            # cleanup in flight) is simply not listed, instead of failing the whole listing.
+            found = self.client.containers.list(all=True, filters=self._filters(**labels), ignore_removed=True)
         if sandbox is None:
             return list(found)
         return [c for c in found if (c.labels.get(LABEL_KIND) == KIND_SANDBOX) == sandbox]
@@ -409,6 +411,19 @@ class DockerRuntime:
         with contextlib.suppress(docker.errors.APIError):
             self.client.api.exec_start(self.client.api.exec_create(container_id, command)["Id"])
 
+    async def exec_sync(self, container_id: str, command: list[str], *, timeout: float) -> tuple[int, bytes]:
+        """Run ``command`` in the running container (exec probes, exec hooks); (exit code, stdout+stderr
+        interleaved). ``TimeoutError`` past ``timeout``: Docker cannot kill an exec, it is left to finish."""
+
+        def run() -> tuple[int, bytes]:
+            with _translated(f"exec in container {container_id[:12]}"):
+                exec_id = self.client.api.exec_create(container_id, command, stdout=True, stderr=True)["Id"]
+                output = self.client.api.exec_start(exec_id)
+                code = self.client.api.exec_inspect(exec_id).get("ExitCode")
+            return (int(code) if code is not None else -1), bytes(output or b"")
+
+        return await asyncio.wait_for(asyncio.to_thread(run), timeout)
+
     async def list_containers(self, pod_uid: str) -> list[ContainerStatus]:
         def list_() -> list[ContainerStatus]:
             statuses = [self._status(c.attrs) for c in self._find(pod_uid, sandbox=False)]
@@ -433,8 +448,6 @@ class DockerRuntime:
         if status.reason == "Error" and status.id in self._oom_killed:
             status = replace(status, reason="OOMKilled")
         return status
-
-
 
 
 def cleanup_cluster(client: Any, cluster: str) -> tuple[int, int]:

@@ -28,6 +28,7 @@ from machinery.resources import PODS, REPLICASETS
 pytestmark = [pytest.mark.kubectl, pytest.mark.slow]
 
 GRACE = 5
+EXTRA = "extra-1"  # the node of the one-node hollow kubelet the eviction test starts and stops
 _names = itertools.count()
 
 
@@ -311,22 +312,24 @@ def test_stopped_node_has_its_pods_evicted_to_the_others(cluster: Cluster) -> No
     c, ns = cluster, cluster.namespace()
     kubeconfig = launcher.component_kubeconfig(c.state_dir, "kubelet-extra", user="system:node:extra",
                                                groups=["system:nodes"])
+    # One more hollow node, in its own process so that it can be stopped alone: "extra-1".
     launcher.start_process(c.state_dir, "kubelet-extra", launcher.kubelet_command(
-        kubeconfig=kubeconfig, node_name="extra", extra_args=["--node-lease-renew-interval", "1"]))
+        kubeconfig=kubeconfig, node_name="extra", hollow=True, count=1,
+        extra_args=["--node-lease-renew-interval", "1"]))
     try:
         def extra_ready() -> bool:
-            got = c.run("get", "node", "extra", "-o", "json", check=False)
+            got = c.run("get", "node", EXTRA, "-o", "json", check=False)
             return got.returncode == 0 and any(
                 cond["type"] == "Ready" and cond["status"] == "True"
-                for cond in json.loads(got.stdout)["status"].get("conditions", []))
+                for cond in (json.loads(got.stdout).get("status") or {}).get("conditions", []))
 
         wait_for(extra_ready, 30, "node extra Ready")
-        others = [n["metadata"]["name"] for n in c.json("get", "nodes")["items"] if n["metadata"]["name"] != "extra"]
+        others = [n["metadata"]["name"] for n in c.json("get", "nodes")["items"] if n["metadata"]["name"] != EXTRA]
         for node in others:
             c.run("cordon", node)
         c.run("apply", "-n", ns, "-f", "-", input=deployment_yaml("ev", 3))
         c.run("rollout", "status", "-n", ns, "deploy/ev", timeout=90)
-        assert {p["spec"]["nodeName"] for p in pods(c, ns, "app=ev")} == {"extra"}
+        assert {p["spec"]["nodeName"] for p in pods(c, ns, "app=ev")} == {EXTRA}
         for node in others:
             c.run("uncordon", node)
     finally:
@@ -334,10 +337,10 @@ def test_stopped_node_has_its_pods_evicted_to_the_others(cluster: Cluster) -> No
 
     def replaced() -> bool:
         live = [p for p in pods(c, ns, "app=ev") if not p["metadata"].get("deletionTimestamp")
-                and p["spec"].get("nodeName") not in (None, "extra") and _ready(p)]
+                and p["spec"].get("nodeName") not in (None, EXTRA) and _ready(p)]
         return len(live) == 3
 
     wait_for(replaced, 60, "pods of the stopped node to be evicted and replaced elsewhere")
-    node = c.json("get", "node", "extra")
+    node = c.json("get", "node", EXTRA)
     taints = {t["key"] for t in node["spec"].get("taints", [])}
     assert "node.kubernetes.io/unreachable" in taints

@@ -183,14 +183,14 @@ def test_down_stops_every_recorded_process(state_dir: Path, capsys: pytest.Captu
 def test_up_status_down(state_dir: Path, stand_in: None, capsys: pytest.CaptureFixture[str]) -> None:
     port = _free_port()
     args = ["--state-dir", str(state_dir)]
-    assert cli.main(["up", *args, "--port", str(port)]) == 0
+    assert cli.main(["up", *args, "--nodes", "0", "--port", str(port)]) == 0
     out = capsys.readouterr().out
     assert f"kubelab is up: apiserver at https://127.0.0.1:{port}" in out
     assert f"export KUBECONFIG={state_dir / 'kubeconfig'}" in out
     pid = launcher.read_process(state_dir, "apiserver")
     assert pid is not None and pid.alive
 
-    assert cli.main(["up", *args, "--port", str(port)]) == 0
+    assert cli.main(["up", *args, "--nodes", "0", "--port", str(port)]) == 0
     assert f"kubelab is already running (apiserver pid {pid.pid}, https://127.0.0.1:{port})" in capsys.readouterr().out
 
     assert cli.main(["status", *args]) == 0
@@ -207,7 +207,7 @@ def test_up_failure_shows_the_log(
     state_dir: Path, stand_in: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("STAND_IN_FAIL", "1")
-    assert cli.main(["up", "--state-dir", str(state_dir), "--port", "0"]) == 1
+    assert cli.main(["up", "--state-dir", str(state_dir), "--port", "0", "--nodes", "0"]) == 1
     err = capsys.readouterr().err
     assert "kubelab up failed: the apiserver" in err
     assert "stand-in: failing on purpose" in err
@@ -218,7 +218,7 @@ def test_up_etcd_not_installed(
     state_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(etcd, "ETCD_BINARY", state_dir / "no-etcd")
-    assert cli.main(["up", "--state-dir", str(state_dir), "--store", "etcd"]) == 1
+    assert cli.main(["up", "--state-dir", str(state_dir), "--store", "etcd", "--nodes", "0"]) == 1
     assert "etcd is not installed: apt-get install etcd-server" in capsys.readouterr().err
 
 
@@ -226,7 +226,7 @@ def test_up_etcd_not_installed(
 @pytest.mark.slow
 @pytest.mark.skipif(not etcd.ETCD_BINARY.exists(), reason="no /usr/bin/etcd")
 def test_up_with_local_etcd(state_dir: Path, stand_in: None, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["up", "--state-dir", str(state_dir), "--store", "etcd", "--port", "0"]) == 0
+    assert cli.main(["up", "--state-dir", str(state_dir), "--store", "etcd", "--port", "0", "--nodes", "0"]) == 0
     member = launcher.read_process(state_dir, "etcd")
     assert member is not None and member.alive
     client_url = json.loads((state_dir / "etcd.json").read_text())["client_url"]
