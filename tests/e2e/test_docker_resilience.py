@@ -28,6 +28,7 @@ from kubelab.testing import kubectl
 pytestmark = [pytest.mark.docker, pytest.mark.kubectl, pytest.mark.slow]
 
 NS = "res"
+GRACE = 5
 CLUSTER_LABEL = "kubelab.dev/cluster"
 WEB = f"""\
 apiVersion: apps/v1
@@ -86,6 +87,11 @@ class Cluster:
     def json(self, *args: str) -> Any:
         return json.loads(self.kubectl(*args, "-o", "json").stdout)
 
+    def up(self) -> subprocess.CompletedProcess[str]:
+        """``kubelab up`` (again: it starts what is not running) with lab-shortened node timeouts."""
+        return self.kubelab("up", "--port", "0", "--nodes", "2", "--node-monitor-grace-period", str(GRACE),
+                            "--pod-eviction-timeout", str(GRACE))
+
     def kubelab(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "kubelab", *args, "--state-dir", str(self.state_dir)],
                               capture_output=True, text=True, timeout=180, check=False)
@@ -108,7 +114,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 def cluster(tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient) -> Iterator[Cluster]:
     ensure_images(docker_client, ["busybox"])
     c = Cluster(tmp_path_factory.mktemp("docker-res"), docker_client)
-    result = c.kubelab("up", "--port", "0", "--nodes", "2")
+    result = c.up()
     try:
         assert result.returncode == 0, f"kubelab up failed:\n{result.stdout}\n{result.stderr}"
         c.kubectl("create", "namespace", NS)
@@ -173,6 +179,8 @@ def test_killed_container_is_restarted_and_counted(cluster: Cluster) -> None:
     wait_for(restarted, 60, "the killed container to be restarted and ready")
     cs = cluster.json("-n", NS, "get", "pod", name)["status"]["containerStatuses"][0]
     assert cs["lastState"]["terminated"]["exitCode"] == 137
+    previous = cluster.kubectl("-n", NS, "logs", name, "--previous", check=False)
+    assert previous.returncode == 0, previous.stderr
 
 
 def test_kubelet_killed_and_restarted_keeps_pods_without_duplicates(cluster: Cluster) -> None:
@@ -184,7 +192,7 @@ def test_kubelet_killed_and_restarted_keeps_pods_without_duplicates(cluster: Clu
         assert process is not None
         os.kill(process.pid, signal.SIGKILL)
     time.sleep(1)
-    result = cluster.kubelab("up", "--port", "0", "--nodes", "2")
+    result = cluster.up()
     assert result.returncode == 0, result.stderr
     time.sleep(5)  # let both kubelets resync their pods
     after = {p["metadata"]["uid"]: p["status"]["containerStatuses"][0]["containerID"]
@@ -194,3 +202,31 @@ def test_kubelet_killed_and_restarted_keeps_pods_without_duplicates(cluster: Clu
     for uid in after:
         apps = [c for c in cluster.containers(**{"io.kubernetes.pod.uid": uid}) if c.status == "running"]
         assert len(apps) == 2  # pause + httpd, nothing duplicated
+
+
+def test_node_stopped_for_good_has_its_pods_rescheduled_and_cleaned_up_when_it_returns(cluster: Cluster) -> None:
+    pods = cluster.json("-n", NS, "get", "pods", "-l", "app=web")["items"]
+    on_node2 = {p["metadata"]["uid"] for p in pods if p["spec"]["nodeName"] == "node-2"}
+    if not on_node2:  # make sure node-2 runs some of them
+        cluster.kubectl("cordon", "node-1")
+        cluster.kubectl("-n", NS, "rollout", "restart", "deployment/web")
+        cluster.kubectl("-n", NS, "rollout", "status", "deployment/web", "--timeout=90s")
+        cluster.kubectl("uncordon", "node-1")
+        pods = cluster.json("-n", NS, "get", "pods", "-l", "app=web")["items"]
+        on_node2 = {p["metadata"]["uid"] for p in pods if p["spec"]["nodeName"] == "node-2"}
+    assert on_node2
+    launcher.stop_process(cluster.state_dir, "kubelet-node-2", grace=5)
+
+    def rescheduled() -> bool:
+        live = [p for p in cluster.json("-n", NS, "get", "pods", "-l", "app=web")["items"]
+                if not p["metadata"].get("deletionTimestamp") and p["spec"].get("nodeName") == "node-1"
+                and (p["status"].get("containerStatuses") or [{}])[0].get("ready")]
+        return len(live) == 3
+
+    wait_for(rescheduled, 90, "the stopped node's pods to run on node-1")
+    assert any(c.status == "running" for uid in on_node2
+               for c in cluster.containers(**{"io.kubernetes.pod.uid": uid}))  # node-2's containers linger
+    assert cluster.up().returncode == 0  # node-2 returns
+    wait_for(lambda: not any(c.status == "running" for uid in on_node2
+                             for c in cluster.containers(**{"io.kubernetes.pod.uid": uid})),
+             60, "the returned node to clean up its evicted pods' containers")
