@@ -230,7 +230,7 @@ class _NodeDockerStreams(DockerStreams):
     def _find(self, namespace: str, pod: str, container: str, *, previous: bool) -> Any:
         found = self._client.containers.list(all=True, filters={"label": [
             *self._scope, f"{LABEL_NAMESPACE}={namespace}", f"{LABEL_POD_NAME}={pod}",
-            f"{LABEL_CONTAINER}={container}"]})
+            f"{LABEL_CONTAINER}={container}"]}, ignore_removed=True)
         attempts = sorted(found, key=lambda c: int(c.labels.get(LABEL_ATTEMPT, "0") or 0))
         if previous:
             attempts = [c for c in attempts[:-1] if c.status != "running"]

@@ -339,7 +339,7 @@ class DockerStreams:
 
     def _find(self, namespace: str, pod: str, container: str, *, previous: bool) -> Any:
         found = self._client.containers.list(all=True, filters={"label": [
-            f"{_LABEL_NS}={namespace}", f"{_LABEL_POD}={pod}", f"{_LABEL_CONTAINER}={container}"]})
+            f"{_LABEL_NS}={namespace}", f"{_LABEL_POD}={pod}", f"{_LABEL_CONTAINER}={container}"]}, ignore_removed=True)
         attempts = sorted(found, key=lambda c: int(c.labels.get(_LABEL_RESTARTS, "0") or 0))
         if previous:
             attempts = [c for c in attempts[:-1] if c.status != "running"]

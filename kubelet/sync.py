@@ -204,6 +204,7 @@ class PodSyncer:
             await self._terminate(key, pod)
         elif (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             await self._stop_all(uid, timeout=0)
+            await self._refresh_terminal(key, pod)
         else:
             await self._sync_running(key, pod)
 
@@ -373,8 +374,18 @@ class PodSyncer:
         await self._start(started, container, current.kind, current.attempt + 1, waiting)
 
     # -- status ---------------------------------------------------------------------------
+    async def _refresh_terminal(self, key: str, pod: dict[str, Any]) -> None:
+        """Re-report the container states of a finished pod while the runtime still has them: a
+        detail learnt after the first terminal write (Docker's ``oom`` event can trail ``die``, so
+        ``Error`` becomes ``OOMKilled``) still reaches the status. The phase never moves."""
+        spec = pod.get("spec") or {}
+        names = {str(c["name"]) for c in spec.get("containers") or []}
+        present = {c.name for c in await self.runtime.list_containers(str(pod["metadata"]["uid"]))}
+        if names <= present:
+            await self._write_status(key, pod, waiting={}, terminal=True, keep_phase=True)
+
     async def _write_status(self, key: str, pod: dict[str, Any], *, waiting: dict[str, Waiting],
-                            terminal: bool = False) -> None:
+                            terminal: bool = False, keep_phase: bool = False) -> None:
         uid = str(pod["metadata"]["uid"])
         probes = self.features.probes if self.features is not None else None
         status = compute_pod_status(
@@ -390,6 +401,8 @@ class PodSyncer:
             terminal=terminal,
         )
         old = pod.get("status") or {}
+        if keep_phase and old.get("phase"):
+            status["phase"] = old["phase"]
         if all(old.get(field_) == value for field_, value in status.items()):
             return
         meta = pod["metadata"]
