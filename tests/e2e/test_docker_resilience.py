@@ -204,6 +204,16 @@ def test_kubelet_killed_and_restarted_keeps_pods_without_duplicates(cluster: Clu
         assert len(apps) == 2  # pause + httpd, nothing duplicated
 
 
+def test_exec_with_a_tty_on_a_real_container(cluster: Cluster) -> None:
+    command = (f"/usr/bin/kubectl --cache-dir={cluster.state_dir / 'tty-cache'} -n {NS} exec -it client -- "
+               "sh -c 'tty; exit 4'")
+    result = subprocess.run(["script", "-qec", command, "/dev/null"], input="", capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "KUBECONFIG": str(cluster.state_dir / "kubeconfig")})
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "/dev/pts/" in result.stdout
+
+
+# Last in the module: it stops node-2 (pods there, the client among them, are evicted).
 def test_node_stopped_for_good_has_its_pods_rescheduled_and_cleaned_up_when_it_returns(cluster: Cluster) -> None:
     pods = cluster.json("-n", NS, "get", "pods", "-l", "app=web")["items"]
     on_node2 = {p["metadata"]["uid"] for p in pods if p["spec"]["nodeName"] == "node-2"}
@@ -231,11 +241,3 @@ def test_node_stopped_for_good_has_its_pods_rescheduled_and_cleaned_up_when_it_r
                              for c in cluster.containers(**{"io.kubernetes.pod.uid": uid})),
              60, "the returned node to clean up its evicted pods' containers")
 
-
-def test_exec_with_a_tty_on_a_real_container(cluster: Cluster) -> None:
-    command = (f"/usr/bin/kubectl --cache-dir={cluster.state_dir / 'tty-cache'} -n {NS} exec -it client -- "
-               "sh -c 'tty; exit 4'")
-    result = subprocess.run(["script", "-qec", command, "/dev/null"], input="", capture_output=True, text=True,
-                            timeout=60, env={**os.environ, "KUBECONFIG": str(cluster.state_dir / "kubeconfig")})
-    assert result.returncode == 4, result.stdout + result.stderr
-    assert "/dev/pts/" in result.stdout

@@ -273,7 +273,7 @@ def test_load_missing_file(docker_client: docker.DockerClient, tmp_path: Path) -
     ("argv", "code", "expected"),
     [
         pytest.param(["image", "build", "busybox"], 0, "kubelab/busybox:1.35: present, skipped", id="build"),
-        pytest.param(["image", "ls"], 0, "kubelab/busybox   1.35", id="ls"),
+        pytest.param(["image", "ls"], 0, "kubelab/busybox 1.35", id="ls"),
         pytest.param(["image", "build", "alpine"], 1, 'unknown image "alpine"', id="unknown"),
         pytest.param(["image", "load", "/nonexistent.tar"], 1, "no such file", id="load-missing"),
     ],
@@ -283,4 +283,5 @@ def test_cli(docker_client: docker.DockerClient, capsys: pytest.CaptureFixture[s
     images.ensure_images(docker_client, ["busybox"])
     assert main(argv) == code
     captured = capsys.readouterr()
-    assert expected in captured.out + captured.err
+    # Column widths depend on the other images present: compare with runs of white space folded.
+    assert " ".join(expected.split()) in " ".join((captured.out + captured.err).split())
