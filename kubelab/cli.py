@@ -39,6 +39,8 @@ from typing import Any
 from apiserver.settings import ApiServerSettings
 from kubelab import laptop, launcher
 from kubelab.etcd import EtcdNotInstalledError, ensure_local_etcd
+from kubelab.image_cli import add_image_commands
+from kubelab.output import print_table
 from kubelet.settings import KubeletSettings, parse_labels, parse_taint
 
 __all__ = ["build_parser", "main"]
@@ -121,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     apiserver.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v: debug)")
     apiserver.set_defaults(handler=cmd_apiserver)
     _add_components(commands)
-    _add_image_commands(commands)
+    add_image_commands(commands)
     return parser
 
 
@@ -413,7 +415,7 @@ def _up_components(args: argparse.Namespace) -> int:
             if not launcher.is_alive(process.pid, process.start_time):
                 _print_log_tail(state_dir, process.name)
         return 1
-    _print_table([("NAME", "STATUS", "VERSION"), *launcher.node_rows(nodes)])
+    print_table([("NAME", "STATUS", "VERSION"), *launcher.node_rows(nodes)])
     if args.nodes > 0:
         dns = processes[-args.nodes]
         if not laptop.wait_dns(args.dns_ip, laptop.DNS_PORT, timeout=args.timeout,
@@ -424,12 +426,6 @@ def _up_components(args: argparse.Namespace) -> int:
             return 1
         print(f"cluster DNS answers at {args.dns_ip}:{laptop.DNS_PORT}")
     return 0
-
-
-def _print_table(rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 def _stop_order(name: str) -> int:
@@ -474,7 +470,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     rows = [("COMPONENT", "PID", "STATUS")]
     rows += [(p.name, str(p.pid), "Running" if p.alive else "NotRunning (stale pid file)") for p in processes]
-    _print_table(rows)
+    print_table(rows)
 
     apiserver = next((p for p in processes if p.name == APISERVER and p.alive), None)
     url = launcher.apiserver_url(state_dir)
@@ -580,84 +576,3 @@ def cmd_kubelet(args: argparse.Namespace) -> int:
         return 2
     run(kubelet_settings(args))
     return 0
-
-
-# --- kubelab image: build/load/list the registry-free images (kubelab/images.py) ---------------------------
-
-
-def _add_image_commands(commands: Any) -> None:
-    image = commands.add_parser("image", help="build, load and list the kubelab/* container images (no registry)")
-    verbs = image.add_subparsers(dest="image_command", required=True, metavar="COMMAND")
-    build = verbs.add_parser("build", help="build images locally (default: all); existing tags are kept")
-    build.add_argument("names", nargs="*", metavar="NAME", help="busybox, python, nginx (default: all)")
-    build.add_argument("--force", action="store_true", help="rebuild even if the tag exists")
-    build.set_defaults(handler=cmd_image_build)
-    load = verbs.add_parser("load", help="load images from a `docker save` tar")
-    load.add_argument("file", type=Path, metavar="FILE")
-    load.set_defaults(handler=cmd_image_load)
-    ls = verbs.add_parser("ls", help="list the kubelab/* images")
-    ls.set_defaults(handler=cmd_image_ls)
-
-
-def _docker_client() -> Any:
-    import docker
-
-    try:
-        client = docker.from_env(timeout=600)
-        client.ping()
-    except docker.errors.DockerException as exc:
-        print(f"cannot reach the Docker engine: {exc}", file=sys.stderr)
-        return None
-    return client
-
-
-def _run_image_command(action: Any) -> int:
-    from kubelab.images import ImageBuildError
-
-    client = _docker_client()
-    if client is None:
-        return 1
-    try:
-        code: int = action(client)
-    except ImageBuildError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        client.close()
-    return code
-
-
-def cmd_image_build(args: argparse.Namespace) -> int:
-    from kubelab import images
-
-    def build(client: Any) -> int:
-        images.ensure_images(client, args.names or list(images.IMAGES), force=args.force,
-                             progress=lambda line: print(line, flush=True))
-        return 0
-
-    return _run_image_command(build)
-
-
-def cmd_image_load(args: argparse.Namespace) -> int:
-    from kubelab import images
-
-    def load(client: Any) -> int:
-        for tag in images.load(client, args.file):
-            print(f"Loaded image: {tag}")
-        return 0
-
-    return _run_image_command(load)
-
-
-def cmd_image_ls(args: argparse.Namespace) -> int:
-    from kubelab import images
-
-    def ls(client: Any) -> int:
-        rows = [("REPOSITORY", "TAG", "IMAGE ID", "SIZE")]
-        for info in images.list_images(client):
-            repository, _, tag = info.tag.rpartition(":")
-            rows.append((repository, tag, info.id[:12], f"{info.size / 1e6:.1f}MB"))
-        _print_table(rows)
-        return 0
-
-    return _run_image_command(ls)
