@@ -53,6 +53,7 @@ import docker.types  # noqa: E402
 from kubelab import launcher  # noqa: E402
 from kubelab.images import BUSYBOX, ensure_images  # noqa: E402
 from kubelab.testing import RunningApiServer, start_apiserver  # noqa: E402
+from kubelet.runtime.docker import cleanup_cluster  # noqa: E402
 from machinery.client import ApiClient  # noqa: E402
 from machinery.resources import NODES, PODS  # noqa: E402
 
@@ -242,23 +243,8 @@ class DockerBenchCluster:
                 self.kubelet.wait(5)
         if self.apiserver is not None:
             self.apiserver.stop(grace=5.0)
-        remove_labelled(self.docker_client, self.cluster)
+        cleanup_cluster(self.docker_client, self.cluster)
         shutil.rmtree(self.state_dir, ignore_errors=True)
-
-
-def remove_labelled(client: docker.DockerClient, cluster: str) -> tuple[int, int]:
-    """Remove every container, then every network labelled ``kubelab.dev/cluster=<cluster>``."""
-    selector = {"label": [f"{LABEL_CLUSTER}={cluster}"]}
-    containers = networks = 0
-    for container in client.containers.list(all=True, filters=selector, sparse=True):
-        with contextlib.suppress(docker.errors.NotFound):
-            container.remove(force=True, v=True)
-            containers += 1
-    for network in client.networks.list(filters=selector):
-        with contextlib.suppress(docker.errors.NotFound):
-            network.remove()
-            networks += 1
-    return containers, networks
 
 
 # -- raw Docker ------------------------------------------------------------------------------------
