@@ -11,24 +11,19 @@ reference), so requests here use plain ``wget -qO-`` against endpoints that answ
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import docker
 import pytest
 
 from kubelab import laptop
 from kubelab.images import BUSYBOX, ensure_images
-from kubelab.testing import kubectl
+from tests.e2e.docker_harness import CLUSTER_LABEL, DockerCluster, running_cluster
 
 pytestmark = [pytest.mark.docker, pytest.mark.kubectl, pytest.mark.slow]
 
 NS = "lab"
-CLUSTER_LABEL = "kubelab.dev/cluster"
 WEB = f"""\
 apiVersion: apps/v1
 kind: Deployment
@@ -72,43 +67,11 @@ spec:
 """
 
 
-@dataclass
-class DockerCluster:
-    """A running ``kubelab up --nodes 2`` in ``state_dir``."""
-
-    state_dir: Path
-    docker: docker.DockerClient
-    up_seconds: float = 0.0
-
-    @property
-    def cluster(self) -> str:
-        return laptop.cluster_name(self.state_dir)
-
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
-                timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return kubectl(*args, kubeconfig=self.state_dir / "kubeconfig", input=input, check=check, timeout=timeout)
-
-    def kubelab(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "kubelab", *args, "--state-dir", str(self.state_dir)],
-                              capture_output=True, text=True, timeout=180, check=False)
-
-    def containers(self, **labels: str) -> list[Any]:
-        selector = [f"{CLUSTER_LABEL}={self.cluster}", *(f"{k}={v}" for k, v in labels.items())]
-        return list(self.docker.containers.list(all=True, filters={"label": selector}))
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient) -> Iterator[DockerCluster]:
     ensure_images(docker_client, ["busybox"])
-    c = DockerCluster(tmp_path_factory.mktemp("docker-cluster"), docker_client)
-    started = time.monotonic()
-    result = c.kubelab("up", "--port", "0", "--nodes", "2")
-    c.up_seconds = time.monotonic() - started
-    try:
-        assert result.returncode == 0, f"kubelab up failed:\n{result.stdout}\n{result.stderr}"
+    with running_cluster(tmp_path_factory.mktemp("docker-cluster"), docker_client, "--nodes", "2") as c:
         yield c
-    finally:
-        c.kubelab("down")
 
 
 @pytest.fixture(scope="module")

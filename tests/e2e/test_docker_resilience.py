@@ -7,29 +7,24 @@ Only this module's own cluster and its containers are touched (found by the clus
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import docker
 import pytest
 
-from kubelab import laptop, launcher
+from kubelab import launcher
 from kubelab.images import BUSYBOX, ensure_images
-from kubelab.testing import kubectl
+from tests.e2e.docker_harness import DockerCluster as Cluster
+from tests.e2e.docker_harness import running_cluster
 
 pytestmark = [pytest.mark.docker, pytest.mark.kubectl, pytest.mark.slow]
 
 NS = "res"
 GRACE = 5
-CLUSTER_LABEL = "kubelab.dev/cluster"
 WEB = f"""\
 apiVersion: apps/v1
 kind: Deployment
@@ -71,36 +66,6 @@ spec:
 """
 
 
-@dataclass
-class Cluster:
-    state_dir: Path
-    docker: docker.DockerClient
-
-    @property
-    def name(self) -> str:
-        return laptop.cluster_name(self.state_dir)
-
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
-                timeout: float = 90) -> subprocess.CompletedProcess[str]:
-        return kubectl(*args, kubeconfig=self.state_dir / "kubeconfig", input=input, check=check, timeout=timeout)
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.kubectl(*args, "-o", "json").stdout)
-
-    def up(self) -> subprocess.CompletedProcess[str]:
-        """``kubelab up`` (again: it starts what is not running) with lab-shortened node timeouts."""
-        return self.kubelab("up", "--port", "0", "--nodes", "2", "--node-monitor-grace-period", str(GRACE),
-                            "--pod-eviction-timeout", str(GRACE))
-
-    def kubelab(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "kubelab", *args, "--state-dir", str(self.state_dir)],
-                              capture_output=True, text=True, timeout=180, check=False)
-
-    def containers(self, **labels: str) -> list[Any]:
-        selector = [f"{CLUSTER_LABEL}={self.name}", *(f"{k}={v}" for k, v in labels.items())]
-        return list(self.docker.containers.list(all=True, filters={"label": selector}))
-
-
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -113,17 +78,13 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient) -> Iterator[Cluster]:
     ensure_images(docker_client, ["busybox"])
-    c = Cluster(tmp_path_factory.mktemp("docker-res"), docker_client)
-    result = c.up()
-    try:
-        assert result.returncode == 0, f"kubelab up failed:\n{result.stdout}\n{result.stderr}"
+    with running_cluster(tmp_path_factory.mktemp("docker-res"), docker_client, "--nodes", "2",
+                         "--node-monitor-grace-period", str(GRACE), "--pod-eviction-timeout", str(GRACE)) as c:
         c.kubectl("create", "namespace", NS)
         c.kubectl("apply", "-f", "-", input=WEB)
         c.kubectl("-n", NS, "rollout", "status", "deployment/web", "--timeout=90s")
         c.kubectl("-n", NS, "wait", "--for=condition=Ready", "pod/client", "--timeout=60s")
         yield c
-    finally:
-        c.kubelab("down")
 
 
 def test_rolling_update_with_readiness_and_max_unavailable_0_drops_no_request(cluster: Cluster) -> None:
