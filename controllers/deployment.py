@@ -29,6 +29,7 @@ from machinery.client import (
     InformerFactory,
     RateLimitingQueue,
     run_workers,
+    wait_for_cache_sync,
 )
 from machinery.meta import object_key
 from machinery.resources import DEPLOYMENTS, PODS, REPLICASETS
@@ -66,8 +67,7 @@ class DeploymentController:
 
     async def run(self, workers: int) -> None:
         """Sync Deployments with ``workers`` workers until cancelled."""
-        for informer in (self.d_informer, self.rs_informer, self.pod_informer):
-            await informer.wait_synced()
+        await wait_for_cache_sync(self.d_informer, self.rs_informer, self.pod_informer)
         try:
             await run_workers(self.queue, self.sync, workers=workers, name=self.name)
         finally:

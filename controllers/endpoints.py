@@ -17,10 +17,10 @@ only when they differ from what is stored. As in Kubernetes (pkg/controller/endp
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from machinery.client import wait_for_cache_sync
 from machinery.client.controller import run_workers
 from machinery.client.store import INDEX_NAMESPACE
 from machinery.client.workqueue import RateLimitingQueue
@@ -229,7 +229,5 @@ class EndpointsController:
 
     async def run(self, workers: int) -> None:
         """Process Services until cancelled, once the caches have synced."""
-        for informer in (self._services, self._pods, self._endpoints):
-            while not informer.has_synced():
-                await asyncio.sleep(0.05)
+        await wait_for_cache_sync(self._services, self._pods, self._endpoints)
         await run_workers(self.queue, self.sync, workers=workers, name="endpoints")

@@ -22,7 +22,6 @@ reference it cannot verify.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +33,7 @@ from controllers.gc_graph import (
     deletion_policy,
     without_owner,
 )
+from machinery.client import wait_for_cache_sync
 from machinery.client.controller import run_workers
 from machinery.client.workqueue import RateLimitingQueue
 from machinery.errors import ConflictError, NotFoundError
@@ -240,8 +240,7 @@ class GarbageCollectorController:
 
     # ---- running -------------------------------------------------------------------------
     async def _wait_informers(self) -> None:
-        while not all(i.has_synced() for i in self._informers):
-            await asyncio.sleep(0.05)
+        await wait_for_cache_sync(*self._informers)
 
     async def run(self, workers: int) -> None:
         """Wait for the caches, check every object once, then process the queue until cancelled."""

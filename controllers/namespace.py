@@ -11,10 +11,10 @@ without the ``kubernetes`` finalizer, after which the apiserver deletes the name
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from machinery.client import wait_for_cache_sync
 from machinery.client.controller import run_workers
 from machinery.client.workqueue import RateLimitingQueue
 from machinery.errors import ConflictError, NotFoundError
@@ -87,8 +87,6 @@ class NamespaceController:
 
     async def run(self, workers: int) -> None:
         """Process terminating namespaces until cancelled, once the caches have synced."""
-        for informer in (self._namespaces,):
-            while not informer.has_synced():
-                await asyncio.sleep(0.05)
+        await wait_for_cache_sync(self._namespaces)
         await run_workers(self.queue, self.sync, workers=workers, name="namespace")
 

@@ -38,6 +38,7 @@ from controllers.taint_eviction import (
     no_execute,
     ready_status,
 )
+from machinery.client import wait_for_cache_sync
 from machinery.client.controller import run_workers
 from machinery.client.store import INDEX_NODE
 from machinery.client.workqueue import RateLimitingQueue
@@ -240,9 +241,7 @@ class NodeLifecycleController:
 
     async def run(self, workers: int) -> None:
         """Monitor nodes and process the queue until cancelled (after the caches have synced)."""
-        for informer in (self._nodes, self._leases, self._pods):
-            while not informer.has_synced():
-                await asyncio.sleep(0.05)
+        await wait_for_cache_sync(self._nodes, self._leases, self._pods)
         monitor = asyncio.create_task(self._monitor(), name="nodelifecycle-monitor")
         try:
             await run_workers(self.queue, self.sync, workers=workers, name="nodelifecycle")

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from machinery.client import wait_for_cache_sync
 from machinery.errors import ConflictError, NotFoundError
 from machinery.meta import object_key
 from machinery.resources import NODES, PODS
@@ -135,9 +136,7 @@ class PodGCController:
 
     async def run(self, workers: int) -> None:
         """A pass every ``period`` seconds until cancelled (``workers`` is unused: passes are serial)."""
-        for informer in (self._pods, self._nodes):
-            while not informer.has_synced():
-                await asyncio.sleep(0.05)
+        await wait_for_cache_sync(self._pods, self._nodes)
         while True:
             await asyncio.sleep(self._period)
             try:

@@ -35,6 +35,7 @@ from machinery.client import (
     InformerFactory,
     RateLimitingQueue,
     run_workers,
+    wait_for_cache_sync,
 )
 from machinery.meta import object_key
 from machinery.resources import PODS, REPLICASETS
@@ -71,8 +72,7 @@ class ReplicaSetController:
 
     async def run(self, workers: int) -> None:
         """Sync ReplicaSets with ``workers`` workers until cancelled."""
-        await self.rs_informer.wait_synced()
-        await self.pod_informer.wait_synced()
+        await wait_for_cache_sync(self.rs_informer, self.pod_informer)
         try:
             await run_workers(self.queue, self.sync, workers=workers, name=self.name)
         finally:

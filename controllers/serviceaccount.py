@@ -8,10 +8,10 @@ are skipped, as in Kubernetes (pkg/controller/serviceaccount).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from machinery.client import wait_for_cache_sync
 from machinery.client.controller import run_workers
 from machinery.client.workqueue import RateLimitingQueue
 from machinery.errors import AlreadyExistsError, ForbiddenError, NotFoundError
@@ -73,7 +73,5 @@ class ServiceAccountController:
 
     async def run(self, workers: int) -> None:
         """Process namespaces until cancelled, once the caches have synced."""
-        for informer in (self._namespaces, self._accounts):
-            while not informer.has_synced():
-                await asyncio.sleep(0.05)
+        await wait_for_cache_sync(self._namespaces, self._accounts)
         await run_workers(self.queue, self.sync, workers=workers, name="serviceaccount")

@@ -7,7 +7,7 @@ the apiserver exclusively through this package. Re-exports the public names so c
 
 from machinery.client.controller import run_workers
 from machinery.client.events import EventRecorder
-from machinery.client.informer import InformerFactory, ListWatcher, SharedInformer
+from machinery.client.informer import InformerFactory, ListWatcher, SharedInformer, wait_for_cache_sync
 from machinery.client.leaderelection import LeaderElector
 from machinery.client.ratelimit import TokenBucket
 from machinery.client.rest import ApiClient, WatchEvent, resource_path
@@ -31,4 +31,5 @@ __all__ = [
     "WatchEvent",
     "resource_path",
     "run_workers",
+    "wait_for_cache_sync",
 ]

@@ -127,8 +127,8 @@ class SharedInformer:
                     await task
         self._task = self._resync_task = None
 
-    async def wait_synced(self, timeout: float = 30.0) -> None:
-        """Wait for the first list to be in the store (raises TimeoutError)."""
+    async def wait_synced(self, timeout: float | None = 30.0) -> None:
+        """Wait for the first list to be in the store (raises TimeoutError; ``None``: no limit)."""
         await asyncio.wait_for(self._synced.wait(), timeout)
 
     def has_synced(self) -> bool:
@@ -251,6 +251,12 @@ class SharedInformer:
             await asyncio.sleep(self.resync_seconds)
             for obj in self.store.list():
                 self._updated(obj, obj)
+
+
+async def wait_for_cache_sync(*informers: SharedInformer) -> None:
+    """Wait, without a time limit, until every informer has its first list (client-go's
+    ``WaitForCacheSync``): controllers start before their factory and sync before they act."""
+    await asyncio.gather(*(informer.wait_synced(timeout=None) for informer in informers))
 
 
 class InformerFactory:
