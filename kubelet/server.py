@@ -29,6 +29,7 @@ from typing import Any, cast
 from kubelet.envvars import NodeAllocatable
 from kubelet.hollow import KubeletGroup, NodeHandle
 from kubelet.node import NodeAgent
+from kubelet.prober import ProbeManager
 from kubelet.runtime.docker_spec import (
     LABEL_ATTEMPT,
     LABEL_CLUSTER,
@@ -83,6 +84,7 @@ class RealKubeletGroup(KubeletGroup):
                  events_factory: Callable[[str], EventSink | None] | None = None,
                  dns: Callable[[dict[str, Any]], tuple[list[str], list[str], list[str]]] | None = None) -> None:
         self._dns = dns
+        self._probe_managers: list[ProbeManager] = []
         super().__init__(client, settings, runtime_factory=runtime_factory, events_factory=events_factory)
 
     def _make_node(self, name: str, index: int) -> NodeHandle:
@@ -94,9 +96,16 @@ class RealKubeletGroup(KubeletGroup):
             probe_time_scale=s.probe_time_scale, allocatable=NodeAllocatable(cpu=s.cpu, memory=s.memory),
             dns=self._dns)
         syncer.features, syncer.prober = features, features.probes
+        self._probe_managers.append(features.probes)
         agent = HostNodeAgent(self.client, handle.agent.config, writes=self._writes)
         handle.agent = agent
         return handle
+
+    async def stop(self) -> None:
+        """Stop the nodes, then their probe workers (they would keep probing otherwise)."""
+        await super().stop()
+        for probes in self._probe_managers:
+            await probes.close()
 
     def _probe_changed(self, key: str | None) -> None:
         if key is not None:

@@ -92,10 +92,7 @@ class DockerKubelet:
         group, runtime, recorder = self.group, self.runtime, self._recorder
         self.group = self.runtime = self._recorder = None
         if group is not None:
-            await group.stop()
-            for handle in group.nodes.values():
-                if handle.syncer.features is not None:
-                    await handle.syncer.features.probes.close()
+            await group.stop()  # closes the probe workers too
         if runtime is not None:
             await runtime.close()
         if recorder is not None:
