@@ -3,7 +3,8 @@
 Used by every ``@pytest.mark.docker`` test (kubelet runtime, images, mesh). If ``/var/run/docker.sock``
 does not answer a ping and Debian's ``dockerd`` is installed, it starts one detached (its own session,
 log in ``/tmp/kubelab-dockerd.log``, no arguments: the host's normal daemon, never a second one with
-``--bridge=none``) and waits until it answers. The daemon is left running for later sessions.
+``--bridge=none``) and waits until it answers. A socket or pid file left behind by a daemon that is
+gone (a rebooted machine) counts as "not answering". The daemon is left running for later sessions.
 A missing ``dockerd`` fails the test: CI installs docker.io through scripts/setup.
 
 Register the fixture with ``pytest_plugins = ["tests.docker_daemon"]`` in the root conftest.py
@@ -23,9 +24,10 @@ import docker.errors
 import pytest
 import requests.exceptions
 
-__all__ = ["DOCKERD", "DOCKERD_LOG", "DOCKER_SOCKET", "TEST_LABEL", "docker_client", "ensure_docker"]
+__all__ = ["DOCKERD", "DOCKERD_LOG", "DOCKER_PIDFILE", "DOCKER_SOCKET", "TEST_LABEL", "docker_client", "ensure_docker"]
 
 DOCKER_SOCKET = Path("/var/run/docker.sock")
+DOCKER_PIDFILE = Path("/var/run/docker.pid")
 DOCKERD_LOG = Path("/tmp/kubelab-dockerd.log")
 DOCKERD = Path("/usr/sbin/dockerd")
 """Debian's dockerd (used when ``dockerd`` is not on PATH, e.g. PATH without sbin)."""
@@ -36,18 +38,42 @@ TEST_LABEL = "kubelab.dev/test"
 def _ping(timeout: float = 2.0) -> docker.DockerClient | None:
     if not DOCKER_SOCKET.exists():
         return None
-    client = docker.DockerClient(base_url=f"unix://{DOCKER_SOCKET}", timeout=timeout)
+    try:
+        # The constructor already asks the daemon for its API version: a socket file left behind by a
+        # daemon that is gone (a rebooted machine) refuses the connection right here.
+        client = docker.DockerClient(base_url=f"unix://{DOCKER_SOCKET}", timeout=timeout)
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError):
+        return None
     try:
         client.ping()
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError):
-        client.close()
         return None
-    client.close()
+    finally:
+        client.close()
     # The probe used a short timeout; builds and imports need a long one.
     return docker.DockerClient(base_url=f"unix://{DOCKER_SOCKET}", timeout=300)
 
 
+def _remove_stale_pidfile() -> None:
+    """Delete ``/var/run/docker.pid`` when the process it names is not a running dockerd.
+
+    dockerd refuses to start while its pid file names any live process, and after a reboot that pid
+    may belong to something else.
+    """
+    try:
+        pid = int(DOCKER_PIDFILE.read_text().strip())
+    except (OSError, ValueError):
+        return
+    try:
+        command = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        command = ""
+    if command != "dockerd":
+        DOCKER_PIDFILE.unlink(missing_ok=True)
+
+
 def _start_dockerd(dockerd: str) -> subprocess.Popen[bytes]:
+    _remove_stale_pidfile()
     with DOCKERD_LOG.open("ab") as log:
         return subprocess.Popen(
             [dockerd], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import socket
 import tarfile
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -106,6 +109,37 @@ def test_ensure_docker_without_dockerd_fails_with_setup_hint(monkeypatch: pytest
     monkeypatch.setattr(docker_daemon, "DOCKERD", tmp_path / "no-dockerd")
     with pytest.raises(pytest.fail.Exception, match=r"docker\.io is not installed: run scripts/setup"):
         docker_daemon.ensure_docker(timeout=1)
+
+
+
+def test_a_socket_left_by_a_gone_daemon_does_not_answer(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """After a reboot /var/run/docker.sock still exists but refuses connections: that means "start one"."""
+    stale = tmp_path / "docker.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(stale))
+    listener.close()  # the file stays, nobody listens: connect() is refused
+    monkeypatch.setattr(docker_daemon, "DOCKER_SOCKET", stale)
+    assert docker_daemon._ping(timeout=1) is None
+
+
+@pytest.mark.parametrize(("comm", "kept"), [(None, False), ("dockerd", True), ("sleep", False)])
+def test_a_stale_docker_pidfile_is_removed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                           comm: str | None, kept: bool) -> None:
+    """dockerd refuses to start while its pid file names a live process; only a live dockerd keeps it."""
+    pidfile = tmp_path / "docker.pid"
+    pid = os.getpid() if comm else 2**22 + 1  # above pid_max: no such process
+    pidfile.write_text(f"{pid}\n")
+    monkeypatch.setattr(docker_daemon, "DOCKER_PIDFILE", pidfile)
+    real_read_text = Path.read_text
+
+    def fake_read_text(self: Path, *args: Any, **kwargs: Any) -> str:
+        if comm is not None and self == Path(f"/proc/{pid}/comm"):
+            return f"{comm}\n"
+        return real_read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", fake_read_text)
+    docker_daemon._remove_stale_pidfile()
+    assert pidfile.exists() is kept
 
 
 # --- with Docker ------------------------------------------------------------------------------------------------
