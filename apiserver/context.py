@@ -13,6 +13,7 @@ from apiserver.registry import MutatingAdmission, Registry
 from apiserver.settings import ApiServerSettings
 from apiserver.storage.interface import Storage
 from apiserver.watchcache import WatchCaches
+from apiserver.watchflush import WatchFlusher
 from machinery.resources import RESOURCES, ResourceInfo
 
 
@@ -25,6 +26,7 @@ class ApiContext:
     caches: WatchCaches
     metrics: ApiMetrics
     registries: dict[str, Registry] = field(default_factory=dict)
+    watch_flusher: WatchFlusher = field(default_factory=WatchFlusher)
     server_address: str = "127.0.0.1:6443"
 
     @property

@@ -27,6 +27,7 @@ from apiserver.requests import query_bool, query_int, wants_table
 from apiserver.routing import RequestTarget
 from apiserver.storage.interface import CompactedError, Storage
 from apiserver.watchcache import CacheEvent, OlderThanCache, Watcher, event_from_storage
+from apiserver.watchflush import StreamSink
 from machinery.errors import ApiError, BadRequestError, GoneError
 
 log = logging.getLogger(__name__)
@@ -133,16 +134,22 @@ async def serve_watch(request: web.Request, ctx: ApiContext, target: RequestTarg
         timers.append(loop.call_later(BOOKMARK_INTERVAL_SECONDS, bookmark_due))
     ctx.metrics.watches.labels("WATCH", r.plural).inc()
     sent = ctx.metrics.watch_events.labels(r.plural)
+    sink: StreamSink | None = None
     try:
         await response.prepare(request)
         chunk = b"".join(encode(e) for e in initial)
         if send_initial == "true" and bookmarks:
             chunk += bookmark({"k8s.io/initial-events-end": "true"})
-        if chunk:
-            await response.write(chunk)
-            sent.inc(len(initial))
+        await response.write(chunk)  # also sends the headers, which aiohttp holds back until a first write
+        sent.inc(len(initial))
+        if not table and from_store is None and request.transport is not None:
+            # Live events go out through the paced flusher (see apiserver/watchflush.py).
+            sink = ctx.watch_flusher.sink(request.transport, sent.inc)
+            watcher.direct = sink
         while not state["expired"] and not watcher.closed:
             await watcher.wakeup.wait()
+            if sink is not None:
+                sink.flush()  # what the sink holds is older than anything written below
             now_seen = cache.revision if from_store is None else seen
             events = watcher.take()
             if events:
@@ -154,6 +161,9 @@ async def serve_watch(request: web.Request, ctx: ApiContext, target: RequestTarg
                 state["bookmark_due"] = False
                 await response.write(bookmark())
                 timers.append(loop.call_later(BOOKMARK_INTERVAL_SECONDS, bookmark_due))
+        watcher.direct = None  # nothing may follow the final chunk
+        if sink is not None:
+            sink.flush()
         if watcher.error is not None:
             await response.write(_event_line("ERROR", watcher.error.to_status()))
         with contextlib.suppress(ConnectionResetError):
@@ -161,6 +171,9 @@ async def serve_watch(request: web.Request, ctx: ApiContext, target: RequestTarg
     except ConnectionResetError:
         pass  # the client went away; nothing to tell it
     finally:
+        watcher.direct = None
+        if sink is not None:
+            sink.discard()
         for timer in timers:
             timer.cancel()
         if from_store is not None:

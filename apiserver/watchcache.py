@@ -75,9 +75,20 @@ class RingEntry:
         return CacheEvent(self.type, orjson.loads(self.raw), prev, self.revision, self.raw)
 
 
+DirectSend = Callable[[CacheEvent], bool]
+"""Writes one event to the client right away; False when it cannot (its socket is backed up)."""
+
+
 @dataclass(eq=False)
 class Watcher:
-    """One client watch: filters, a buffer of events to send, and a wake-up event."""
+    """One client watch: filters, a buffer of events to send, and a wake-up event.
+
+    A watch whose events need no per-client encoding sets ``direct`` (its
+    :class:`~apiserver.watchflush.StreamSink`): while the buffer is empty, :meth:`offer` hands
+    the event to it, and the paced flusher writes it with the client's other recent events,
+    without waking the watch's task. When ``direct`` declines (the client reads slowly), events
+    queue in the buffer and the watch's own task drains them.
+    """
 
     namespace: str | None
     matches: Filter
@@ -86,12 +97,15 @@ class Watcher:
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
     error: ApiError | None = None  # sent as a final ERROR event when set
+    direct: DirectSend | None = None
 
     def offer(self, event: CacheEvent) -> None:
         if self.closed or event.revision <= self.after_revision:
             return
         translated = self.translate(event)
         if translated is None:
+            return
+        if self.direct is not None and not self.buffer and self.direct(translated):
             return
         if len(self.buffer) >= WATCHER_BUFFER_LIMIT:
             log.warning("watcher too slow, closing it (at revision %d)", event.revision)

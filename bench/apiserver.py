@@ -1,4 +1,4 @@
-"""Apiserver benchmark: ``python bench/apiserver.py [--store sqlite|etcd|both] [--quick] [--json F]``.
+"""Apiserver benchmark: ``python bench/apiserver.py [--store sqlite|etcd|both] [--quick] [--phases P,..]``.
 
 For each store it starts a real apiserver process (``kubelab.testing.start_apiserver``; for
 etcd, first a real ``/usr/bin/etcd`` on free loopback ports via ``tests.etcd_server``), runs
@@ -23,6 +23,7 @@ if str(_ROOT) not in sys.path:
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import contextlib  # noqa: E402
+import dataclasses  # noqa: E402
 import signal  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -105,7 +106,7 @@ def _cell(results: dict[str, Any] | None, target: Target) -> str:
 
 def print_summary(all_results: dict[str, dict[str, Any]], sizes: Sizes) -> None:
     print(f"\n== SUMMARY ({sizes.creates} creates, {sizes.pods} pods, {sizes.watchers} watchers"
-          f"{', quick' if sizes != Sizes() else ''})")
+          f"{', quick' if sizes.creates != Sizes().creates else ''})")
     header = f"{'figure':<42} {'target':<30} {'sqlite':>18} {'etcd':>18}"
     print(header)
     print("-" * len(header))
@@ -158,9 +159,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     parser.add_argument("--profile", type=Path, help="py-spy profile of each phase into this directory")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
+    parser.add_argument("--phases", default=",".join(Sizes().phases),
+                        help="comma-separated subset of: %(default)s")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     sizes = Sizes.quick() if args.quick else Sizes()
+    phases = tuple(name.strip() for name in args.phases.split(",") if name.strip())
+    unknown = sorted(set(phases) - set(Sizes().phases))
+    if unknown:
+        parser.error(f"--phases: unknown phase(s) {', '.join(unknown)}; choose from {', '.join(Sizes().phases)}")
+    sizes = dataclasses.replace(sizes, phases=phases)
     stores = ["sqlite", "etcd"] if args.store == "both" else [args.store]
     all_results: dict[str, dict[str, Any]] = {}
     failed = False

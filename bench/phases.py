@@ -58,6 +58,8 @@ class Sizes:
     watch_rate: float = 100.0
     watch_seconds: float = 10.0
     raw_creates: int = 5000
+    phases: tuple[str, ...] = ("creates", "latency", "pods", "watch")
+    """Which phases run (``--phases``); the RSS figures are taken whichever run."""
 
     @staticmethod
     def quick() -> Sizes:
@@ -130,12 +132,16 @@ class Bench:
             await asyncio.sleep(1.0)
             self.results["rss_idle_mb"] = round(read_rss_mb(self.pid), 1)
             say("apiserver RSS at idle", f"{self.results['rss_idle_mb']:.1f} MiB")
-            await self.creates()
-            await self.latency()
-            await self.pods_and_list()
-            self.results["rss_after_pods_mb"] = round(read_rss_mb(self.pid), 1)
-            say(f"apiserver RSS after {self.sizes.pods} pods", f"{self.results['rss_after_pods_mb']:.1f} MiB")
-            await self.watch_fanout()
+            if "creates" in self.sizes.phases:
+                await self.creates()
+            if "latency" in self.sizes.phases:
+                await self.latency()
+            if "pods" in self.sizes.phases:
+                await self.pods_and_list()
+                self.results["rss_after_pods_mb"] = round(read_rss_mb(self.pid), 1)
+                say(f"apiserver RSS after {self.sizes.pods} pods", f"{self.results['rss_after_pods_mb']:.1f} MiB")
+            if "watch" in self.sizes.phases:
+                await self.watch_fanout()
             self.results["rss_final_mb"] = round(read_rss_mb(self.pid), 1)
             self.results["rss_peak_mb"] = max(v for k, v in self.results.items() if k.endswith("_rss_mb"))
             say("apiserver peak RSS over the run", f"{self.results['rss_peak_mb']:.1f} MiB")

@@ -1,13 +1,19 @@
 """Running a component's ``serve()`` as a process: uvloop, and SIGTERM/SIGINT cancel it cleanly.
 
 Every ``<component>/server.py`` has ``run(settings)``, which calls :func:`run_until_signalled`.
+With ``KUBELAB_PROFILE=DIR`` in the environment the whole run is profiled with cProfile and the
+statistics written to ``DIR/<name>-<pid>.prof`` on exit (``python -m pstats`` reads them): a
+fallback for machines where py-spy cannot attach to a process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import cProfile
+import os
 import signal
+from pathlib import Path
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -23,9 +29,18 @@ def run_until_signalled(serve: Callable[[], Coroutine[Any, Any, None]], *, name:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
+    profile_dir = os.environ.get("KUBELAB_PROFILE")
+    profiler = cProfile.Profile() if profile_dir else None
+    if profiler is not None:
+        profiler.enable()
     try:
         import uvloop  # compiled event loop and TLS: faster on every request
     except ImportError:  # pragma: no cover - uvloop is a dependency; this is only a fallback
         asyncio.run(main())
     else:
         uvloop.run(main())
+    finally:
+        if profiler is not None and profile_dir:
+            profiler.disable()
+            Path(profile_dir).mkdir(parents=True, exist_ok=True)
+            profiler.dump_stats(Path(profile_dir) / f"{name}-{os.getpid()}.prof")
