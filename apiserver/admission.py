@@ -37,7 +37,7 @@ class ServiceAllocator:
     def _used(self, skip_uid: str | None) -> tuple[set[str], set[int]]:
         ips: set[str] = set(self._recent_ips)
         ports: set[int] = set(self._recent_ports)
-        for svc in self.services.objects.values():
+        for svc in self.services.decoded():
             if skip_uid and svc["metadata"].get("uid") == skip_uid:
                 continue
             spec = svc.get("spec") or {}

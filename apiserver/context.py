@@ -41,7 +41,7 @@ class ApiContext:
         namespaces = self.caches.get(next(r for r in RESOURCES if r.kind == "Namespace"))
 
         def cached_namespace(name: str) -> dict[str, Any] | None:
-            return namespaces.objects.get(f"/registry/namespaces/{name}")
+            return namespaces.get(f"/registry/namespaces/{name}")
 
         for r in RESOURCES:
             self.registries[r.group_resource] = Registry(r, self.storage, hooks.get(r.kind), cached_namespace)

@@ -17,9 +17,9 @@ from typing import Any
 
 import orjson
 
-from apiserver.codec import with_resource_version
+from apiserver.codec import decode_many, with_resource_version
 from apiserver.storage.interface import CompactedError, FutureRevisionError, Storage
-from apiserver.watchcache import Filter, WatchCache, WatchCaches
+from apiserver.watchcache import Filter, WatchCache, WatchCaches, match_all
 from machinery.errors import BadRequestError, GoneError, TimeoutError_
 from machinery.resources import ResourceInfo
 from machinery.selectors import parse_field_selector, parse_label_selector
@@ -44,11 +44,6 @@ def make_filter(resource: ResourceInfo, label_selector: str, field_selector: str
     if labels is None:
         return lambda obj: fields.matches(obj, kind)
     return lambda obj: labels.matches((obj.get("metadata") or {}).get("labels")) and fields.matches(obj, kind)
-
-
-def match_all(obj: dict[str, Any]) -> bool:
-    """The filter of a request without selectors (compared by identity to skip filtering)."""
-    return True
 
 
 @dataclass(frozen=True)
@@ -137,7 +132,7 @@ def _list_cache(cache: WatchCache, q: ListQuery, *, need_objects: bool) -> ListP
         keys = keys[:q.limit]
         token = _encode_continue(revision, keys[-1])
     raws = [cache.raw[k] for k in keys]
-    objects = [cache.objects[k] for k in keys] if need_objects else None
+    objects = decode_many(raws) if need_objects else None
     return ListPage(raws, objects, str(revision), token)
 
 

@@ -6,11 +6,12 @@ store produces an event on that watch, the caches' revision is the store's revis
 have caught up, which is what makes consistent lists from the cache possible
 (:meth:`WatchCaches.wait_for_revision`).
 
-Each ``WatchCache`` keeps the current objects (decoded, plus their JSON bytes so lists need no
-encoding) and a ring of recent events (served to watches that resume from a resourceVersion).
-Events are decoded once and serialised once; the ring holds only bytes, decoded again on the
-rare replay. A client watch is a :class:`Watcher` with a buffer and a wake-up event; a client
-too slow to drain its buffer is closed (it re-watches, as Kubernetes clients do).
+Each ``WatchCache`` keeps the current objects as JSON bytes only (lists splice them, no
+encoding; decoded Python objects would take four times the memory) and a ring of recent events
+(served to watches that resume from a resourceVersion). An event is decoded at most once, and
+only when a watcher filters by namespace or selector; it is serialised once for every watcher.
+A client watch is a :class:`Watcher` with a buffer and a wake-up event; a client too slow to
+drain its buffer is closed (it re-watches, as Kubernetes clients do).
 
 A watch from a resourceVersion older than the ring (after a restart the ring starts empty) is
 served from the store's own history instead, through a storage watch of its own; only history
@@ -24,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,19 +44,45 @@ REGISTRY_PREFIX = "/registry/"
 Filter = Callable[[dict[str, Any]], bool]
 
 
-@dataclass(slots=True)
-class CacheEvent:
-    """One change as a client watch sees it; the object's JSON is computed once and shared."""
+def match_all(obj: dict[str, Any]) -> bool:
+    """The filter of a request without selectors (compared by identity to skip filtering)."""
+    return True
 
-    type: str  # ADDED | MODIFIED | DELETED
-    object: dict[str, Any]
-    prev_object: dict[str, Any] | None
-    revision: int
-    raw: bytes  # the object's JSON
-    _line: bytes | None = None
+
+class CacheEvent:
+    """One change as a client watch sees it: the object's JSON, decoded only if someone asks.
+
+    Most watchers need neither the decoded object nor the previous one (no namespace filter,
+    no selector); those that do share one decoding per event. The ``{"type":…,"object":…}``
+    line is built once and shared by every watcher too.
+    """
+
+    __slots__ = ("_line", "_object", "_prev", "prev_raw", "raw", "revision", "type")
+
+    def __init__(self, type: str, revision: int, raw: bytes, prev_raw: bytes | None = None, *,
+                 obj: dict[str, Any] | None = None) -> None:
+        self.type = type  # ADDED | MODIFIED | DELETED
+        self.revision = revision
+        self.raw = raw  # the object's JSON
+        self.prev_raw = prev_raw  # the object before a MODIFIED/DELETED, as JSON
+        self._object = obj
+        self._prev: dict[str, Any] | None = None
+        self._line: bytes | None = None
+
+    @property
+    def object(self) -> dict[str, Any]:
+        if self._object is None:
+            self._object = orjson.loads(self.raw)
+        return self._object
+
+    @property
+    def prev_object(self) -> dict[str, Any] | None:
+        if self._prev is None and self.prev_raw is not None:
+            self._prev = orjson.loads(self.prev_raw)
+        return self._prev
 
     def json_line(self) -> bytes:
-        """``{"type":…,"object":…}\\n``, built on first use and shared by every watcher."""
+        """``{"type":…,"object":…}\n``, built on first use and shared by every watcher."""
         if self._line is None:
             self._line = b'{"type":"%s","object":%s}\n' % (self.type.encode(), self.raw)
         return self._line
@@ -71,8 +98,7 @@ class RingEntry:
     prev_raw: bytes | None
 
     def to_event(self) -> CacheEvent:
-        prev = orjson.loads(self.prev_raw) if self.prev_raw is not None else None
-        return CacheEvent(self.type, orjson.loads(self.raw), prev, self.revision, self.raw)
+        return CacheEvent(self.type, self.revision, self.raw, self.prev_raw)
 
 
 DirectSend = Callable[[CacheEvent], bool]
@@ -117,18 +143,23 @@ class Watcher:
     def translate(self, event: CacheEvent) -> CacheEvent | None:
         """Apply namespace/selector filters the way Kubernetes does: an object that stops
         matching is DELETED for this watcher, one that starts matching is ADDED."""
+        if self.matches is match_all:
+            if self.namespace is None or event.object["metadata"].get("namespace") == self.namespace:
+                return event
+            return None
         obj = event.object
         if self.namespace is not None and obj["metadata"].get("namespace") != self.namespace:
             return None
         now = self.matches(obj)
         if event.type == "MODIFIED":
-            before = event.prev_object is not None and self.matches(event.prev_object)
+            prev = event.prev_object
+            before = prev is not None and self.matches(prev)
             if now and before:
                 return event
             if now:
-                return CacheEvent("ADDED", obj, None, event.revision, event.raw)
+                return CacheEvent("ADDED", event.revision, event.raw, obj=obj)
             if before:
-                return CacheEvent("DELETED", obj, None, event.revision, event.raw)
+                return CacheEvent("DELETED", event.revision, event.raw, obj=obj)
             return None
         return event if now else None
 
@@ -154,11 +185,10 @@ class OlderThanCache(Exception):
 def event_from_storage(ev: StorageEvent) -> CacheEvent:
     """A storage event as a client event (for watches served from the store's history)."""
     raw = with_resource_version(ev.value, ev.revision)
-    prev = orjson.loads(ev.prev_value) if ev.prev_value is not None else None
-    obj = orjson.loads(raw)
     if ev.type is EventType.DELETE:
-        return CacheEvent("DELETED", obj, prev, ev.revision, raw)
-    return CacheEvent("ADDED" if ev.created or prev is None else "MODIFIED", obj, prev, ev.revision, raw)
+        return CacheEvent("DELETED", ev.revision, raw, ev.prev_value)
+    kind = "ADDED" if ev.created or ev.prev_value is None else "MODIFIED"
+    return CacheEvent(kind, ev.revision, raw, ev.prev_value)
 
 
 class WatchCache:
@@ -167,8 +197,7 @@ class WatchCache:
     def __init__(self, resource: ResourceInfo, *, capacity: int = 10_000) -> None:
         self.resource = resource
         self.capacity = capacity
-        self.objects: dict[str, dict[str, Any]] = {}
-        self.raw: dict[str, bytes] = {}
+        self.raw: dict[str, bytes] = {}  # key -> the current object's JSON (decoded on demand)
         self.events: deque[RingEntry] = deque()
         self.base_revision = 0  # the ring holds every event of this resource with revision > base_revision
         self.revision = 0  # the newest revision applied (of any resource: caches move together)
@@ -176,7 +205,6 @@ class WatchCache:
 
     def reset(self, revision: int) -> None:
         """Forget everything (before a re-list); open watches are closed and will re-watch."""
-        self.objects.clear()
         self.raw.clear()
         self.events.clear()
         self.base_revision = revision
@@ -186,23 +214,27 @@ class WatchCache:
         self.watchers.clear()
 
     def load(self, key: str, value: bytes, revision: int) -> None:
-        raw = with_resource_version(value, revision)
-        self.raw[key] = raw
-        self.objects[key] = orjson.loads(raw)
+        self.raw[key] = with_resource_version(value, revision)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The current object at ``key``, decoded (a fresh copy the caller may change)."""
+        raw = self.raw.get(key)
+        return orjson.loads(raw) if raw is not None else None
+
+    def decoded(self) -> Iterator[dict[str, Any]]:
+        """Every current object, decoded one at a time."""
+        for raw in list(self.raw.values()):
+            yield orjson.loads(raw)
 
     def apply(self, ev: StorageEvent) -> None:
         raw = with_resource_version(ev.value, ev.revision)
-        obj: dict[str, Any] = orjson.loads(raw)
-        prev_raw = self.raw.get(ev.key)
         if ev.type is EventType.DELETE:
-            prev = self.objects.pop(ev.key, None)
-            self.raw.pop(ev.key, None)
-            event = CacheEvent("DELETED", obj, prev, ev.revision, raw)
+            prev_raw = self.raw.pop(ev.key, None)
+            event = CacheEvent("DELETED", ev.revision, raw, prev_raw)
         else:
-            prev = self.objects.get(ev.key)
-            self.objects[ev.key] = obj
+            prev_raw = self.raw.get(ev.key)
             self.raw[ev.key] = raw
-            event = CacheEvent("ADDED" if prev is None else "MODIFIED", obj, prev, ev.revision, raw)
+            event = CacheEvent("ADDED" if prev_raw is None else "MODIFIED", ev.revision, raw, prev_raw)
         self.events.append(RingEntry(event.type, ev.revision, raw, prev_raw))
         if len(self.events) > self.capacity:
             self.base_revision = self.events.popleft().revision
@@ -216,12 +248,12 @@ class WatchCache:
     # ---- client API ----------------------------------------------------------------------
     def snapshot(self, namespace: str | None, matches: Filter | None) -> tuple[list[str], int]:
         """Keys of the current objects that match (sorted), and the cache's revision."""
-        keys = sorted(self.objects)
+        keys = sorted(self.raw)
         if namespace is not None:
             prefix = self.resource.storage_prefix(namespace)
             keys = [k for k in keys if k.startswith(prefix)]
-        if matches is not None:
-            keys = [k for k in keys if matches(self.objects[k])]
+        if matches is not None and matches is not match_all:
+            keys = [k for k in keys if matches(orjson.loads(self.raw[k]))]
         return keys, self.revision
 
     def watch(self, namespace: str | None, matches: Filter, *, after_revision: int | None
@@ -234,7 +266,7 @@ class WatchCache:
         """
         if after_revision is None:
             keys, revision = self.snapshot(namespace, matches)
-            initial = [CacheEvent("ADDED", self.objects[k], None, revision, self.raw[k]) for k in keys]
+            initial = [CacheEvent("ADDED", revision, self.raw[k]) for k in keys]
             watcher = Watcher(namespace, matches, revision)
         else:
             if after_revision < self.base_revision:

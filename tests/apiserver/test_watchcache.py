@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from apiserver.storage.memory import MemoryStorage
-from apiserver.watchcache import OlderThanCache, WatchCache, WatchCaches, event_from_storage
+from apiserver.watchcache import OlderThanCache, WatchCache, WatchCaches, event_from_storage, match_all
 from machinery.resources import RESOURCES, lookup
 
 CONFIGMAPS = lookup("", "v1", "configmaps")
@@ -103,5 +103,37 @@ async def test_objects_carry_their_resource_version_in_json(storage: MemoryStora
     assert await caches.wait_for_revision(rev, timeout=5)
     cache = _configmaps(caches)
     assert orjson.loads(cache.raw["/registry/configmaps/ns/j"])["metadata"]["resourceVersion"] == str(rev)
-    assert cache.objects["/registry/configmaps/ns/j"]["metadata"]["resourceVersion"] == str(rev)
+    current = cache.get("/registry/configmaps/ns/j")
+    assert current is not None
+    assert current["metadata"]["resourceVersion"] == str(rev)
     await caches.stop()
+
+
+async def test_the_cache_hands_out_copies_and_decodes_only_for_filtering_watchers(storage: MemoryStorage) -> None:
+    """Objects live in the cache as JSON: a caller's changes never reach it, and a watcher without
+    namespace or selector gets its events without any decoding."""
+    caches = await _caches(storage)
+    try:
+        cache = _configmaps(caches)
+        everyone, _ = cache.watch(None, match_all, after_revision=None)
+        team_a, _ = cache.watch(None, lambda o: o["metadata"]["labels"].get("team") == "a", after_revision=None)
+        rev = await storage.create("/registry/configmaps/ns/d", _cm("d", {"team": "b"}))
+        assert await caches.wait_for_revision(rev, timeout=5)
+        [event] = everyone.take()
+        assert team_a.take() == []
+        copy = cache.get("/registry/configmaps/ns/d")
+        assert copy is not None
+        copy["metadata"]["labels"]["team"] = "changed"
+        again = cache.get("/registry/configmaps/ns/d")
+        assert again is not None and again["metadata"]["labels"] == {"team": "b"}
+        cache.unwatch(team_a)
+        cache.unwatch(everyone)
+        plain, _ = cache.watch(None, match_all, after_revision=rev)
+        rev2 = await storage.update("/registry/configmaps/ns/d", _cm("d", {"team": "c"}), expected_revision=rev)
+        assert await caches.wait_for_revision(rev2, timeout=5)
+        [modified] = plain.take()
+        assert modified.type == "MODIFIED"
+        assert modified._object is None and modified._prev is None, "nobody needed the decoded object"
+        assert event.object["metadata"]["name"] == "d"
+    finally:
+        await caches.stop()

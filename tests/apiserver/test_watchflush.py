@@ -40,7 +40,7 @@ class FakeTransport:
 
 def event(revision: int) -> CacheEvent:
     obj = {"metadata": {"name": f"cm-{revision}", "resourceVersion": str(revision)}}
-    return CacheEvent("ADDED", obj, None, revision, orjson.dumps(obj))
+    return CacheEvent("ADDED", revision, orjson.dumps(obj))
 
 
 def sink_on(flusher: WatchFlusher, transport: FakeTransport, counted: list[int]) -> StreamSink:
