@@ -13,8 +13,8 @@ import contextlib
 import cProfile
 import os
 import signal
-from pathlib import Path
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 
