@@ -15,6 +15,7 @@ import ctypes.util
 import gc
 import logging
 import ssl
+from typing import Any
 
 from aiohttp import web
 
@@ -35,6 +36,7 @@ from machinery.resources import RESOURCES
 log = logging.getLogger(__name__)
 
 _M_MMAP_THRESHOLD = -3  # mallopt parameter number (malloc.h)
+MEMORY_TRIM_SECONDS = 5.0
 
 
 def server_ssl_context(settings: ApiServerSettings) -> tuple[ssl.SSLContext, ClusterPki]:
@@ -63,6 +65,7 @@ async def serve(settings: ApiServerSettings, *, started: asyncio.Event | None = 
     ctx = ApiContext(settings=settings, storage=storage, caches=caches, metrics=metrics)
     runner: web.AppRunner | None = None
     compactor: asyncio.Task[None] | None = None
+    trimmer: asyncio.Task[None] | None = None
     try:
         await ensure_system_namespaces(ctx)
         await caches.start()
@@ -79,6 +82,7 @@ async def serve(settings: ApiServerSettings, *, started: asyncio.Event | None = 
         _write_client_files(settings, pki, host, port)
         await ensure_kubernetes_service(ctx, port)
         compactor = asyncio.create_task(run_compactor(storage, settings), name="compactor")
+        trimmer = asyncio.create_task(run_memory_trimmer(), name="memory-trimmer")
         _tune_gc()
         _tune_malloc()
         log.info("apiserver serving on https://%s:%d (store %s)", host, port, settings.store)
@@ -86,25 +90,47 @@ async def serve(settings: ApiServerSettings, *, started: asyncio.Event | None = 
             started.set()
         await asyncio.Event().wait()
     finally:
-        if compactor is not None:
-            compactor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await compactor
+        for task in (compactor, trimmer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if runner is not None:
             await runner.cleanup()
         await caches.stop()
         await storage.close()
 
 
+def _libc() -> Any | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None  # glibc only
+
+
 def _tune_malloc() -> None:
     """Fix glibc's mmap threshold at 128 KiB. By default glibc raises it after large blocks are
     freed, so the multi-megabyte bodies of big lists end up on the heap and are never given
     back: RSS grew by the size of every large list answered."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc = _libc()
+    if libc is not None:
         libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        pass
+
+
+async def run_memory_trimmer(interval: float = MEMORY_TRIM_SECONDS) -> None:
+    """Give freed heap pages back to the kernel every ``interval`` seconds (glibc's malloc_trim).
+
+    A large list (thousands of objects decoded from an etcd range, then freed) leaves the heap
+    full of free chunks between live ones; glibc only returns the top of the heap by itself.
+    Go's runtime scavenges the same way. A trim of a ~150 MB heap takes a few milliseconds.
+    """
+    libc = _libc()
+    if libc is None:
+        return
+    while True:
+        await asyncio.sleep(interval)
+        libc.malloc_trim(0)
 
 
 def _tune_gc() -> None:
