@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from apiserver import discovery, openapi
+from apiserver import discovery, openapi, openapi_v2
 from apiserver.authn import authenticate
 from apiserver.context import CONTEXT, ApiContext
 from apiserver.handlers import handle_resource
@@ -154,6 +154,13 @@ async def _openapi_gv(request: web.Request) -> web.Response:
     return resp
 
 
+async def _openapi_v2(request: web.Request) -> web.Response:
+    """Protobuf for kubectl 1.27/1.28 (see apiserver/openapi_v2.py), JSON for everyone else."""
+    if "protobuf" in request.headers.get("Accept", ""):
+        return web.Response(body=openapi_v2.protobuf_document(), content_type=openapi_v2.PROTOBUF_CONTENT_TYPE)
+    return json_response(openapi_v2.json_document())
+
+
 def make_app(ctx: ApiContext) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=ctx.settings.max_request_bytes)
     app[CONTEXT] = ctx
@@ -168,6 +175,7 @@ def make_app(ctx: ApiContext) -> web.Application:
     r.add_get("/apis", _apis)
     r.add_get("/apis/{group}", _apis_group)
     r.add_get("/apis/{group}/{version}", _apis_group_version)
+    r.add_get("/openapi/v2", _openapi_v2)
     r.add_get("/openapi/v3", _openapi_index)
     r.add_get("/openapi/v3/{tail:.+}", _openapi_gv)
     for prefix in ("/api/v1/", "/apis/"):

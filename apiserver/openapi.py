@@ -4,8 +4,7 @@ Schemas come from ``machinery.api.openapi_schemas()`` (generated from the pydant
 so ``kubectl explain`` works, and every PATCH operation carries the
 ``x-kubernetes-group-version-kind`` extension and a ``fieldValidation`` parameter, which is
 what makes kubectl >= 1.29 hand validation to the server (``fieldValidation=Strict``).
-kubectl 1.27/1.28 only read ``/openapi/v2`` as protobuf, which is not served: use
-``--validate=false`` with those versions.
+kubectl 1.27/1.28 read ``/openapi/v2`` instead: see :mod:`apiserver.openapi_v2`.
 """
 
 from __future__ import annotations

@@ -326,10 +326,17 @@ def test_unauthenticated(kube: KubectlCluster) -> None:
 
 
 @pytest.mark.parametrize("version", ["1.27", "1.28"])
-def test_old_kubectl_with_validate_false(kube: KubectlCluster, version: str) -> None:
+def test_old_kubectl_validates_through_the_server(kube: KubectlCluster, version: str) -> None:
+    """kubectl 1.27/1.28 read /openapi/v2 (protobuf) first, then leave validation to the server."""
     ns = kube.namespace(f"old{version.replace('.', '')}")
     manifest = kube.write(f"old-{ns}.yaml", DEPLOYMENT)
-    out = kube.run("apply", "--validate=false", "-n", ns, "-f", str(manifest), version=version).stdout
+    out = kube.run("apply", "-n", ns, "-f", str(manifest), version=version).stdout
     assert out.splitlines() == ["deployment.apps/web created", "service/web created"]
     rows = kube.run("get", "deploy", "-n", ns, version=version).stdout.splitlines()
     assert rows[0].split()[:2] == ["NAME", "READY"] and rows[1].split()[0] == "web"
+    changed = kube.write(f"old-{ns}-3.yaml", DEPLOYMENT.replace("replicas: 2", "replicas: 3"))
+    assert "deployment.apps/web configured" in kube.run("apply", "-n", ns, "-f", str(changed), version=version).stdout
+    assert kube.run("get", "deploy", "web", "-n", ns, "-o", "jsonpath={.spec.replicas}", version=version).stdout == "3"
+    bad = kube.write(f"old-{ns}-bad.yaml", DEPLOYMENT.replace("replicas: 2", "replicas: 2\n  colour: blue"))
+    result = kube.run("apply", "-n", ns, "-f", str(bad), version=version, check=False)
+    assert result.returncode == 1 and 'unknown field "spec.colour"' in result.stderr
