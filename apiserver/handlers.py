@@ -120,7 +120,7 @@ async def _list(request: web.Request, ctx: ApiContext, target: RequestTarget) ->
         resource_version_match=request.query.get("resourceVersionMatch", ""),
     )
     table = wants_table(request)
-    page = await list_objects(r, ctx.storage, ctx.caches, q, consistent_from_cache=ctx.consistent_from_cache,
+    page = await list_objects(r, ctx.storage, ctx.caches, q, consistent_wait=ctx.consistent_list_wait,
                               need_objects=table)
     if table:
         assert page.objects is not None
@@ -171,7 +171,7 @@ async def _delete_collection(request: web.Request, ctx: ApiContext, target: Requ
     q = ListQuery(namespace=target.namespace if r.namespaced else None,
                   matches=make_filter(r, request.query.get("labelSelector", ""),
                                       request.query.get("fieldSelector", "")))
-    page = await list_objects(r, ctx.storage, ctx.caches, q, consistent_from_cache=ctx.consistent_from_cache,
+    page = await list_objects(r, ctx.storage, ctx.caches, q, consistent_wait=ctx.consistent_list_wait,
                               need_objects=True)
     assert page.objects is not None
     registry = ctx.registry(r)

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from apiserver.codec import decode_many, with_resource_version
+from apiserver.codec import decode_many, gc_paused, with_resource_version
 from apiserver.storage.interface import CompactedError, FutureRevisionError, Storage
 from apiserver.watchcache import Filter, WatchCache, WatchCaches, match_all
 from machinery.errors import BadRequestError, GoneError, TimeoutError_
@@ -91,9 +91,15 @@ def _parse_rv(value: str) -> int:
 
 
 async def list_objects(resource: ResourceInfo, storage: Storage, caches: WatchCaches, q: ListQuery, *,
-                       consistent_from_cache: bool, need_objects: bool = False) -> ListPage:
-    """Answer a list; ``consistent_from_cache`` says the cache sees every write of the store
-    (an in-process store), so even a consistent read can come from it."""
+                       consistent_wait: float, need_objects: bool = False) -> ListPage:
+    """Answer a list.
+
+    A consistent list (no resourceVersion) asks the store for its current revision and is served
+    from the cache once the cache has caught up with it, which it does within ``consistent_wait``
+    seconds when every write to the store is also an event the cache sees; otherwise (or with
+    ``consistent_wait=0``) it is read from the store. Kubernetes does the same since 1.31
+    (ConsistentListFromCache).
+    """
     if q.continue_token and q.resource_version:
         raise BadRequestError("specifying resource version is not allowed when using continue")
     if q.resource_version_match and not q.resource_version:
@@ -115,9 +121,9 @@ async def list_objects(resource: ResourceInfo, storage: Storage, caches: WatchCa
             return _list_cache(cache, q, need_objects=need_objects)
         raise TimeoutError_(f"Too large resource version: {wanted}, current: {caches.revision}",
                             retry_after_seconds=1)
-    if consistent_from_cache:
+    if consistent_wait > 0:
         current = await storage.current_revision()
-        if await caches.wait_for_revision(current, timeout=3.0):
+        if await caches.wait_for_revision(current, timeout=consistent_wait):
             page = _list_cache(cache, q, need_objects=need_objects)
             if not page.continue_token:
                 return page
@@ -160,19 +166,20 @@ async def _list_store(resource: ResourceInfo, storage: Storage, q: ListQuery, *,
                                 f"{await storage.current_revision()}", retry_after_seconds=1) from exc
         read_revision = result.revision
         full = more = False
-        for index, kv in enumerate(result.items):
-            raw = with_resource_version(kv.value, kv.mod_revision)
-            start_after = kv.key
-            if decode_all:
-                obj = orjson.loads(raw)
-                if not q.matches(obj):
-                    continue
-                objects.append(obj)
-            raws.append(raw)
-            if q.limit and len(raws) >= q.limit:
-                full = True
-                more = result.more or index + 1 < len(result.items)
-                break
+        with gc_paused():
+            for index, kv in enumerate(result.items):
+                raw = with_resource_version(kv.value, kv.mod_revision)
+                start_after = kv.key
+                if decode_all:
+                    obj = orjson.loads(raw)
+                    if not q.matches(obj):
+                        continue
+                    objects.append(obj)
+                raws.append(raw)
+                if q.limit and len(raws) >= q.limit:
+                    full = True
+                    more = result.more or index + 1 < len(result.items)
+                    break
         if full or not result.more or not q.limit:
             token = _encode_continue(read_revision, start_after) if full and more else ""
             return ListPage(raws, objects if need_objects else None, str(read_revision), token)

@@ -49,8 +49,9 @@ class Api:
 
 
 @contextlib.asynccontextmanager
-async def embedded_api(state_dir: Path, store: str = "memory") -> AsyncIterator[Api]:
-    settings = ApiServerSettings(state_dir=state_dir, store=store, port=0)
+async def embedded_api(state_dir: Path, store: str = "memory", **overrides: Any) -> AsyncIterator[Api]:
+    """``overrides``: more ApiServerSettings fields (``etcd_servers``, ``etcd_prefix`` …)."""
+    settings = ApiServerSettings(state_dir=state_dir, store=store, port=0, **overrides)
     started = asyncio.Event()
     task = asyncio.create_task(serve(settings, started=started), name="test-apiserver")
     done, _ = await asyncio.wait({task, asyncio.create_task(started.wait())}, timeout=30,
