@@ -344,6 +344,11 @@ class WatchCaches:
             except Exception:
                 log.exception("watch cache failed; re-listing")
                 await asyncio.sleep(0.5)
+            else:
+                # The store ended the watch (a closed store ends it at once): re-list, but never in
+                # a loop that does not yield.
+                log.info("storage watch ended; re-listing")
+                await asyncio.sleep(0.1)
 
     async def _follow(self) -> None:
         listed = await self.storage.list(REGISTRY_PREFIX)

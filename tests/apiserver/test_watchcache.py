@@ -3,6 +3,7 @@ selector transitions and consistent-read waiting."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import orjson
@@ -137,3 +138,22 @@ async def test_the_cache_hands_out_copies_and_decodes_only_for_filtering_watcher
         assert event.object["metadata"]["name"] == "d"
     finally:
         await caches.stop()
+
+
+async def test_caches_outliving_their_store_do_not_spin(storage: MemoryStorage) -> None:
+    """A closed store ends the watch at once; the caches must keep yielding (and stay cancellable)."""
+    caches = await _caches(storage)
+    await storage.close()
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0.3)
+    ticker.cancel()
+    await asyncio.wait_for(caches.stop(), timeout=2)
+    assert ticks >= 5, "the event loop was starved"
