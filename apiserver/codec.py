@@ -8,10 +8,7 @@ Request bodies may be JSON, YAML or Kubernetes protobuf (kubectl >= 1.32 imperat
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
-from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -74,29 +71,6 @@ MAX_DEPTH = 100
 
 class NestingTooDeepError(BadRequestError):
     """The body nests objects or lists deeper than :data:`MAX_DEPTH`."""
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cycle collector while decoding many stored objects at once (a Table of a large list).
-
-    Thousands of new dicts would otherwise trigger collections that walk every live object, up to
-    doubling the time; JSON documents make no reference cycles, so nothing is lost by waiting.
-    Only for synchronous stretches: nothing may await inside.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def decode_many(raws: Sequence[bytes]) -> list[dict[str, Any]]:
-    """Decode many stored objects, the cycle collector paused (see :func:`gc_paused`)."""
-    with gc_paused():
-        return [orjson.loads(raw) for raw in raws]
 
 
 def check_depth(value: Any, *, limit: int = MAX_DEPTH) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from apiserver.codec import decode_many, gc_paused, with_resource_version
+from apiserver.codec import with_resource_version
 from apiserver.storage.interface import CompactedError, FutureRevisionError, Storage
 from apiserver.watchcache import Filter, WatchCache, WatchCaches, match_all
 from machinery.errors import BadRequestError, GoneError, TimeoutError_
@@ -138,7 +138,7 @@ def _list_cache(cache: WatchCache, q: ListQuery, *, need_objects: bool) -> ListP
         keys = keys[:q.limit]
         token = _encode_continue(revision, keys[-1])
     raws = [cache.raw[k] for k in keys]
-    objects = decode_many(raws) if need_objects else None
+    objects = [orjson.loads(raw) for raw in raws] if need_objects else None
     return ListPage(raws, objects, str(revision), token)
 
 
@@ -166,20 +166,19 @@ async def _list_store(resource: ResourceInfo, storage: Storage, q: ListQuery, *,
                                 f"{await storage.current_revision()}", retry_after_seconds=1) from exc
         read_revision = result.revision
         full = more = False
-        with gc_paused():
-            for index, kv in enumerate(result.items):
-                raw = with_resource_version(kv.value, kv.mod_revision)
-                start_after = kv.key
-                if decode_all:
-                    obj = orjson.loads(raw)
-                    if not q.matches(obj):
-                        continue
-                    objects.append(obj)
-                raws.append(raw)
-                if q.limit and len(raws) >= q.limit:
-                    full = True
-                    more = result.more or index + 1 < len(result.items)
-                    break
+        for index, kv in enumerate(result.items):
+            raw = with_resource_version(kv.value, kv.mod_revision)
+            start_after = kv.key
+            if decode_all:
+                obj = orjson.loads(raw)
+                if not q.matches(obj):
+                    continue
+                objects.append(obj)
+            raws.append(raw)
+            if q.limit and len(raws) >= q.limit:
+                full = True
+                more = result.more or index + 1 < len(result.items)
+                break
         if full or not result.more or not q.limit:
             token = _encode_continue(read_revision, start_after) if full and more else ""
             return ListPage(raws, objects if need_objects else None, str(read_revision), token)

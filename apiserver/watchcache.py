@@ -82,7 +82,7 @@ class CacheEvent:
         return self._prev
 
     def json_line(self) -> bytes:
-        """``{"type":…,"object":…}\n``, built on first use and shared by every watcher."""
+        """``{"type":…,"object":…}\\n``, built on first use and shared by every watcher."""
         if self._line is None:
             self._line = b'{"type":"%s","object":%s}\n' % (self.type.encode(), self.raw)
         return self._line
