@@ -36,14 +36,12 @@ _QUERY_PARAMETERS = {
     "patch": ("dryRun", "fieldManager", "fieldValidation", "force"),
     "delete": ("dryRun", "gracePeriodSeconds", "propagationPolicy"),
 }
-_VERBS = ("get", "put", "post", "delete", "patch")  # PathItem field order
-_ACTIONS = {"get": "get", "put": "put", "post": "post", "delete": "delete", "patch": "patch"}
 
 
 # ---- the document as plain data (Swagger 2.0 JSON) ---------------------------------------------------
 
 def _operation(r: ResourceInfo, verb: str, *, listing: bool = False) -> dict[str, Any]:
-    action = "list" if listing else _ACTIONS[verb]
+    action = "list" if listing else verb
     names = _QUERY_PARAMETERS[verb]
     return {
         "operationId": f"{action}{r.kind}",
@@ -141,7 +139,7 @@ def _operation_message(op: dict[str, Any]) -> bytes:
     return out
 
 
-_PATH_ITEM_FIELDS = {"get": 2, "put": 3, "post": 4, "delete": 5, "patch": 8}
+_PATH_ITEM_FIELDS = {"get": 2, "put": 3, "post": 4, "delete": 5, "patch": 8}  # in field order
 
 
 @cache
@@ -151,7 +149,7 @@ def protobuf_document() -> bytes:
     info = _str(1, doc["info"]["title"]) + _str(2, doc["info"]["version"])
     paths = b""
     for path, item in doc["paths"].items():
-        body = b"".join(_bytes(_PATH_ITEM_FIELDS[verb], _operation_message(item[verb]))
-                        for verb in _VERBS if verb in item)
+        body = b"".join(_bytes(number, _operation_message(item[verb]))
+                        for verb, number in _PATH_ITEM_FIELDS.items() if verb in item)
         paths += _bytes(2, _str(1, path) + _bytes(2, body))  # Paths.path: NamedPathItem{name, value}
     return _str(1, doc["swagger"]) + _bytes(2, info) + _bytes(8, paths)
