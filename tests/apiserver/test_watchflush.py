@@ -83,16 +83,17 @@ async def test_each_client_gets_one_write_per_flush() -> None:
 
 async def test_a_costly_flush_delays_the_next_by_its_cost_over_the_duty() -> None:
     flusher = WatchFlusher(duty=0.5, max_pause=1.0)
-    slow = FakeTransport(delay=0.05)  # each flush costs ~50 ms: the next waits ~50 ms
+    slow = FakeTransport(delay=0.2)  # each flush costs ~200 ms: the next waits ~200 ms
     sink = sink_on(flusher, slow, [])
     sink(event(1))
     await asyncio.sleep(0)
     assert chunks(slow) == [[1]]
     sink(event(2))
     sink(event(3))
-    await asyncio.sleep(0.01)
+    slow.delay = 0
+    await asyncio.sleep(0.02)
     assert chunks(slow) == [[1]], "the second flush came before the pause"
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.4)
     assert chunks(slow) == [[1], [2, 3]]
 
 
@@ -104,7 +105,7 @@ async def test_the_pause_is_capped() -> None:
     await asyncio.sleep(0)
     slow.delay = 0
     sink(event(2))
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)
     assert chunks(slow) == [[1], [2]]
 
 
