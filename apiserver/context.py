@@ -38,7 +38,7 @@ class ApiContext:
         etcd 3.4's progress notifications cannot be trusted to tell it): a short wait, then the
         list is read from etcd instead.
         """
-        return 3.0 if self.settings.store in ("sqlite", "memory") else 0.1
+        return 3.0 if self.settings.store in ("sqlite", "memory") else self.settings.etcd_cache_list_wait
 
     def __post_init__(self) -> None:
         services = next(r for r in RESOURCES if r.kind == "Service")

@@ -22,6 +22,10 @@ class ApiServerSettings:
     etcd_prefix: str = ""
     """Prepended to every etcd key, so several clusters (or test runs) can share one etcd."""
 
+    etcd_cache_list_wait: float = 0.1
+    """Seconds a consistent list waits for the watch cache to reach etcd's current revision
+    before reading from etcd instead (see ``ApiContext.consistent_list_wait``); 0 never waits."""
+
     bind_address: str = "127.0.0.1"
     """Address the HTTPS listener binds."""
 

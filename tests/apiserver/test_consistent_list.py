@@ -39,7 +39,9 @@ async def names(api: Api) -> list[str]:
 async def test_consistent_lists_on_etcd_come_from_the_cache_unless_etcd_moved_elsewhere(
         tmp_path: Path, etcd_server: EtcdServer) -> None:
     prefix = f"/kubelab-test-{uuid.uuid4().hex[:8]}"
-    async with embedded_api(tmp_path, "etcd", etcd_servers=[etcd_server.client_url], etcd_prefix=prefix) as api:
+    # A generous wait, so that a slow machine cannot turn a cache hit into a read from etcd.
+    async with embedded_api(tmp_path, "etcd", etcd_servers=[etcd_server.client_url], etcd_prefix=prefix,
+                            etcd_cache_list_wait=2.0) as api:
         before = await storage_lists(api)
         for i in range(5):
             status, _ = await api.request("POST", CM, {"metadata": {"name": f"c{i}"}})
