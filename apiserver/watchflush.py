@@ -66,14 +66,21 @@ class StreamSink:
         self.pending.append(event.json_line())
         return True
 
-    def flush(self) -> int:
-        """Write what is pending as one chunk now; returns the number of events written."""
+    def flush(self, tally: dict[Callable[[int], None], int] | None = None) -> int:
+        """Write what is pending as one chunk now; returns the number of events written.
+
+        The events are counted through ``count`` at once, or added to ``tally`` (``count`` ->
+        events) for the flusher to report once per flush.
+        """
         lines, self.pending = self.pending, []
         if not lines or self._transport.is_closing():
             return 0
         data = b"".join(lines)
         self._write(b"%x\r\n%s\r\n" % (len(data), data))
-        self._count(len(lines))
+        if tally is None:
+            self._count(len(lines))
+        else:
+            tally[self._count] = tally.get(self._count, 0) + len(lines)
         return len(lines)
 
     def discard(self) -> None:
@@ -113,9 +120,12 @@ class WatchFlusher:
         self._handle = None
         started = time.perf_counter()
         dirty, self._dirty = self._dirty, {}
+        tally: dict[Callable[[int], None], int] = {}
         for sink in dirty:
-            if sink.flush():
+            if sink.flush(tally):
                 self.writes += 1
+        for count, events in tally.items():  # one metric update per resource, not per client
+            count(events)
         self.flushes += 1
         cost = time.perf_counter() - started
         pause = min(self.max_pause, cost * (1 - self.duty) / self.duty)

@@ -72,13 +72,15 @@ async def test_events_offered_together_go_out_as_one_chunk_on_the_next_loop_turn
 async def test_each_client_gets_one_write_per_flush() -> None:
     flusher = WatchFlusher()
     transports = [FakeTransport() for _ in range(3)]
-    sinks = [sink_on(flusher, t, []) for t in transports]
+    counted: list[int] = []  # one counter for the three (a resource's metric)
+    sinks = [sink_on(flusher, t, counted) for t in transports]
     for revision in (5, 6):
         for sink in sinks:
             sink(event(revision))
     await asyncio.sleep(0)
     assert [chunks(t) for t in transports] == [[[5, 6]]] * 3
     assert (flusher.flushes, flusher.writes) == (1, 3)
+    assert counted == [6], "the metric is updated once per flush"
 
 
 async def test_a_costly_flush_delays_the_next_by_its_cost_over_the_duty() -> None:
