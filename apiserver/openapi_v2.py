@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from machinery.protobuf.wire import len_field, varint_field
 from machinery.resources import RESOURCES, ResourceInfo
 
 PROTOBUF_CONTENT_TYPE = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
@@ -79,29 +80,12 @@ def json_document() -> bytes:
 
 # ---- protobuf encoding (gnostic openapi.v2) ----------------------------------------------------------
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _bytes(number: int, payload: bytes) -> bytes:
-    """A length-delimited field (strings and embedded messages)."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
 def _str(number: int, text: str) -> bytes:
-    return _bytes(number, text.encode()) if text else b""
+    return len_field(number, text) if text else b""
 
 
 def _true(number: int) -> bytes:
-    return _varint(number << 3) + b"\x01"
+    return varint_field(number, 1)
 
 
 def _yaml(value: dict[str, str] | str) -> str:
@@ -113,29 +97,29 @@ def _yaml(value: dict[str, str] | str) -> str:
 
 def _named_any(name: str, value: dict[str, str] | str) -> bytes:
     any_message = _str(2, _yaml(value))  # Any.yaml
-    return _str(1, name) + _bytes(2, any_message)  # NamedAny{name, value}
+    return _str(1, name) + len_field(2, any_message)  # NamedAny{name, value}
 
 
 def _parameter(p: dict[str, Any]) -> bytes:
     query = (_true(1) if p.get("required") else b"") + _str(2, "query") + _str(4, p["name"]) + _str(6, p["type"])
     if p.get("uniqueItems"):
         query += _true(20)
-    non_body = _bytes(3, query)  # NonBodyParameter.query_parameter_sub_schema
-    parameter = _bytes(2, non_body)  # Parameter.non_body_parameter
-    return _bytes(1, parameter)  # ParametersItem.parameter
+    non_body = len_field(3, query)  # NonBodyParameter.query_parameter_sub_schema
+    parameter = len_field(2, non_body)  # Parameter.non_body_parameter
+    return len_field(1, parameter)  # ParametersItem.parameter
 
 
 def _operation_message(op: dict[str, Any]) -> bytes:
     out = _str(5, op["operationId"])
     for p in op["parameters"]:
-        out += _bytes(8, _parameter(p))
+        out += len_field(8, _parameter(p))
     responses = b""
     for code, response in op["responses"].items():
-        value = _bytes(1, _str(1, response["description"]))  # ResponseValue.response{description}
-        responses += _bytes(1, _str(1, code) + _bytes(2, value))  # Responses.response_code
-    out += _bytes(9, responses)
+        value = len_field(1, _str(1, response["description"]))  # ResponseValue.response{description}
+        responses += len_field(1, _str(1, code) + len_field(2, value))  # Responses.response_code
+    out += len_field(9, responses)
     for name in ("x-kubernetes-action", "x-kubernetes-group-version-kind"):
-        out += _bytes(13, _named_any(name, op[name]))
+        out += len_field(13, _named_any(name, op[name]))
     return out
 
 
@@ -149,7 +133,7 @@ def protobuf_document() -> bytes:
     info = _str(1, doc["info"]["title"]) + _str(2, doc["info"]["version"])
     paths = b""
     for path, item in doc["paths"].items():
-        body = b"".join(_bytes(number, _operation_message(item[verb]))
+        body = b"".join(len_field(number, _operation_message(item[verb]))
                         for verb, number in _PATH_ITEM_FIELDS.items() if verb in item)
-        paths += _bytes(2, _str(1, path) + _bytes(2, body))  # Paths.path: NamedPathItem{name, value}
-    return _str(1, doc["swagger"]) + _bytes(2, info) + _bytes(8, paths)
+        paths += len_field(2, _str(1, path) + len_field(2, body))  # Paths.path: NamedPathItem{name, value}
+    return _str(1, doc["swagger"]) + len_field(2, info) + len_field(8, paths)

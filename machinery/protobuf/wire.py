@@ -1,6 +1,9 @@
-"""A small reader for the protobuf wire format (varint, 64-bit, length-delimited, 32-bit, groups).
+"""A small reader (and a smaller writer) for the protobuf wire format.
 
-Used by :mod:`machinery.protobuf.decode`; knows nothing of Kubernetes. :func:`iter_fields`
+The reader handles varint, 64-bit, length-delimited, 32-bit and group fields and is used by
+:mod:`machinery.protobuf.decode`; the writer (:func:`encode_varint`, :func:`varint_field`,
+:func:`len_field`) builds the few messages the apiserver sends (``/openapi/v2``). Both know
+nothing of Kubernetes. :func:`iter_fields`
 yields ``(field number, wire type, value)`` for each field of one message. Any malformed input
 (truncated data, an over-long varint, field number 0, a reserved wire type, unbalanced groups)
 raises :class:`WireError`, a ``ValueError``; the caller maps it to an API error.
@@ -44,6 +47,30 @@ def read_varint(data: bytes, pos: int) -> tuple[int, int]:
                 raise WireError("varint overflows 64 bits")
             return result, pos
     raise WireError("varint longer than 10 bytes")
+
+
+def encode_varint(value: int) -> bytes:
+    """An unsigned varint (a negative ``value`` as its 64-bit two's complement, as protobuf does)."""
+    value &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if not value:
+            out.append(byte)
+            return bytes(out)
+        out.append(byte | 0x80)
+
+
+def varint_field(number: int, value: int) -> bytes:
+    """Field ``number`` with a varint value (ints, bools, enums)."""
+    return encode_varint(number << 3 | WireType.VARINT) + encode_varint(value)
+
+
+def len_field(number: int, payload: bytes | str) -> bytes:
+    """Field ``number`` with a length-delimited value (strings, bytes, embedded messages)."""
+    data = payload.encode() if isinstance(payload, str) else payload
+    return encode_varint(number << 3 | WireType.LEN) + encode_varint(len(data)) + data
 
 
 def to_signed64(value: int) -> int:

@@ -26,35 +26,16 @@ from machinery.errors import BadRequestError
 from machinery.protobuf import decode_object, is_protobuf_content_type, unwrap
 from machinery.protobuf.schema import ROOT_KINDS, dangling_references
 from machinery.protobuf.wire import WireError, iter_fields, read_varint
+from machinery.protobuf.wire import encode_varint as varint
+from machinery.protobuf.wire import len_field as lfield
+from machinery.protobuf.wire import varint_field as vfield
 
 FIXTURES = Path(__file__).parent / "fixtures" / "protobuf"
 KUBECTL_DIR = Path("/usr/lib/google-cloud-sdk/bin")
 FIXTURE_NAMES = sorted(p.stem for p in FIXTURES.glob("*.pb"))
 
 
-# --- a tiny encoder, to build messages kubectl's create commands never send -------------------
-
-
-def varint(value: int) -> bytes:
-    value &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def vfield(number: int, value: int) -> bytes:
-    return varint(number << 3) + varint(value)
-
-
-def lfield(number: int, payload: bytes | str) -> bytes:
-    data = payload.encode() if isinstance(payload, str) else payload
-    return varint(number << 3 | 2) + varint(len(data)) + data
+# --- messages kubectl's create commands never send, built with the wire writer ----------------
 
 
 def entry(number: int, key: str, value: bytes | str) -> bytes:
@@ -540,3 +521,10 @@ async def test_kubectl_133_protobuf_equals_kubectl_131_json(
     assert is_protobuf_content_type(pb_type)
     assert json_type == "application/json"
     assert decode_object(pb_body) == json.loads(json_body)
+
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 300, 2**32, 2**63, 2**64 - 1, -1])
+def test_the_wire_writer_round_trips_varints(value: int) -> None:
+    encoded = varint(value)
+    assert read_varint(encoded, 0) == (value & (2**64 - 1), len(encoded))
+    assert list(iter_fields(vfield(7, value) + lfield(8, "x"))) == [(7, 0, value & (2**64 - 1)), (8, 2, b"x")]
