@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from controllers import deployment_util as du
@@ -31,7 +31,7 @@ from machinery.client import (
     run_workers,
     wait_for_cache_sync,
 )
-from machinery.meta import object_key
+from machinery.meta import object_key, utcnow
 from machinery.resources import DEPLOYMENTS, PODS, REPLICASETS
 from machinery.selectors import LabelSelector, from_label_selector
 
@@ -40,17 +40,13 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class DeploymentController:
     """Reconciles Deployments with their ReplicaSets."""
 
     name = "deployment"
 
     def __init__(self, client: ApiClient, factory: InformerFactory, settings: ControllerManagerSettings,
-                 *, clock: Callable[[], datetime] = _utcnow) -> None:
+                 *, clock: Callable[[], datetime] = utcnow) -> None:
         self.client = client
         self.settings = settings
         self.clock = clock

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from controllers.expectations import ControllerExpectations
@@ -37,7 +37,7 @@ from machinery.client import (
     run_workers,
     wait_for_cache_sync,
 )
-from machinery.meta import object_key
+from machinery.meta import object_key, utcnow
 from machinery.resources import PODS, REPLICASETS
 from machinery.selectors import LabelSelector, from_label_selector
 
@@ -47,17 +47,13 @@ Obj = dict[str, Any]
 BURST_REPLICAS = 500
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class ReplicaSetController:
     """Reconciles ReplicaSets with their pods."""
 
     name = "replicaset"
 
     def __init__(self, client: ApiClient, factory: InformerFactory, settings: ControllerManagerSettings,
-                 *, clock: Callable[[], datetime] = _utcnow) -> None:
+                 *, clock: Callable[[], datetime] = utcnow) -> None:
         self.client = client
         self.settings = settings
         self.clock = clock

@@ -13,6 +13,11 @@ from typing import Any
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC (the default clock of controllers and leader election)."""
+    return datetime.now(UTC)
+
+
 def now_rfc3339() -> str:
     """The current time as Kubernetes writes it: ``2024-01-01T00:00:00Z`` (seconds precision)."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

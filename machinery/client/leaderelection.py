@@ -30,7 +30,7 @@ from typing import Any
 
 from machinery.client.rest import ApiClient
 from machinery.errors import AlreadyExistsError, ApiError, ConflictError, NotFoundError
-from machinery.meta import parse_rfc3339
+from machinery.meta import parse_rfc3339, utcnow
 from machinery.resources import LEASES
 
 __all__ = ["LeaderElector", "format_micro_time"]
@@ -43,16 +43,12 @@ def format_micro_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class LeaderElector:
     """Acquires and renews one Lease; runs ``lead`` while it holds it."""
 
     def __init__(self, client: ApiClient, *, lease_name: str, namespace: str = "kube-system", identity: str,
                  lease_duration: float = 15.0, renew_deadline: float = 10.0, retry_period: float = 2.0,
-                 clock: Callable[[], datetime] = _utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow) -> None:
         if not retry_period < renew_deadline <= lease_duration:
             raise ValueError("leader election needs retry_period < renew_deadline <= lease_duration")
         self.client = client
