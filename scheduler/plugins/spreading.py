@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from machinery.selectors import LabelSelector, from_label_selector
 from scheduler.cache import NodeInfo, SchedulerCache
 from scheduler.framework import MAX_NODE_SCORE, SKIP, CycleState, Status, unschedulable
-from scheduler.plugins.node_affinity import node_matches_pod
+from scheduler.nodeaffinity import node_matches_pod
 from scheduler.podinfo import PodInfo
 
 REASON_SKEW = "node(s) didn't match pod topology spread constraints"
