@@ -1,18 +1,32 @@
-"""Root test configuration: the kubelab pytest plugin and one real etcd for the whole session.
+"""Root test configuration: the kubelab pytest plugin, Hypothesis profiles, one real etcd.
 
 ``etcd_server`` starts Debian's etcd on free loopback ports the first time a test needs it;
 every user keeps to its own key prefix. A missing etcd fails the test (CI installs it).
+
+Hypothesis runs under the ``kubelab`` profile: no per-example deadline and no ``too_slow``
+health check, because test machines are shared and loaded (a slow example is not a defect; a
+badly filtered strategy is, so ``filter_too_much`` stays on). With ``CI=true`` the ``ci`` profile
+also derandomizes (the same examples on every run) and keeps no example database.
+``HYPOTHESIS_PROFILE`` picks a profile explicitly.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.etcd_server import EtcdError, EtcdServer
 
 pytest_plugins = ["kubelab.pytest_plugin", "tests.docker_daemon"]
+
+settings.register_profile("kubelab", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", parent=settings.get_profile("kubelab"), derandomize=True, database=None,
+                          print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE")
+                      or ("ci" if os.environ.get("CI", "").lower() == "true" else "kubelab"))
 
 
 @pytest.fixture(scope="session")
