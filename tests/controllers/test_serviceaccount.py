@@ -49,8 +49,24 @@ async def test_default_serviceaccount_appears_in_new_namespace(tmp_path: Path) -
         await eventually(lambda: _has_default(client, "team-a"))
 
 
+async def _default_uid(client: ApiClient, namespace: str) -> str | None:
+    try:
+        account = await client.get(SERVICEACCOUNTS, "default", namespace=namespace)
+    except NotFoundError:
+        return None
+    return str(account["metadata"]["uid"])
+
+
 async def test_deleted_default_serviceaccount_is_recreated(tmp_path: Path) -> None:
     async with running(tmp_path) as client:
         await eventually(lambda: _has_default(client, "default"))
+        old_uid = await _default_uid(client, "default")
+        assert old_uid
         await client.delete(SERVICEACCOUNTS, "default", namespace="default")
-        await eventually(lambda: _has_default(client, "default"))
+
+        async def recreated() -> bool:
+            # A new object, not the old one still standing: the uid tells them apart.
+            uid = await _default_uid(client, "default")
+            return uid is not None and uid != old_uid
+
+        await eventually(recreated, what="a new default ServiceAccount (new uid)")
