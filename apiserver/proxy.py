@@ -3,16 +3,20 @@
 Called by ``apiserver.subresources.handle`` after authentication. The pod is looked up (404 if
 missing), the container chosen (Kubernetes' 400 when several exist and none is named), and the
 pod's node found; its kubelet is reached at the node's ``InternalIP`` address and
-``status.daemonEndpoints.kubeletEndpoint.Port`` over TLS, presenting the apiserver's
+``status.daemonEndpoints.kubeletEndpoint.Port`` (the port the kubelet reported: hollow nodes
+listen on ephemeral ports of their loopback addresses) over TLS, presenting the apiserver's
 kubelet-client certificate (CN ``kube-apiserver-kubelet-client``, O ``system:masters``), issued
 from the cluster CA into the PKI dir by :func:`ensure_kubelet_client_certificate` (idempotent;
 the server may call it at start, the first proxied request does otherwise).
 
-Guarantees: every failure before the stream starts is an ``ApiError`` (a Status for the
-client); logs are streamed through chunk by chunk and end when the kubelet's body ends; exec
-answers the client's WebSocket upgrade with the subprotocol the kubelet accepted and relays
-binary frames both ways until either side closes. SPDY (kubectl <= 1.29, and the fallback of
-later ones) is refused with a 400 naming what is supported.
+Guarantees: the kubelet's address passes ``machinery.netguard`` first (loopback, the service
+CIDR and ``--allowed-networks`` only; anything else is a 503 Status naming the address, and is
+never dialled), and the connection is made by the guard's connector. Every failure before the
+stream starts is an ``ApiError`` (a Status for the client); logs are streamed through chunk by
+chunk and end when the kubelet's body ends; exec answers the client's WebSocket upgrade with the
+subprotocol the kubelet accepted and relays binary frames both ways until either side closes.
+SPDY (kubectl <= 1.29, and the fallback of later ones) is refused with a 400 naming what is
+supported.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from cryptography import x509
 from apiserver.context import ApiContext
 from apiserver.routing import RequestTarget
 from machinery.errors import ApiError, BadRequestError, NotFoundError, ServiceUnavailableError
+from machinery.netguard import check_destination, guarded_connector
 from machinery.pki import ClusterPki, identity_from_certificate, write_private_file
 from machinery.resources import lookup
 
@@ -126,7 +131,8 @@ async def _kubelet_base(ctx: ApiContext, node_name: str) -> str:
     if not port or not address:
         raise BadRequestError(f'node "{node_name}" does not report a kubelet endpoint '
                               "(status.addresses InternalIP and daemonEndpoints.kubeletEndpoint.Port)")
-    host = f"[{address}]" if ":" in address else address
+    checked = check_destination(str(address), ctx.settings.dial_networks, what=f"the kubelet of node {node_name}")
+    host = f"[{checked}]" if checked.version == 6 else str(checked)
     return f"https://{host}:{int(port)}"
 
 
@@ -150,7 +156,8 @@ async def pod_log(request: web.Request, ctx: ApiContext, target: RequestTarget) 
     params = {k: request.query[k] for k in _LOG_PARAMS if k in request.query}
     ssl_context = await asyncio.to_thread(kubelet_client_ssl_context, ctx.settings.pki_dir)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=_CONNECT_TIMEOUT)
-    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(ssl=ssl_context)) as session:
+    connector = guarded_connector(ctx.settings.dial_networks, ssl=ssl_context)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         try:
             upstream = await session.get(url, params=params)
         except (TimeoutError, aiohttp.ClientError, OSError) as err:
@@ -194,7 +201,8 @@ async def pod_exec(request: web.Request, ctx: ApiContext, target: RequestTarget)
     params += [(k, request.query[k]) for k in _EXEC_PARAMS if k in request.query]
     ssl_context = await asyncio.to_thread(kubelet_client_ssl_context, ctx.settings.pki_dir)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=_CONNECT_TIMEOUT)
-    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(ssl=ssl_context)) as session:
+    connector = guarded_connector(ctx.settings.dial_networks, ssl=ssl_context)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         try:
             upstream = await session.ws_connect(url, params=params, protocols=(protocol,), max_msg_size=0,
                                                 autoping=True)

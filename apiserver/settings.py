@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from machinery.netguard import AllowedNetworks
+
 
 @dataclass
 class ApiServerSettings:
@@ -46,6 +48,16 @@ class ApiServerSettings:
 
     service_cidr: str = "10.96.0.0/12"
     """ClusterIPs are allocated from here (used by later components)."""
+
+    allowed_networks: list[str] = field(default_factory=list)
+    """Networks the apiserver may dial besides loopback and ``service_cidr`` (CIDRs): the cluster's
+    own, e.g. the Docker pod network its kubelets listen on (``kubelab up`` passes it). Kubelets and
+    webhooks elsewhere are refused, never dialled (``machinery.netguard``)."""
+
+    @property
+    def dial_networks(self) -> AllowedNetworks:
+        """Where the apiserver may connect: loopback, ``service_cidr`` and ``allowed_networks``."""
+        return AllowedNetworks.of([self.service_cidr, *self.allowed_networks])
 
     @property
     def pki_dir(self) -> Path:

@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     apiserver.add_argument("--compaction-keep", type=int, default=10_000,
                            help="revisions a compaction keeps (the watch resume window)")
     apiserver.add_argument("--service-cidr", default=None, metavar="CIDR", help="ClusterIP range")
+    apiserver.add_argument("--allowed-networks", default="", metavar="CIDR,...",
+                           help="networks the apiserver may dial (kubelets) besides loopback and the service CIDR")
     apiserver.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v: debug)")
     apiserver.set_defaults(handler=cmd_apiserver)
     _add_components(commands)
@@ -288,7 +290,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     (state_dir / "apiserver.port").unlink(missing_ok=True)
     service_cidr = args.service_cidr or laptop.default_service_cidr(state_dir)
     argv = launcher.apiserver_command(state_dir=state_dir, store=args.store, etcd_servers=etcd_servers, port=args.port,
-                                      extra_args=["--service-cidr", service_cidr])
+                                      extra_args=["--service-cidr", service_cidr,
+                                                  "--allowed-networks", args.pod_subnet if args.nodes > 0 else ""])
     process = launcher.start_process(state_dir, APISERVER, argv)
     print(f"started apiserver (pid {process.pid}), log: {launcher.log_path(state_dir, APISERVER)}")
     if not sys.stderr.isatty():
@@ -512,6 +515,7 @@ def cmd_apiserver(args: argparse.Namespace) -> int:
         settings.etcd_servers = list(args.etcd_servers)
     if args.service_cidr:
         settings.service_cidr = args.service_cidr
+    settings.allowed_networks = [n.strip() for n in args.allowed_networks.split(",") if n.strip()]
     run(settings)
     return 0
 
@@ -561,10 +565,17 @@ def kubelet_settings(args: argparse.Namespace) -> KubeletSettings:
     settings.cluster_name, settings.pod_subnet = args.cluster_name, args.pod_subnet
     if args.root_dir is not None:
         settings.root_dir = args.root_dir.expanduser()
-    settings.pki_dir = args.pki_dir.expanduser() if args.pki_dir is not None else None
+    settings.pki_dir = args.pki_dir.expanduser() if args.pki_dir is not None else _hollow_pki_dir(settings)
     settings.server_port, settings.network_agent = args.server_port, args.network_agent
     settings.run_dns, settings.dns_ip, settings.dns_port = args.run_dns, args.dns_ip, args.dns_port
     return settings
+
+
+def _hollow_pki_dir(settings: KubeletSettings) -> Path | None:
+    """Hollow nodes of a kubelab state dir serve their kubelet endpoints with the cluster CA: its
+    kubeconfigs live in ``<state>/kubeconfigs/``, its PKI in ``<state>/pki/``."""
+    pki = settings.kubeconfig.resolve().parent.parent / "pki"
+    return pki if settings.hollow and (pki / "ca.key").exists() else None
 
 
 def cmd_kubelet(args: argparse.Namespace) -> int:

@@ -3,7 +3,9 @@
 Every ``<component>/server.py`` has ``run(settings)``, which calls :func:`run_until_signalled`.
 With ``KUBELAB_PROFILE=DIR`` in the environment the whole run is profiled with cProfile and the
 statistics written to ``DIR/<name>-<pid>.prof`` on exit (``python -m pstats`` reads them): a
-fallback for machines where py-spy cannot attach to a process.
+fallback for machines where py-spy cannot attach to a process. Under ``KUBELAB_NETAUDIT``
+(``machinery.netguard``) the stock asyncio loop runs instead of uvloop, whose connects the audit
+hook cannot see.
 """
 
 from __future__ import annotations
@@ -38,7 +40,11 @@ def run_until_signalled(serve: Callable[[], Coroutine[Any, Any, None]], *, name:
     except ImportError:  # pragma: no cover - uvloop is a dependency; this is only a fallback
         asyncio.run(main())
     else:
-        uvloop.run(main())
+        if os.environ.get("KUBELAB_NETAUDIT"):
+            # libuv connects below Python's audit hooks: the network audit needs asyncio's own loop.
+            asyncio.run(main())
+        else:
+            uvloop.run(main())
     finally:
         if profiler is not None and profile_dir:
             profiler.disable()
