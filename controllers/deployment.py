@@ -27,7 +27,6 @@ from machinery.client import (
     ApiClient,
     EventRecorder,
     InformerFactory,
-    RateLimitingQueue,
     run_workers,
     wait_for_cache_sync,
 )
@@ -53,7 +52,7 @@ class DeploymentController:
         self.d_informer = factory.informer(DEPLOYMENTS)
         self.rs_informer = factory.informer(REPLICASETS)
         self.pod_informer = factory.informer(PODS)
-        self.queue = RateLimitingQueue(name=self.name)
+        self.queue = settings.workqueue(self.name)
         self.recorder = EventRecorder(client, component="deployment-controller")
         self.d_informer.add_handler(on_add=self._enqueue, on_update=lambda _o, c: self._enqueue(c),
                                     on_delete=self._enqueue)

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from machinery.client import wait_for_cache_sync
 from machinery.client.controller import run_workers
 from machinery.client.store import INDEX_NAMESPACE
-from machinery.client.workqueue import RateLimitingQueue
 from machinery.errors import AlreadyExistsError, ForbiddenError, NotFoundError
 from machinery.meta import object_key
 from machinery.resources import ENDPOINTS, PODS, SERVICES
@@ -168,7 +167,7 @@ class EndpointsController:
         self._services = factory.informer(SERVICES)
         self._pods = factory.informer(PODS)
         self._endpoints = factory.informer(ENDPOINTS)
-        self.queue = RateLimitingQueue(name="endpoints")
+        self.queue = settings.workqueue("endpoints")
         self._services.add_handler(on_add=self._enqueue, on_update=lambda _o, n: self._enqueue(n),
                                    on_delete=self._enqueue)
         self._pods.add_handler(on_add=self._pod_changed, on_update=self._pod_updated, on_delete=self._pod_changed)

@@ -35,7 +35,6 @@ from controllers.gc_graph import (
 )
 from machinery.client import wait_for_cache_sync
 from machinery.client.controller import run_workers
-from machinery.client.workqueue import RateLimitingQueue
 from machinery.errors import ConflictError, NotFoundError
 from machinery.resources import RESOURCES, ResourceInfo, lookup_kind
 
@@ -57,7 +56,7 @@ class GarbageCollectorController:
         self._client = client
         self._settings = settings
         self.graph = OwnerGraph()
-        self.queue = RateLimitingQueue(name="garbagecollector")
+        self.queue = settings.workqueue("garbagecollector")
         self._synced = False
         self._informers: list[SharedInformer] = []
         for resource in resources:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from machinery.client import wait_for_cache_sync
 from machinery.client.controller import run_workers
-from machinery.client.workqueue import RateLimitingQueue
 from machinery.errors import ConflictError, NotFoundError
 from machinery.resources import NAMESPACES, RESOURCES, ResourceInfo
 
@@ -39,7 +38,7 @@ class NamespaceController:
         self._client = client
         self._namespaces = factory.informer(NAMESPACES)
         self._recheck_delay = recheck_delay
-        self.queue = RateLimitingQueue(name="namespace")
+        self.queue = settings.workqueue("namespace")
         self._namespaces.add_handler(on_add=self._enqueue, on_update=lambda _o, n: self._enqueue(n))
 
     def _enqueue(self, ns: dict[str, Any]) -> None:

@@ -41,7 +41,6 @@ from controllers.taint_eviction import (
 from machinery.client import wait_for_cache_sync
 from machinery.client.controller import run_workers
 from machinery.client.store import INDEX_NODE
-from machinery.client.workqueue import RateLimitingQueue
 from machinery.errors import ConflictError, NotFoundError
 from machinery.meta import object_key, parse_rfc3339
 from machinery.resources import LEASES, NODES, PODS
@@ -101,7 +100,7 @@ class NodeLifecycleController:
         self._nodes = factory.informer(NODES)
         self._leases = factory.informer(LEASES, namespace=NODE_LEASE_NAMESPACE)
         self._pods = factory.informer(PODS)
-        self.queue = RateLimitingQueue(name="nodelifecycle")
+        self.queue = settings.workqueue("nodelifecycle")
         self.health: dict[str, NodeHealth] = {}
         self._nodes.add_handler(on_add=self._node_seen, on_update=lambda _o, n: self._node_seen(n),
                                 on_delete=self._node_deleted)

@@ -33,7 +33,6 @@ from machinery.client import (
     ApiClient,
     EventRecorder,
     InformerFactory,
-    RateLimitingQueue,
     run_workers,
     wait_for_cache_sync,
 )
@@ -59,7 +58,7 @@ class ReplicaSetController:
         self.clock = clock
         self.rs_informer = factory.informer(REPLICASETS)
         self.pod_informer = factory.informer(PODS)
-        self.queue = RateLimitingQueue(name=self.name)
+        self.queue = settings.workqueue(self.name)
         self.expectations = ControllerExpectations()
         self.recorder = EventRecorder(client, component="replicaset-controller")
         self.rs_informer.add_handler(on_add=self._rs_added, on_update=self._rs_updated, on_delete=self._rs_deleted)

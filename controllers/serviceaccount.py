@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from machinery.client import wait_for_cache_sync
 from machinery.client.controller import run_workers
-from machinery.client.workqueue import RateLimitingQueue
 from machinery.errors import AlreadyExistsError, ForbiddenError, NotFoundError
 from machinery.resources import NAMESPACES, SERVICEACCOUNTS
 
@@ -43,7 +42,7 @@ class ServiceAccountController:
         self._client = client
         self._namespaces = factory.informer(NAMESPACES)
         self._accounts = factory.informer(SERVICEACCOUNTS)
-        self.queue = RateLimitingQueue(name="serviceaccount")
+        self.queue = settings.workqueue("serviceaccount")
         self._namespaces.add_handler(on_add=self._enqueue_ns, on_update=lambda _o, n: self._enqueue_ns(n))
         self._accounts.add_handler(on_delete=self._account_deleted)
 

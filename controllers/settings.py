@@ -1,13 +1,16 @@
 """Settings of the controller-manager process (``kubelab controller-manager``).
 
 Built by the CLI from flags and read by ``controllers.manager`` and by every controller
-(node lifecycle reads the grace periods and tolerations). A plain dataclass: no I/O.
+(node lifecycle reads the grace periods and tolerations; every controller builds its workqueue
+with :meth:`ControllerManagerSettings.workqueue`). A plain dataclass: no I/O.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from machinery.client.workqueue import RateLimitingQueue
 
 
 def _default_workers() -> dict[str, int]:
@@ -75,8 +78,25 @@ class ControllerManagerSettings:
     terminated_pod_gc_threshold: int = 12500
     """Terminated pods kept before pod GC deletes the oldest."""
 
-    resync_seconds: float = 0.0
-    """Informer resync period; 0 disables periodic resyncs."""
+    resync_seconds: float = 30.0
+    """Informer resync period: every cached object is handed to the controllers' update handlers
+    again (old == new), so each controller re-syncs every key it owns this often and heals whatever
+    an event it missed or a failure left behind. kube-controller-manager resyncs every 12-24 h;
+    a lab heals within half a minute instead (a sync that changes nothing writes nothing).
+    0 disables periodic resyncs."""
+
+    retry_base_delay: float = 0.005
+    """Seconds before the first retry of a key whose sync failed; each further failure doubles it
+    (client-go's default controller rate limiter). A failing key is retried until it succeeds."""
+
+    retry_max_delay: float = 1000.0
+    """Upper bound (seconds) of that per-key backoff (client-go: 1000 s)."""
+
+    retry_qps: float = 10.0
+    """Overall rate of retries per controller (token bucket; client-go: 10 qps, burst 100)."""
+
+    retry_burst: int = 100
+    """Burst of that overall retry bucket."""
 
     port: int = 0
     """Port for ``/healthz`` and ``/metrics`` on 127.0.0.1; 0 turns the endpoint off."""
@@ -90,6 +110,11 @@ class ControllerManagerSettings:
     def workers_for(self, name: str, default: int = 1) -> int:
         """How many workers the controller called ``name`` runs."""
         return max(1, self.workers.get(name, default))
+
+    def workqueue(self, name: str) -> RateLimitingQueue:
+        """The rate-limited workqueue of controller ``name``, with the retry settings above."""
+        return RateLimitingQueue(name=name, base_delay=self.retry_base_delay, max_delay=self.retry_max_delay,
+                                 qps=self.retry_qps, burst=self.retry_burst)
 
     def enabled(self, name: str) -> bool:
         """Whether controller ``name`` is selected by ``controllers`` (``*``, ``name``, ``-name``)."""

@@ -10,12 +10,18 @@ The reflector loop (client-go's ``tools/cache`` reflector, kopf's watching loop)
    ``on_add`` / ``on_update(old, new)`` / ``on_delete(last known state)`` for the differences;
 2. watch from the list's resourceVersion with bookmarks (which only advance the resourceVersion);
 3. when the server ends the stream, watch again from the last resourceVersion seen;
-4. a 410 Gone (the resourceVersion was compacted) goes back to 1 at once; any other error is
-   logged with the resource name and retried after an exponential backoff capped at 10 s.
+4. a watch that delivers nothing (not even a bookmark) for ``inactivity_timeout`` seconds is a
+   dead connection (a suspended laptop, a peer that vanished without closing): it is dropped and
+   the watch resumes from the last resourceVersion at once. The apiserver sends a BOOKMARK every
+   30 s (kube-apiserver about every minute), so the default of 90 s never fires on a live watch;
+5. a 410 Gone (the resourceVersion was compacted, ``Expired``) goes back to 1 at once; any other
+   error is logged with the resource name and retried after an exponential backoff capped at 10 s.
+   The reflector never gives up.
 
 Handlers are plain callables run synchronously on the event loop; a raising handler is logged
 and never stops the reflector. ``resync_seconds > 0`` calls ``on_update(obj, obj)`` for every
-cached object periodically. The background task is named and guarded: it never dies silently.
+cached object periodically (client-go's resync: handlers enqueue, so every key is synced again).
+The background tasks are named and guarded: they never die silently.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ log = logging.getLogger(__name__)
 _LIST_PAGE_SIZE = 500
 _MAX_BACKOFF = 10.0
 _INITIAL_BACKOFF = 0.2
+INACTIVITY_TIMEOUT = 90.0
+"""Seconds without any watch event (bookmarks included) before a watch is taken for dead."""
 
 
 class ListWatcher(Protocol):
@@ -68,8 +76,9 @@ class SharedInformer:
 
     def __init__(self, client: ListWatcher, resource: ResourceInfo, *, namespace: str | None = None,
                  label_selector: str = "", field_selector: str = "", resync_seconds: float = 0.0,
-                 watch_timeout_seconds: int | None = None) -> None:
-        """``watch_timeout_seconds``: server-side timeout of each watch (default: random 5-10 min)."""
+                 watch_timeout_seconds: int | None = None, inactivity_timeout: float = INACTIVITY_TIMEOUT) -> None:
+        """``watch_timeout_seconds``: server-side timeout of each watch (default: random 5-10 min);
+        ``inactivity_timeout``: seconds of silence after which a watch is reconnected."""
         self.client = client
         self.resource = resource
         self.namespace = namespace
@@ -77,6 +86,7 @@ class SharedInformer:
         self.field_selector = field_selector
         self.resync_seconds = resync_seconds
         self.watch_timeout_seconds = watch_timeout_seconds
+        self.inactivity_timeout = inactivity_timeout
         self.store = Store()
         self.resource_version = ""
         self.name = resource.group_resource + (f"@{namespace}" if namespace else "")
@@ -87,6 +97,7 @@ class SharedInformer:
         # Counters for tests and metrics.
         self.lists = 0
         self.watches = 0
+        self.inactive_watches = 0
 
     # -- configuration ----------------------------------------------------------------------------
 
@@ -187,16 +198,25 @@ class SharedInformer:
         for obj in deleted:
             self._deleted(obj)
 
-    async def _watch(self) -> None:
-        """One watch from ``self.resource_version`` until the server ends it."""
+    async def _watch(self) -> bool:
+        """One watch from ``self.resource_version`` until the server ends it (True) or it stays
+        silent for ``inactivity_timeout`` seconds (False)."""
         timeout = self.watch_timeout_seconds or int(300 * (1 + random.random()))
         self.watches += 1
         stream = self.client.watch(self.resource, namespace=self.namespace, resource_version=self.resource_version,
                                    label_selector=self.label_selector, field_selector=self.field_selector,
                                    timeout_seconds=timeout, allow_bookmarks=True)
+        loop = asyncio.get_running_loop()
         try:
-            async for event in stream:
-                self._apply(event)
+            async with asyncio.timeout_at(loop.time() + self.inactivity_timeout) as silence:
+                async for event in stream:
+                    self._apply(event)
+                    silence.reschedule(loop.time() + self.inactivity_timeout)
+            return True
+        except TimeoutError:
+            if not silence.expired():
+                raise
+            return False
         finally:
             # Close the HTTP stream now, not whenever the generator is collected.
             aclose = getattr(stream, "aclose", None)
@@ -229,7 +249,10 @@ class SharedInformer:
                 if need_list:
                     await self._list()
                     need_list = False
-                await self._watch()
+                if not await self._watch():
+                    self.inactive_watches += 1
+                    log.warning("informer %s: watch silent for %.0fs, reconnecting from resourceVersion %s",
+                                self.name, self.inactivity_timeout, self.resource_version)
                 backoff = _INITIAL_BACKOFF  # a stream the server closed is a healthy watch
             except asyncio.CancelledError:
                 raise
@@ -262,16 +285,19 @@ async def wait_for_cache_sync(*informers: SharedInformer) -> None:
 class InformerFactory:
     """One SharedInformer per (resource, namespace) shared by every controller of a process."""
 
-    def __init__(self, client: ListWatcher, *, resync_seconds: float = 0.0) -> None:
+    def __init__(self, client: ListWatcher, *, resync_seconds: float = 0.0,
+                 inactivity_timeout: float = INACTIVITY_TIMEOUT) -> None:
         self.client = client
         self.resync_seconds = resync_seconds
+        self.inactivity_timeout = inactivity_timeout
         self._informers: dict[tuple[ResourceInfo, str | None], SharedInformer] = {}
 
     def informer(self, resource: ResourceInfo, *, namespace: str | None = None) -> SharedInformer:
         key = (resource, namespace)
         found = self._informers.get(key)
         if found is None:
-            found = SharedInformer(self.client, resource, namespace=namespace, resync_seconds=self.resync_seconds)
+            found = SharedInformer(self.client, resource, namespace=namespace, resync_seconds=self.resync_seconds,
+                                   inactivity_timeout=self.inactivity_timeout)
             self._informers[key] = found
         return found
 
