@@ -21,6 +21,15 @@ last transactions committed before the next checkpoint. That is the trade kine a
 embedded Kubernetes stores make for a laptop cluster: FULL would fsync each group commit and
 cut write throughput several times. Pass ``synchronous="FULL"`` to get per-commit fsync.
 
+Failures: an SQLite error fails the writes of its transaction (a ``StorageError``, a 500) and the
+writer carries on. Anything else escaping the writer thread (a bug, ``MemoryError``) leaves the
+store unusable: the writer rolls back, every write it held or that is still queued fails with a
+``StorageError`` (500) at once, later writes fail the same way instead of waiting forever, and
+``on_broken`` is called on the loop. Its default logs the failure and ends the process with exit
+code 70 shortly after (the failed requests are answered first), so the process supervisor starts
+a fresh apiserver on the intact database -- the way a Go apiserver panics. ``before_commit`` is
+a test seam: called on the writer thread before each commit, it may raise to inject a failure.
+
 Watches: subscribe to the in-process hub first, replay from the log, de-duplicate by revision
 (see ``watchhub.py``). Compaction (a writer op) deletes log rows at or below the revision that
 are superseded at that revision, and all tombstones there; live keys keep their latest row.
@@ -33,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -64,6 +74,12 @@ T = TypeVar("T")
 
 REPLAY_CHUNK = 1000
 """Log rows read per replay step of a watch."""
+
+BROKEN_EXIT_CODE = 70
+"""Exit status of a process whose store broke (``EX_SOFTWARE``): the supervisor restarts it."""
+
+_EXIT_GRACE = 0.5
+"""Seconds between a broken store and the process exit: the failed requests get their 500s."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
@@ -126,6 +142,18 @@ def _prefix_clause(prefix: str, start_after: str = "") -> tuple[str, list[Any]]:
     return (" AND ".join(clauses) or "1"), params
 
 
+def exit_process(error: StorageError) -> None:
+    """The default ``on_broken``: log, then end the process (non-zero) once answers are out."""
+    log.critical("sqlite store is broken (%s); exiting with status %d so that the apiserver is restarted",
+                 error, BROKEN_EXIT_CODE)
+
+    def _exit() -> None:
+        logging.shutdown()
+        os._exit(BROKEN_EXIT_CODE)
+
+    asyncio.get_running_loop().call_later(_EXIT_GRACE, _exit)
+
+
 def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -137,7 +165,11 @@ def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
 class SqliteStorage:
     """A :class:`~apiserver.storage.interface.Storage` in one SQLite file (see module doc)."""
 
-    def __init__(self, path: Path, *, synchronous: str = "NORMAL", max_batch: int = 1000) -> None:
+    def __init__(self, path: Path, *, synchronous: str = "NORMAL", max_batch: int = 1000,
+                 on_broken: Callable[[StorageError], None] = exit_process,
+                 before_commit: Callable[[int], None] | None = None) -> None:
+        """``on_broken``: called on the loop when the writer failed unexpectedly (default: exit the
+        process); ``before_commit(batch_size)``: test seam run on the writer thread before each commit."""
         if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ValueError(f"bad synchronous mode {synchronous!r}")
         self.path = Path(path)
@@ -153,6 +185,10 @@ class SqliteStorage:
         self._revision = 0  # last revision published on the loop
         self._compacted = 0
         self._started = False
+        self._on_broken = on_broken
+        self._before_commit = before_commit
+        self.broken: StorageError | None = None
+        """Set when the writer failed unexpectedly: every write fails with it from then on."""
         self.commits = 0
         """Transactions committed by the writer (with ``writes``: the group-commit factor)."""
         self.writes = 0
@@ -167,6 +203,7 @@ class SqliteStorage:
         ready: asyncio.Future[tuple[int, int]] = loop.create_future()
         self._writer_done = loop.create_future()
         self._queue = queue.SimpleQueue()
+        self.broken = None
         self._writer = threading.Thread(
             target=self._writer_main, args=(ready,), name=f"sqlite-writer:{self.path.name}", daemon=True
         )
@@ -322,6 +359,8 @@ class SqliteStorage:
     async def _write(self, kind: Any, key: str, value: bytes, expected: int) -> Any:
         if not self._started or self._loop is None:
             raise StorageError("sqlite storage is not started")
+        if self.broken is not None:
+            raise self.broken
         future: asyncio.Future[Any] = self._loop.create_future()
         self._queue.put(_WriteOp(kind, key, value, expected, future))
         return await future
@@ -339,6 +378,7 @@ class SqliteStorage:
             return
         loop.call_soon_threadsafe(_settle, ready, (revision, compacted), None)
         stop = False
+        batch: _Batch = []
         try:
             while not stop:
                 first = self._queue.get()
@@ -355,9 +395,38 @@ class SqliteStorage:
                         break
                     batch.append(nxt)
                 revision = self._commit_batch(conn, batch, revision)
+                batch = []
+        except BaseException as exc:  # the writer is gone: nothing may wait for it any more
+            self._writer_failed(conn, batch, exc)
         finally:
             conn.close()
             loop.call_soon_threadsafe(_settle, self._writer_done, None, None)
+
+    def _writer_failed(self, conn: sqlite3.Connection, batch: _Batch, exc: BaseException) -> None:
+        """Writer thread: roll back, mark the store broken, let the loop fail what is pending."""
+        with contextlib.suppress(sqlite3.Error):
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        error = StorageError(f"sqlite writer failed: {type(exc).__name__}: {exc}")
+        self.broken = error  # from now on _write fails at once
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._fail_pending, error, batch, exc)
+
+    def _fail_pending(self, error: StorageError, batch: _Batch, exc: BaseException) -> None:
+        """On the loop: fail the writes the writer held and every write still queued, then report."""
+        log.error("sqlite writer thread failed; failing %d held writes and every queued one", len(batch),
+                  exc_info=exc)
+        ops = list(batch)
+        while True:
+            try:
+                op = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if op is not None:
+                ops.append(op)
+        for op in ops:
+            _settle(op.future, None, error)
+        self._on_broken(error)
 
     def _commit_batch(self, conn: sqlite3.Connection, batch: _Batch, revision: int) -> int:
         """Apply ``batch`` in one transaction; returns the revision after it (writer thread)."""
@@ -386,6 +455,8 @@ class SqliteStorage:
                 revision += 1
                 events.append(event)
                 results.append((op.future, result, None))
+            if self._before_commit is not None:
+                self._before_commit(len(batch))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.exception("sqlite commit of %d writes failed", len(batch))
