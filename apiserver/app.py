@@ -2,7 +2,9 @@
 
 ``make_app`` builds an app around an :class:`ApiContext`; ``server.py`` owns its lifecycle.
 Every failure leaves as a Kubernetes ``Status``: our own ``ApiError``s, aiohttp's HTTP
-exceptions (413 for oversized bodies, 405, 404) and any unexpected exception (500, logged).
+exceptions (413 for oversized bodies, 405, 404) and any unexpected exception (500, logged) --
+except a path outside every served API, which gets kube-apiserver's plain-text
+``404 page not found``. Discovery paths answer with or without a trailing slash.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from apiserver import discovery, openapi, openapi_v2
 from apiserver.authn import authenticate
 from apiserver.context import CONTEXT, ApiContext
 from apiserver.handlers import handle_resource
-from apiserver.requests import RESOURCE, SUBRESOURCE, VERB, json_response
+from apiserver.requests import RESOURCE, SUBRESOURCE, VERB, json_response, page_not_found, status_response
+from apiserver.routing import PageNotFound, route_not_found, served_group, under_served_api
 from machinery.errors import (
     ApiError,
     MethodNotAllowedError,
@@ -30,14 +33,13 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _HTTP_TO_ERROR: dict[int, type[ApiError]] = {
-    404: NotFoundError,
     405: MethodNotAllowedError,
     413: RequestEntityTooLargeError,
 }
 
 
 def _status_response(err: ApiError) -> web.Response:
-    resp = json_response(err.to_status(), status=err.code)
+    resp = status_response(err.to_status(), code=err.code)
     if err.retry_after_seconds is not None:
         resp.headers["Retry-After"] = str(err.retry_after_seconds)
     return resp
@@ -56,15 +58,21 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ApiError as err:
         code = err.code
         return _status_response(err)
+    except PageNotFound:
+        code = 404
+        return page_not_found()
     except web.HTTPException as exc:
         code = exc.status
         if exc.status < 400:
             raise
+        if exc.status == 404:
+            # No route: a miss under a served API is a Status, anything else the catch-all page.
+            return _status_response(route_not_found()) if under_served_api(request.path) else page_not_found()
         cls = _HTTP_TO_ERROR.get(exc.status, ApiError)
         message = exc.text or exc.reason
         if exc.status == 413:
             message = "Request entity too large: limit is 3145728"
-        return json_response(cls(message).to_status(), status=exc.status)
+        return _status_response(cls(message))
     except Exception:
         log.exception("internal error serving %s %s", request.method, request.path_qs)
         return _status_response(ApiError("an internal error occurred; see the apiserver log"))
@@ -122,16 +130,20 @@ async def _api_v1(request: web.Request) -> web.Response:
 
 
 async def _apis_group(request: web.Request) -> web.Response:
-    body = discovery.api_group(request.match_info["group"])
+    group = request.match_info["group"]
+    body = discovery.api_group(group)
     if body is None:
-        raise NotFoundError("the server could not find the requested resource")
+        raise PageNotFound(request.path)
     return json_response(body)
 
 
 async def _apis_group_version(request: web.Request) -> web.Response:
-    body = discovery.resource_list(request.match_info["group"], request.match_info["version"])
+    group = request.match_info["group"]
+    if not served_group(group):
+        raise PageNotFound(request.path)
+    body = discovery.resource_list(group, request.match_info["version"])
     if body is None:
-        raise NotFoundError("the server could not find the requested resource")
+        raise route_not_found()
     return json_response(body)
 
 
@@ -165,16 +177,15 @@ def make_app(ctx: ApiContext) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=ctx.settings.max_request_bytes)
     app[CONTEXT] = ctx
     r = app.router
-    r.add_get("/version", _version)
     for path in ("/healthz", "/livez"):
         r.add_get(path, _health)
     r.add_get("/readyz", _ready)
     r.add_get("/metrics", _metrics)
-    r.add_get("/api", _api)
-    r.add_get("/api/v1", _api_v1)
-    r.add_get("/apis", _apis)
-    r.add_get("/apis/{group}", _apis_group)
-    r.add_get("/apis/{group}/{version}", _apis_group_version)
+    # kube-apiserver's router ignores a trailing slash: the Python client asks for /version/.
+    for path, handler in (("/version", _version), ("/api", _api), ("/api/v1", _api_v1), ("/apis", _apis),
+                          ("/apis/{group}", _apis_group), ("/apis/{group}/{version}", _apis_group_version)):
+        r.add_get(path, handler)
+        r.add_get(path + "/", handler)
     r.add_get("/openapi/v2", _openapi_v2)
     r.add_get("/openapi/v3", _openapi_index)
     r.add_get("/openapi/v3/{tail:.+}", _openapi_gv)

@@ -36,9 +36,10 @@ from apiserver.requests import (
     query_bool,
     query_int,
     send_json,
+    status_response,
     wants_table,
 )
-from apiserver.routing import RequestTarget, parse_resource_path
+from apiserver.routing import RequestTarget, parse_resource_path, route_not_found
 from apiserver.watch import serve_watch
 from machinery.errors import (
     BadRequestError,
@@ -54,7 +55,7 @@ from machinery.resources import ResourceInfo
 async def handle_resource(request: web.Request) -> web.StreamResponse:
     target = parse_resource_path(request.path)
     if target is None:
-        raise NotFoundError("the server could not find the requested resource")
+        raise route_not_found()
     ctx = request.app[CONTEXT]
     request[RESOURCE] = target.resource.plural
     request[SUBRESOURCE] = target.subresource
@@ -77,7 +78,7 @@ async def handle_resource(request: web.Request) -> web.StreamResponse:
             return await _delete_collection(request, ctx, target)
     else:
         if target.resource.namespaced and target.namespace is None:
-            raise NotFoundError("the server could not find the requested resource")
+            raise route_not_found()
         if method == "GET":
             request[VERB] = "get"
             return await _get(request, ctx, target)
@@ -114,7 +115,7 @@ async def _list(request: web.Request, ctx: ApiContext, target: RequestTarget) ->
     q = ListQuery(
         namespace=target.namespace if r.namespaced else None,
         matches=make_filter(r, request.query.get("labelSelector", ""), request.query.get("fieldSelector", "")),
-        limit=query_int(request, "limit") or 0,
+        limit=max(query_int(request, "limit") or 0, 0),  # Kubernetes: a limit <= 0 is no limit
         continue_token=request.query.get("continue", ""),
         resource_version=request.query.get("resourceVersion", ""),
         resource_version_match=request.query.get("resourceVersionMatch", ""),
@@ -160,7 +161,7 @@ async def _create(request: web.Request, ctx: ApiContext, target: RequestTarget) 
     obj, decode_warnings = await _read_object(request, opts)
     namespace = target.namespace
     if namespace is None and target.resource.namespaced:
-        raise NotFoundError("the server could not find the requested resource")
+        raise route_not_found()
     created, warnings = await ctx.registry(target.resource).create(namespace, obj, opts)
     return render_object(request, target.resource, created, status=201, warnings=decode_warnings + warnings)
 
@@ -266,8 +267,29 @@ async def _delete_options(request: web.Request) -> DeleteOptions:
     return options
 
 
+# Resources whose immediate delete answers the deleted object (ReturnDeletedObject in
+# kube-apiserver's registries); every other immediate delete answers a Success Status.
+RETURNS_DELETED_OBJECT = frozenset({("", "pods"), ("", "services"), ("", "namespaces"), ("", "serviceaccounts")})
+
+
+def deleted_status(resource: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
+    """The ``Status`` kube-apiserver answers for an object deleted at once (``details.kind`` is the resource)."""
+    meta = obj.get("metadata") or {}
+    details: dict[str, Any] = {"name": meta.get("name", "")}
+    if resource.group:
+        details["group"] = resource.group
+    details["kind"] = resource.plural
+    if meta.get("uid"):
+        details["uid"] = meta["uid"]
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
+
+
 async def _delete(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.Response:
+    """The object while its deletion is pending (finalizers, grace period); once gone, a Status."""
     assert target.name is not None
+    r = target.resource
     options = await _delete_options(request)
-    obj, _gone = await ctx.registry(target.resource).delete(target.namespace, target.name, options)
+    obj, gone = await ctx.registry(r).delete(target.namespace, target.name, options)
+    if gone and (r.group, r.plural) not in RETURNS_DELETED_OBJECT:
+        return status_response(deleted_status(r, obj))
     return json_response(obj)

@@ -101,6 +101,24 @@ class DeleteOptions:
         )
 
 
+_MAX_UINT64 = 2**64 - 1
+
+
+def _resource_version_number(value: object) -> int | None:
+    """The resourceVersion as Kubernetes' versioner parses it: a uint64, else None (not a number)."""
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit():
+        return None
+    number = int(value)
+    return number if number <= _MAX_UINT64 else None
+
+
+def _precondition(value: object) -> str | None:
+    """The resourceVersion an update must match: none for ``""`` and ``"0"`` (an unconditional update)."""
+    if value is None or value == "" or _resource_version_number(value) == 0:
+        return None
+    return str(value)
+
+
 Mutation = Callable[[dict[str, Any]], dict[str, Any]]
 # (new object, stored object or None on create, dry run) -> None; mutates the new object in place.
 MutatingAdmission = Callable[[dict[str, Any], dict[str, Any] | None, bool], Awaitable[None]]
@@ -223,7 +241,8 @@ class Registry:
         generated = not meta.get("name") and bool(meta.get("generateName"))
         if generated:
             meta["name"] = f"{meta['generateName']}{random_suffix()}"
-        if meta.get("resourceVersion"):
+        if _resource_version_number(meta.pop("resourceVersion", None)):
+            # Like Kubernetes, only a version that parses as a number other than 0 is refused.
             raise BadRequestError("resourceVersion should not be set on objects to be created")
         await self._check_namespace(namespace, meta.get("name") or meta.get("generateName", ""))
         for field in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
@@ -258,7 +277,7 @@ class Registry:
         obj = copy.deepcopy(obj)
         self._fill_type(obj)
         self._check_identity(obj, namespace, name)
-        expected = obj["metadata"].get("resourceVersion") or None
+        expected = _precondition(obj["metadata"].get("resourceVersion"))
         return await self._write(namespace, name, lambda _live: obj, opts,
                                  subresource=subresource, precondition_rv=expected)
 
@@ -289,7 +308,7 @@ class Registry:
             self._fill_type(desired)
             self._check_identity(desired, namespace, name)
             wanted_rv = precondition_rv or None
-            body_rv = desired["metadata"].get("resourceVersion")
+            body_rv = _precondition(desired["metadata"].get("resourceVersion"))
             if precondition_rv is None and body_rv and body_rv != live["metadata"]["resourceVersion"]:
                 wanted_rv = body_rv
             if wanted_rv is not None and wanted_rv != live["metadata"]["resourceVersion"]:

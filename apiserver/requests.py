@@ -132,6 +132,21 @@ async def send_json(request: web.Request, body: bytes) -> web.StreamResponse:
     return resp
 
 
+def status_response(status: dict[str, Any], *, code: int = 200) -> web.Response:
+    """A ``Status`` object as kube-apiserver writes one: its encoder ends the body with a newline."""
+    return json_response(orjson.dumps(status) + b"\n", status=code)
+
+
+PAGE_NOT_FOUND = "404 page not found\n"
+
+
+def page_not_found() -> web.Response:
+    """The catch-all answer of kube-apiserver for a path no API serves (Go's ``http.NotFound``)."""
+    resp = web.Response(text=PAGE_NOT_FOUND, status=404, content_type="text/plain", charset="utf-8")
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    return resp
+
+
 def json_response(body: Any, *, status: int = 200, warnings: list[str] | None = None,
                   content_type: str = JSON_CT) -> web.Response:
     data = body if isinstance(body, bytes) else orjson.dumps(body)

@@ -4,16 +4,48 @@
     /apis/{group}/{version}[/namespaces/{ns}]/{plural}[/{name}[/{subresource}]]
 
 ``/api/v1/namespaces/{name}[/status|/finalize]`` addresses the namespace itself.
+
+Trailing slashes are ignored, as kube-apiserver's router ignores them. A path that misses under
+an API kube-apiserver serves (``/api/...``, ``/apis/<served group>/...``, ``/version/...``) is a
+``NotFound`` Status; any other path, an unknown group included, is the plain-text
+``404 page not found`` of kube-apiserver's catch-all handler (:class:`PageNotFound`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
-from machinery.errors import NotFoundError
-from machinery.resources import ResourceInfo, lookup
+from machinery.errors import NotFoundError, StatusCause
+from machinery.resources import ResourceInfo, group_versions, lookup
 
 NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
+
+
+class PageNotFound(Exception):
+    """A path outside every served API: answered with a plain-text 404, not a Status."""
+
+
+def route_not_found() -> NotFoundError:
+    """A path under a served API that addresses nothing (kube-apiserver's router miss)."""
+    return NotFoundError("the server could not find the requested resource",
+                         causes=[StatusCause("", "404: Page Not Found", "UnexpectedServerResponse")])
+
+
+@cache
+def served_group(group: str) -> bool:
+    """Whether ``group`` (not the core group) is an API group this server serves."""
+    return bool(group) and any(g == group for g, _ in group_versions())
+
+
+def under_served_api(path: str) -> bool:
+    """Whether ``path`` lies under an API this server serves (its misses answer a Status)."""
+    parts = [p for p in path.split("/") if p]
+    if not parts:
+        return False
+    if parts[0] in ("api", "version"):
+        return True
+    return parts[0] == "apis" and len(parts) >= 2 and served_group(parts[1])
 
 
 @dataclass(frozen=True)
@@ -27,8 +59,13 @@ class RequestTarget:
 
 
 def parse_resource_path(path: str) -> RequestTarget | None:
-    """The target of a resource path, or None when the path is not a resource path."""
+    """The target of a resource path, or None when the path is not a resource path.
+
+    Raises :class:`PageNotFound` for a group this server does not serve.
+    """
     parts = [p for p in path.split("/") if p]
+    if len(parts) >= 2 and parts[0] == "apis" and not served_group(parts[1]):
+        raise PageNotFound(path)
     if len(parts) >= 2 and parts[0] == "api":
         group, version, rest = "", parts[1], parts[2:]
     elif len(parts) >= 3 and parts[0] == "apis":
@@ -41,17 +78,17 @@ def parse_resource_path(path: str) -> RequestTarget | None:
     if rest[0] == "namespaces" and len(rest) >= 3 and rest[2] not in NAMESPACE_SUBRESOURCES:
         namespace, rest = rest[1], rest[2:]
     if len(rest) > 3:
-        raise NotFoundError("the server could not find the requested resource")
+        raise route_not_found()
     plural = rest[0]
     resource = lookup(group, version, plural)
     if resource is None:
-        raise NotFoundError("the server could not find the requested resource")
+        raise route_not_found()
     name = rest[1] if len(rest) >= 2 else None
     subresource = rest[2] if len(rest) == 3 else ""
     if resource.namespaced is False and namespace is not None:
-        raise NotFoundError("the server could not find the requested resource")
+        raise route_not_found()
     if subresource and resource.subresource(subresource) is None and not (
         resource.kind == "Namespace" and subresource == "finalize"
     ):
-        raise NotFoundError("the server could not find the requested resource")
+        raise route_not_found()
     return RequestTarget(resource, namespace, name, subresource)

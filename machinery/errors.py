@@ -39,7 +39,11 @@ class StatusCause:
     reason: str = "FieldValueInvalid"
 
     def to_dict(self) -> dict[str, str]:
-        return {"reason": self.reason, "message": self.message, "field": self.field}
+        """Kubernetes omits an empty ``field`` (a cause about the request rather than one field)."""
+        cause = {"reason": self.reason, "message": self.message}
+        if self.field:
+            cause["field"] = self.field
+        return cause
 
 
 class ApiError(Exception):
@@ -67,7 +71,7 @@ class ApiError(Exception):
         self.retry_after_seconds = retry_after_seconds
 
     def to_status(self) -> dict[str, Any]:
-        """The ``Status`` object Kubernetes would answer with."""
+        """The ``Status`` object Kubernetes would answer with, its keys in kube-apiserver's order."""
         status: dict[str, Any] = {
             "kind": "Status",
             "apiVersion": "v1",
@@ -75,7 +79,6 @@ class ApiError(Exception):
             "status": "Failure",
             "message": self.message,
             "reason": self.reason,
-            "code": self.code,
         }
         details: dict[str, Any] = {}
         if self.name:
@@ -90,6 +93,7 @@ class ApiError(Exception):
             details["retryAfterSeconds"] = self.retry_after_seconds
         if details:
             status["details"] = details
+        status["code"] = self.code
         return status
 
 

@@ -240,25 +240,33 @@ class _Parser:
 
     @staticmethod
     def shown(token: str | None) -> str:
-        return "end of string" if token is None else token
+        """A token as Kubernetes' messages show it: the end of the string is ''."""
+        return "" if token is None else token
 
     @staticmethod
     def is_identifier(token: str | None) -> bool:
         return token is not None and token not in _OPERATOR_TOKENS
 
     def parse(self) -> list[Requirement]:
+        """Kubernetes' grammar: an empty term (``a=b,``, ``,a=b``, ``a,,b``) is an error, and only
+        errors inside a requirement carry the ``unable to parse requirement:`` prefix."""
         requirements: list[Requirement] = []
-        if self.peek() is None:
-            return requirements
         while True:
+            token = self.peek()
+            if token is None:
+                return requirements
+            if not self.is_identifier(token) and token != "!":
+                raise BadRequestError(f"found '{token}', expected: !, identifier, or 'end of string'")
             requirements.append(self.requirement())
             token = self.take()
             if token is None:
                 return requirements
             if token != ",":
-                raise _parse_error(f"found '{token}', expected: ',' or 'end of string'")
-            if not self.is_identifier(self.peek()) and self.peek() != "!":
-                raise _parse_error(f"found '{self.shown(self.peek())}', expected: identifier after ','")
+                raise BadRequestError(f"found '{token}', expected: ',' or 'end of string'")
+            following = self.peek()
+            if not self.is_identifier(following) and following != "!":
+                # Kubernetes' lexer shows the end of the string as ''.
+                raise BadRequestError(f"found '{following or ''}', expected: identifier after ','")
 
     def requirement(self) -> Requirement:
         negated = self.peek() == "!"
@@ -272,8 +280,8 @@ class _Parser:
         following = self.peek()
         if following in (None, ","):
             return Requirement.build(key, Operator.DOES_NOT_EXIST if negated else Operator.EXISTS)
-        if negated:
-            raise _parse_error(f"found '{following}', expected: ',' or 'end of string'")
+        if negated:  # "!a=b": Kubernetes takes "!a" and then fails on what follows it
+            raise BadRequestError(f"found '{following}', expected: ',' or 'end of string'")
         op_token = self.take()
         simple = {"=": Operator.EQUALS, "==": Operator.DOUBLE_EQUALS, "!=": Operator.NOT_EQUALS,
                   ">": Operator.GREATER_THAN, "<": Operator.LESS_THAN}
@@ -505,11 +513,16 @@ class FieldSelector:
 
 
 def parse_field_selector(text: str | None) -> FieldSelector:
-    """Parse ``a=b,c!=d,e==f`` (values may escape ``\\``, ``,`` and ``=`` with a backslash)."""
+    """Parse ``a=b,c!=d,e==f`` (values may escape ``\\``, ``,`` and ``=`` with a backslash).
+
+    Empty terms (``metadata.name=x,``) are skipped, as Kubernetes' field selector parser does.
+    """
     if not text or not text.strip():
         return FieldSelector()
     requirements: list[FieldRequirement] = []
     for term in _split_terms(text):
+        if term == "":
+            continue
         for symbol, negated in (("!=", True), ("==", False), ("=", False)):
             field, sep, value = term.partition(symbol)
             if sep and "\\" not in field and field.strip():

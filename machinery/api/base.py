@@ -87,13 +87,16 @@ def _time(value: object) -> str:
 
 
 def _base64(value: object) -> str:
+    """Standard base64, re-encoded. Go's decoder (``encoding/json`` for ``[]byte``) skips ``\r``
+    and ``\n`` anywhere, so wrapped output of ``base64`` tools decodes; the object keeps the
+    canonical unwrapped form, as Kubernetes re-encodes the bytes it decoded."""
     if not isinstance(value, str):
         raise _type_error()
     try:
-        base64.b64decode(value, validate=True)
+        decoded = base64.b64decode(value.replace("\r", "").replace("\n", ""), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise _decode_error(f"illegal base64 data: {exc}") from None
-    return value
+    return base64.b64encode(decoded).decode()
 
 
 Int32 = Annotated[int, GoType("int32"), Interval(ge=-(2**31), le=2**31 - 1),
