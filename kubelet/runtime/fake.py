@@ -12,6 +12,9 @@ with timers on the event loop:
 * a pod annotated ``kubelab.dev/fake-not-ready: "true"`` never passes readiness;
 * stopping runs a pre-stop delay (``stop_delay``, at most the timeout) and then exits with 0
   (or 137 when the timeout ran out first, as a SIGKILL would);
+* a sandbox reports SandboxChanged when it starts and stops; containers are created and started
+  only in a ready sandbox, and running a pod whose sandbox was stopped replaces the sandbox
+  (new id, same IP) and kills the pod's containers (exit 137), as the Docker runtime does;
 * pod IPs come from a per-node CIDR (from .2; .1 is the bridge), freed when the sandbox is removed.
 
 Every state change is reported through the event handler, so the kubelet re-syncs at once.
@@ -123,11 +126,18 @@ class FakeRuntime:
         uid = str(pod["metadata"]["uid"])
         self._pods[uid] = pod
         existing = self._sandboxes.get(uid)
-        if existing is not None:
+        if existing is not None and existing.state is SandboxState.READY:
             return existing
-        sandbox = SandboxStatus(pod_uid=uid, id=self._new_id(), state=SandboxState.READY, ip=self._allocate_ip(),
-                                created_at=_now())
+        if existing is not None:
+            # A dead sandbox is replaced, as Docker replaces a dead pause container; the pod's
+            # containers lived in its network namespace, so they are killed.
+            for container in [c for c in self._containers.values() if c.pod_uid == uid]:
+                if container.state is not ContainerState.EXITED:
+                    self._exit(container.id, 137, "Error")
+        ip = existing.ip if existing is not None else self._allocate_ip()
+        sandbox = SandboxStatus(pod_uid=uid, id=self._new_id(), state=SandboxState.READY, ip=ip, created_at=_now())
         self._sandboxes[uid] = sandbox
+        self._emit(RuntimeEventType.SANDBOX_CHANGED, uid)
         return sandbox
 
     async def pod_sandbox_status(self, pod_uid: str) -> SandboxStatus | None:
@@ -135,8 +145,9 @@ class FakeRuntime:
 
     async def stop_pod_sandbox(self, pod_uid: str) -> None:
         sandbox = self._sandboxes.get(pod_uid)
-        if sandbox is not None:
+        if sandbox is not None and sandbox.state is SandboxState.READY:
             self._sandboxes[pod_uid] = replace(sandbox, state=SandboxState.NOT_READY)
+            self._emit(RuntimeEventType.SANDBOX_CHANGED, pod_uid)
 
     async def remove_pod_sandbox(self, pod_uid: str) -> None:
         for container in [c for c in self._containers.values() if c.pod_uid == pod_uid]:
@@ -162,8 +173,7 @@ class FakeRuntime:
         mounts: Sequence[Mapping[str, Any]] | None = None,
     ) -> str:
         uid = str(pod["metadata"]["uid"])
-        if uid not in self._sandboxes:
-            raise RuntimeError_(f"pod {uid} has no sandbox")
+        self._require_ready_sandbox(uid)
         self._pods[uid] = pod
         image = str(container.get("image", ""))
         status = ContainerStatus(
@@ -178,6 +188,7 @@ class FakeRuntime:
         status = self._get(container_id)
         if status.state is not ContainerState.CREATED:
             raise RuntimeError_(f"container {container_id} is {status.state.value}, not created")
+        self._require_ready_sandbox(status.pod_uid)
         self._later(container_id, self.settings.start_delay, self._become_running)
 
     def _become_running(self, container_id: str) -> None:
@@ -257,3 +268,8 @@ class FakeRuntime:
         timer = self._timers.pop(container_id, None)
         if timer is not None:
             timer.cancel()
+    def _require_ready_sandbox(self, pod_uid: str) -> None:
+        sandbox = self._sandboxes.get(pod_uid)
+        if sandbox is None or sandbox.state is not SandboxState.READY:
+            raise RuntimeError_(f"pod {pod_uid} has no running sandbox")
+

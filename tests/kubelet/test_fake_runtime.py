@@ -46,7 +46,8 @@ async def test_container_runs_after_the_start_delay_and_reports_events() -> None
     container_id = await start(runtime, pod())
     assert (await runtime.container_status(container_id)).state is ContainerState.CREATED
     await wait_state(runtime, container_id, ContainerState.RUNNING)
-    assert events == [RuntimeEvent(RuntimeEventType.CONTAINER_STARTED, "u1", container_id)]
+    assert events == [RuntimeEvent(RuntimeEventType.SANDBOX_CHANGED, "u1"),
+                      RuntimeEvent(RuntimeEventType.CONTAINER_STARTED, "u1", container_id)]
     assert runtime.is_ready(pod(), await runtime.container_status(container_id))
 
 
