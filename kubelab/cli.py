@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from apiserver.settings import ApiServerSettings
-from kubelab import laptop, launcher
+from kubelab import laptop, launcher, supervision
 from kubelab.etcd import EtcdNotInstalledError, ensure_local_etcd
 from kubelab.image_cli import add_image_commands
 from kubelab.output import print_table
@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store(up, ["sqlite", "etcd"])
     up.add_argument("--port", type=int, default=6443, help="apiserver HTTPS port (default 6443)")
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for readiness")
+    up.add_argument("--log-max-mib", type=float, default=10.0, metavar="MIB",
+                    help="rotate a component log to <name>.log.1 past this size (default 10)")
     up.add_argument("--nodes", type=int, default=None, metavar="N",
                     help="real nodes on Docker: N kubelets node-1..node-N (default 2, or 0 with --hollow-nodes)")
     up.add_argument("--hollow-nodes", type=int, default=0, metavar="N",
@@ -106,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show the cluster's processes and apiserver readiness")
     _add_state_dir(status)
     status.set_defaults(handler=cmd_status)
+
+    supervise = commands.add_parser(
+        "supervise", help="run the cluster's supervisor in the foreground (kubelab up starts it)")
+    _add_state_dir(supervise)
+    supervise.add_argument("--log-max-bytes", type=int, default=10 * 1024 * 1024, metavar="N",
+                           help="rotate a component log to <name>.log.1 past N bytes (default 10 MiB)")
+    supervise.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v: debug)")
+    supervise.set_defaults(handler=cmd_supervise)
 
     apiserver = commands.add_parser("apiserver", help="run the API server in the foreground")
     _add_state_dir(apiserver)
@@ -255,6 +265,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         args.nodes = 0 if args.hollow_nodes else 2
     if args.nodes > 0 and _prepare_docker(args) != 0:
         return 1
+    try:
+        supervisor, started = supervision.ensure_supervisor(
+            state_dir, extra_args=["--log-max-bytes", str(int(args.log_max_mib * 1024 * 1024))])
+    except supervision.SupervisorError as exc:
+        print(f"kubelab up failed: {exc}", file=sys.stderr)
+        return 1
+    if started:
+        print(f"started supervisor (pid {supervisor.pid}), log: {launcher.log_path(state_dir, supervision.SUPERVISOR)}")
 
     running = launcher.read_process(state_dir, APISERVER)
     if running is not None and running.alive:
@@ -267,32 +285,28 @@ def cmd_up(args: argparse.Namespace) -> int:
             _print_log_tail(state_dir, APISERVER)
             return 1
         print(f"kubelab is already running (apiserver pid {running.pid}, {url})")
+        if APISERVER not in supervision.read_components(state_dir)[1]:
+            _, etcd_servers = _local_etcd(args)  # reused as it runs (an up from before supervision)
+            supervision.register(state_dir, APISERVER, _pinned_port(_apiserver_argv(args, etcd_servers), url))
         code = _up_components(args)
         if code == 0:
             _print_usage(state_dir)
         return code
 
-    etcd_servers: list[str] = args.etcd_servers
-    if args.store == "etcd" and not etcd_servers:
-        try:
-            etcd = ensure_local_etcd(state_dir)
-        except EtcdNotInstalledError as exc:
-            print(exc, file=sys.stderr)
-            return 1
-        except RuntimeError as exc:
-            print(f"could not start etcd: {exc}", file=sys.stderr)
-            return 1
-        verb = "started" if etcd.started else "reusing"
-        print(f"{verb} etcd (pid {etcd.pid}, {etcd.client_url})")
-        etcd_servers = [etcd.client_url]
-
-    # A port file left by an earlier run would point the readiness probe at a dead port.
-    (state_dir / "apiserver.port").unlink(missing_ok=True)
-    service_cidr = args.service_cidr or laptop.default_service_cidr(state_dir)
-    argv = launcher.apiserver_command(state_dir=state_dir, store=args.store, etcd_servers=etcd_servers, port=args.port,
-                                      extra_args=["--service-cidr", service_cidr,
-                                                  "--allowed-networks", args.pod_subnet if args.nodes > 0 else ""])
-    process = launcher.start_process(state_dir, APISERVER, argv)
+    code, etcd_servers = _local_etcd(args)
+    if code != 0:
+        _give_up(state_dir)
+        return code
+    recorded = supervision.read_components(state_dir)[1].get(APISERVER)
+    if recorded is None:
+        # A port file left by an earlier run would point the readiness probe at a dead port.
+        (state_dir / "apiserver.port").unlink(missing_ok=True)
+    argv = recorded or _apiserver_argv(args, etcd_servers)
+    try:
+        process, _ = supervision.ensure_component(state_dir, APISERVER, argv)
+    except supervision.SupervisorError as exc:
+        print(f"kubelab up failed: {exc}", file=sys.stderr)
+        return 1
     print(f"started apiserver (pid {process.pid}), log: {launcher.log_path(state_dir, APISERVER)}")
     if not sys.stderr.isatty():
         print("waiting for the apiserver to be ready ...")
@@ -309,12 +323,14 @@ def cmd_up(args: argparse.Namespace) -> int:
             sys.stderr.write("\n")
         print(f"kubelab up failed: {exc}", file=sys.stderr)
         _print_log_tail(state_dir, APISERVER)
-        launcher.stop_process(state_dir, APISERVER, grace=5.0)
+        _give_up(state_dir, APISERVER)
         if args.nodes > 0:
             _cleanup_cluster(state_dir)  # the pod network made by _prepare_docker
         return 1
     if sys.stderr.isatty():
         sys.stderr.write("\n")
+    # Restarts must come back where every kubeconfig points: pin a port picked by "--port 0".
+    supervision.register(state_dir, APISERVER, _pinned_port(argv, url))
     print(f"kubelab is up: apiserver at {url} (store {args.store})")
     code = _up_components(args)
     if code == 0:
@@ -322,13 +338,54 @@ def cmd_up(args: argparse.Namespace) -> int:
     return code
 
 
+def _local_etcd(args: argparse.Namespace) -> tuple[int, list[str]]:
+    """(exit code, etcd servers): a supervised local member for ``--store etcd`` without servers."""
+    etcd_servers: list[str] = args.etcd_servers
+    if args.store != "etcd" or etcd_servers:
+        return 0, etcd_servers
+    state_dir: Path = args.state_dir
+
+    def start(name: str, argv: Sequence[str]) -> launcher.ManagedProcess:
+        return supervision.ensure_component(state_dir, name, argv)[0]
+
+    try:
+        etcd = ensure_local_etcd(state_dir, start=start)
+    except EtcdNotInstalledError as exc:
+        print(exc, file=sys.stderr)
+        return 1, []
+    except (RuntimeError, supervision.SupervisorError) as exc:
+        print(f"could not start etcd: {exc}", file=sys.stderr)
+        return 1, []
+    verb = "started" if etcd.started else "reusing"
+    print(f"{verb} etcd (pid {etcd.pid}, {etcd.client_url})")
+    return 0, [etcd.client_url]
+
+
+def _apiserver_argv(args: argparse.Namespace, etcd_servers: list[str]) -> list[str]:
+    service_cidr = args.service_cidr or laptop.default_service_cidr(args.state_dir)
+    return launcher.apiserver_command(state_dir=args.state_dir, store=args.store, etcd_servers=etcd_servers,
+                                      port=args.port,
+                                      extra_args=["--service-cidr", service_cidr,
+                                                  "--allowed-networks", args.pod_subnet if args.nodes > 0 else ""])
+
+
+def _pinned_port(argv: Sequence[str], url: str) -> list[str]:
+    """``argv`` with ``--port`` set to the port of ``url`` (the one the apiserver listens on)."""
+    pinned = list(argv)
+    at = pinned.index("--port")
+    pinned[at + 1] = url.rsplit(":", 1)[1]
+    return pinned
+
+
 def _ensure_running(state_dir: Path, name: str, argv: list[str]) -> launcher.ManagedProcess:
-    running = launcher.read_process(state_dir, name)
-    if running is not None and running.alive:
-        print(f"{name} already running (pid {running.pid})")
-        return running
-    process = launcher.start_process(state_dir, name, argv)
-    print(f"started {name} (pid {process.pid}), log: {launcher.log_path(state_dir, name)}")
+    try:
+        process, started = supervision.ensure_component(state_dir, name, argv)
+    except supervision.SupervisorError as exc:
+        raise launcher.NotReadyError(str(exc)) from exc
+    if started:
+        print(f"started {name} (pid {process.pid}), log: {launcher.log_path(state_dir, name)}")
+    else:
+        print(f"{name} already running (pid {process.pid})")
     return process
 
 
@@ -432,25 +489,49 @@ def _up_components(args: argparse.Namespace) -> int:
 
 
 def _stop_order(name: str) -> int:
-    """Kubelets first (they confirm pod deletions), controllers next, the apiserver, its store last."""
+    """The supervisor first (it would restart the others), then kubelets (they confirm pod
+    deletions), controllers next, the apiserver, its store last."""
+    if name == supervision.SUPERVISOR:
+        return -1
     if name.startswith("kubelet"):
         return 0
     return {SCHEDULER: 1, CONTROLLER_MANAGER: 1, APISERVER: 2, ETCD: 3}.get(name, 1)
 
 
-def cmd_down(args: argparse.Namespace) -> int:
-    state_dir: Path = args.state_dir
-    processes = sorted(launcher.list_processes(state_dir), key=lambda p: (_stop_order(p.name), p.name))
-    if not processes:
-        print("kubelab is not running (nothing to stop)")
-        _cleanup_cluster(state_dir)
-        return 0
-    for process in processes:
+def _stop_everything(state_dir: Path) -> list[str]:
+    """Stop the supervisor, then every recorded process; forget the desired components.
+
+    Returns what happened, a line per process.
+    """
+    lines = []
+    for process in sorted(launcher.list_processes(state_dir), key=lambda p: (_stop_order(p.name), p.name)):
         outcome, pid = launcher.stop_process(state_dir, process.name)
         if outcome is launcher.StopOutcome.STALE:
-            print(f"{process.name} (pid {pid}) was not running; removed its stale pid file")
+            lines.append(f"{process.name} (pid {pid}) was not running; removed its stale pid file")
         elif outcome is not launcher.StopOutcome.NOT_RECORDED:
-            print(f"{outcome.value} {process.name} (pid {pid})")
+            lines.append(f"{outcome.value} {process.name} (pid {pid})")
+    supervision.components_path(state_dir).unlink(missing_ok=True)
+    supervision.status_path(state_dir).unlink(missing_ok=True)
+    return lines
+
+
+def _give_up(state_dir: Path, name: str | None = None) -> None:
+    """Undo a failed ``up``: stop ``name``, and the supervisor too if nothing else runs."""
+    if name is not None:
+        launcher.stop_process(state_dir, name, grace=5.0)
+    if not any(p.alive and p.name != supervision.SUPERVISOR for p in launcher.list_processes(state_dir)):
+        _stop_everything(state_dir)
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    state_dir: Path = args.state_dir
+    if not launcher.list_processes(state_dir):
+        print("kubelab is not running (nothing to stop)")
+        _stop_everything(state_dir)
+        _cleanup_cluster(state_dir)
+        return 0
+    for line in _stop_everything(state_dir):
+        print(line)
     (state_dir / "apiserver.port").unlink(missing_ok=True)
     _cleanup_cluster(state_dir)
     return 0
@@ -468,12 +549,12 @@ def _cleanup_cluster(state_dir: Path) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir
     processes = launcher.list_processes(state_dir)
-    if not processes:
+    if not processes and supervision.read_status(state_dir) is None:
         print(f"kubelab is not running (state dir {state_dir})")
         return 0
-    rows = [("COMPONENT", "PID", "STATUS")]
-    rows += [(p.name, str(p.pid), "Running" if p.alive else "NotRunning (stale pid file)") for p in processes]
-    print_table(rows)
+    print_table(supervision.component_rows(state_dir))
+    if not any(p.name == supervision.SUPERVISOR and p.alive for p in processes):
+        print("supervisor: not running, so components that exit stay down (kubelab up restores it)")
 
     apiserver = next((p for p in processes if p.name == APISERVER and p.alive), None)
     url = launcher.apiserver_url(state_dir)
@@ -494,6 +575,13 @@ def cmd_status(args: argparse.Namespace) -> int:
             ready = sum(1 for row in rows if row[1].startswith("Ready"))
             print(f"nodes: {ready}/{len(rows)} Ready")
     return 0
+
+
+def cmd_supervise(args: argparse.Namespace) -> int:
+    from kubelab.supervisor import SupervisorSettings, run
+
+    _configure_logging(args.verbose)
+    return run(SupervisorSettings(state_dir=args.state_dir, log_max_bytes=args.log_max_bytes))
 
 
 def cmd_apiserver(args: argparse.Namespace) -> int:

@@ -1,10 +1,11 @@
 """A local single-member etcd for ``kubelab up --store etcd`` when no ``--etcd-servers`` are given.
 
-Called by :mod:`kubelab.cli`. The member runs as the supervised process ``etcd`` (see
-:mod:`kubelab.launcher`), keeps its data in ``state_dir/etcd`` and listens on 127.0.0.1 only:
-client port 2379 and peer port 2380 when free, otherwise free ephemeral ports. The chosen
-URLs are remembered in ``state_dir/etcd.json`` so later ``up`` calls (and a restarted member)
-reuse them.
+Called by :mod:`kubelab.cli`. The member runs as the process ``etcd`` (pid file and log as
+:mod:`kubelab.launcher` keeps them; ``kubelab up`` passes a ``start`` that hands it to the
+cluster's supervisor, :mod:`kubelab.supervisor`, which restarts it if it dies). It keeps its data
+in ``state_dir/etcd`` and listens on 127.0.0.1 only: client port 2379 and peer port 2380 when
+free, otherwise free ephemeral ports. The chosen URLs are remembered in ``state_dir/etcd.json``
+so later ``up`` calls (and a restarted member) reuse them.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import http.client
 import json
 import socket
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from kubelab import launcher
 
-__all__ = ["ETCD_BINARY", "EtcdNotInstalledError", "LocalEtcd", "ensure_local_etcd"]
+__all__ = ["ETCD_BINARY", "EtcdNotInstalledError", "LocalEtcd", "StartProcess", "ensure_local_etcd"]
 
 ETCD_BINARY = Path("/usr/bin/etcd")
 PROCESS_NAME = "etcd"
@@ -90,12 +92,45 @@ def etcd_healthy(client_url: str, *, timeout: float = 2.0) -> bool:
     return response.status == 200 and body.get("health") == "true"
 
 
-def ensure_local_etcd(state_dir: Path, *, binary: Path | None = None, timeout: float = 30.0) -> LocalEtcd:
+def _command(binary: Path, data_dir: Path, client_url: str, peer_url: str) -> list[str]:
+    return [
+        str(binary),
+        "--name=kubelab",
+        f"--data-dir={data_dir}",
+        f"--listen-client-urls={client_url}",
+        f"--advertise-client-urls={client_url}",
+        f"--listen-peer-urls={peer_url}",
+        f"--initial-advertise-peer-urls={peer_url}",
+        f"--initial-cluster=kubelab={peer_url}",
+        "--initial-cluster-state=new",  # ignored once the data dir holds a member
+    ]
+
+
+StartProcess = Callable[[str, Sequence[str]], launcher.ManagedProcess]
+"""``start(name, argv)``: run the member; for a member that already runs, return it untouched."""
+
+
+def _start_detached(state_dir: Path) -> StartProcess:
+    def start(name: str, argv: Sequence[str]) -> launcher.ManagedProcess:
+        running = launcher.read_process(state_dir, name)
+        return running if running is not None and running.alive else launcher.start_process(state_dir, name, argv)
+
+    return start
+
+
+def ensure_local_etcd(
+    state_dir: Path, *, binary: Path | None = None, timeout: float = 30.0, start: StartProcess | None = None
+) -> LocalEtcd:
     """Start (or reuse) the state dir's etcd member and wait until it is healthy.
 
-    ``binary`` defaults to :data:`ETCD_BINARY`. Raises EtcdNotInstalledError if it is missing,
-    RuntimeError if etcd is not healthy within ``timeout`` seconds (the member is stopped then).
+    ``binary`` defaults to :data:`ETCD_BINARY`; ``start`` to a detached, unsupervised process. A
+    healthy running member is passed to ``start`` too (so a supervisor learns of it). Raises
+    EtcdNotInstalledError if the binary is missing, RuntimeError if etcd is not healthy within
+    ``timeout`` seconds (the member is stopped then).
     """
+    start = start or _start_detached(state_dir)
+    binary = binary or ETCD_BINARY
+    data_dir = state_dir / "etcd"
     record_path = state_dir / "etcd.json"
     running = launcher.read_process(state_dir, PROCESS_NAME)
     if running is not None and running.alive:
@@ -105,27 +140,15 @@ def ensure_local_etcd(state_dir: Path, *, binary: Path | None = None, timeout: f
         except (OSError, ValueError, KeyError, TypeError):
             client_url = peer_url = ""
         if client_url and etcd_healthy(client_url):
+            start(PROCESS_NAME, _command(binary, data_dir, client_url, peer_url))
             return LocalEtcd(pid=running.pid, client_url=client_url, peer_url=peer_url, started=False)
         launcher.stop_process(state_dir, PROCESS_NAME)
-    binary = binary or ETCD_BINARY
     if not binary.exists():
         raise EtcdNotInstalledError("etcd is not installed: apt-get install etcd-server")
 
     client_port, peer_port = _choose_ports(state_dir)
     client_url, peer_url = f"http://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
-    data_dir = state_dir / "etcd"
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    argv = [
-        str(binary),
-        "--name=kubelab",
-        f"--data-dir={data_dir}",
-        f"--listen-client-urls={client_url}",
-        f"--advertise-client-urls={client_url}",
-        f"--listen-peer-urls={peer_url}",
-        f"--initial-advertise-peer-urls={peer_url}",
-        f"--initial-cluster=kubelab={peer_url}",
-        "--initial-cluster-state=new",
-    ]
     record_path.write_text(
         json.dumps(
             {
@@ -136,7 +159,7 @@ def ensure_local_etcd(state_dir: Path, *, binary: Path | None = None, timeout: f
             }
         )
     )
-    process = launcher.start_process(state_dir, PROCESS_NAME, argv)
+    process = start(PROCESS_NAME, _command(binary, data_dir, client_url, peer_url))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if etcd_healthy(client_url):

@@ -5,10 +5,11 @@ process has a name (``apiserver``, ``etcd``, later ``scheduler``, ``kubelet-node
 
 * its pid file is ``state_dir/run/<name>.pid`` (first line the pid, second line the process
   start time from ``/proc``, so a pid reused by an unrelated process is recognised as stale);
-* its output goes to ``state_dir/logs/<name>.log`` (appended);
+* its output goes to ``state_dir/logs/<name>.log`` (appended; :func:`rotate_log` caps it);
 * it runs detached in its own session (``start_new_session``), so it survives the CLI that
   started it and can be stopped as a whole process group;
-* stopping sends SIGTERM to the group, waits a grace period, then SIGKILLs it.
+* stopping removes the pid file (which tells the supervisor, :mod:`kubelab.supervisor`, that
+  the exit is deliberate), sends SIGTERM to the group, waits a grace period, then SIGKILLs it.
 
 Also here: the command lines that start ``kubelab apiserver`` (one place, so tests can swap
 it for a stand-in), ``kubelab scheduler``, ``kubelab controller-manager`` and ``kubelab
@@ -22,6 +23,7 @@ from __future__ import annotations
 import enum
 import http.client
 import os
+import shutil
 import signal
 import ssl
 import subprocess
@@ -57,9 +59,13 @@ __all__ = [
     "node_rows",
     "pid_path",
     "probe_readyz",
+    "process_start_time",
     "python_env",
     "read_process",
+    "rotate_log",
+    "spawn",
     "start_process",
+    "started_at",
     "stop_pid",
     "stop_process",
     "wait_apiserver_ready",
@@ -84,6 +90,11 @@ def _start_time(pid: int) -> str | None:
     # The command name (field 2) is in parentheses and may contain spaces: split after it.
     fields = stat[stat.rfind(")") + 2 :].split()
     return fields[19] if len(fields) > 19 else None
+
+
+def process_start_time(pid: int) -> str | None:
+    """The start time of ``pid`` as pid files record it (clock ticks since boot), or None."""
+    return _start_time(pid)
 
 
 def _is_zombie(pid: int) -> bool:
@@ -203,17 +214,14 @@ def apiserver_command(
     return argv
 
 
-def start_process(
+def spawn(
     state_dir: Path, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None
-) -> ManagedProcess:
-    """Start ``argv`` detached as process ``name``; write its pid file; append output to its log.
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` as process ``name`` of ``state_dir``, leader of its own session; write its pid
+    file; append its output to its log. Return the child (the caller may wait for it).
 
-    Raises RuntimeError if a process of that name is already running. A stale pid file is
-    simply replaced.
+    Raises OSError if ``argv`` cannot be executed.
     """
-    existing = read_process(state_dir, name)
-    if existing is not None and existing.alive:
-        raise RuntimeError(f"{name} is already running (pid {existing.pid})")
     pid_file, log_file = pid_path(state_dir, name), log_path(state_dir, name)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -233,7 +241,50 @@ def start_process(
     tmp = pid_file.with_name(f".{pid_file.name}.tmp")
     tmp.write_text(f"{process.pid}\n{start_time or ''}\n")
     os.replace(tmp, pid_file)
-    return ManagedProcess(name=name, pid=process.pid, start_time=start_time, alive=True)
+    return process
+
+
+def start_process(
+    state_dir: Path, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None
+) -> ManagedProcess:
+    """Start ``argv`` detached as process ``name``; write its pid file; append output to its log.
+
+    Raises RuntimeError if a process of that name is already running. A stale pid file is
+    simply replaced.
+    """
+    existing = read_process(state_dir, name)
+    if existing is not None and existing.alive:
+        raise RuntimeError(f"{name} is already running (pid {existing.pid})")
+    process = spawn(state_dir, name, argv, env=env)
+    return ManagedProcess(name=name, pid=process.pid, start_time=_start_time(process.pid), alive=True)
+
+
+def started_at(pid: int) -> float | None:
+    """Wall-clock time (epoch seconds) at which ``pid`` started, from /proc, or None."""
+    ticks = _start_time(pid)
+    try:
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    return None if ticks is None else boot + int(ticks) / os.sysconf("SC_CLK_TCK")
+
+
+def rotate_log(path: Path, max_bytes: int) -> bool:
+    """Keep ``path`` under ``max_bytes``: copy it to ``<path>.1`` and truncate it in place.
+
+    Copy-and-truncate (logrotate's ``copytruncate``) because the writers hold the file open in
+    append mode and cannot be told to reopen it: after the truncation their next write lands at
+    the new end. Lines written between the copy and the truncation are lost. True if rotated.
+    """
+    try:
+        if path.stat().st_size <= max_bytes:
+            return False
+        shutil.copyfile(path, path.with_name(f"{path.name}.1"))
+        os.truncate(path, 0)
+    except OSError:
+        return False
+    return True
 
 
 class StopOutcome(enum.Enum):
@@ -291,8 +342,10 @@ def stop_process(state_dir: Path, name: str, *, grace: float = 10.0) -> tuple[St
     if process is None:
         pid_file.unlink(missing_ok=True)
         return StopOutcome.NOT_RECORDED, None
-    outcome = stop_pid(process.pid, start_time=process.start_time, grace=grace) if process.alive else StopOutcome.STALE
+    # The pid file goes first: a supervisor that sees the process end without its pid file
+    # takes the exit as deliberate and does not restart it.
     pid_file.unlink(missing_ok=True)
+    outcome = stop_pid(process.pid, start_time=process.start_time, grace=grace) if process.alive else StopOutcome.STALE
     return outcome, process.pid
 
 

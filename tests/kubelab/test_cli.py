@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -195,11 +196,12 @@ def test_up_status_down(state_dir: Path, stand_in: None, capsys: pytest.CaptureF
 
     assert cli.main(["status", *args]) == 0
     out = capsys.readouterr().out
-    assert f"apiserver   {pid.pid}   Running" in out
+    assert re.search(rf"^apiserver +running +{pid.pid} +\d+s +0 +-$", out, re.MULTILINE), out
     assert f"apiserver: https://127.0.0.1:{port}   readyz: 200 ok" in out
 
     assert cli.main(["down", *args]) == 0
-    assert f"stopped apiserver (pid {pid.pid})" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.index("stopped supervisor") < out.index(f"stopped apiserver (pid {pid.pid})")
     assert not launcher.is_alive(pid.pid)
 
 
