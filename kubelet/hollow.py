@@ -11,8 +11,12 @@ owns what the nodes of one process share, so a thousand hollow nodes stay cheap:
 * per node: a :class:`~kubelet.node.NodeAgent` task, a :class:`~kubelet.sync.PodSyncer` and a
   runtime (the fake one for hollow nodes; ``runtime_factory`` plugs in another).
 
-Node ``i`` (0-based, plus ``node_index_offset``) gets pod CIDR ``/24`` number ``i`` of
-``pod_cidr_base`` and, when hollow, host IP ``10.200.0.0 + i + 1``.
+Node ``i`` (0-based, plus ``node_index_offset``) gets pod CIDR ``/24`` number ``i`` of the
+settings' pod CIDR range. Hollow nodes live on loopback: host IP (InternalIP) ``127.200.0.0 + i + 1``
+(``kubelet.settings.HOLLOW_NODE_NETWORK``), pod IPs from ``127.128.0.0/12``; with the cluster PKI
+(``settings.pki_dir``) the process serves their kubelet endpoints on those addresses
+(:class:`~kubelet.hollow_endpoints.HollowEndpoints`, ephemeral ports reported in each Node's
+``daemonEndpoints``), without it they report port 0 and ``kubectl logs`` says so.
 """
 
 from __future__ import annotations
@@ -25,11 +29,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from kubelet.hollow_endpoints import HollowEndpoints
 from kubelet.node import NodeAgent, NodeConfig
 from kubelet.podworkers import PodWorkers
 from kubelet.runtime.fake import FakeRuntime, FakeRuntimeSettings
 from kubelet.runtime.interface import ContainerRuntime, Prober, RuntimeEvent
-from kubelet.settings import KubeletSettings
+from kubelet.settings import HOLLOW_NODE_NETWORK, KubeletSettings
 from kubelet.sync import CrashLoopBackoff, EventSink, PodSyncer
 from machinery.client.informer import SharedInformer
 from machinery.client.rest import ApiClient
@@ -43,7 +48,7 @@ log = logging.getLogger(__name__)
 RuntimeFactory = Callable[[str, str], tuple[ContainerRuntime, Prober]]
 """(node name, pod CIDR) → the node's runtime and prober."""
 
-_HOLLOW_HOST_BASE = ipaddress.ip_address("10.200.0.0")
+_HOLLOW_NODES = ipaddress.ip_network(HOLLOW_NODE_NETWORK)
 
 
 def pod_cidr_for(base: str, index: int) -> str:
@@ -55,7 +60,12 @@ def pod_cidr_for(base: str, index: int) -> str:
 
 
 def host_ip_for(settings: KubeletSettings, index: int) -> str:
-    return str(_HOLLOW_HOST_BASE + index + 1) if settings.hollow else "127.0.0.1"
+    """Node ``index``'s InternalIP: its own loopback address when hollow, else 127.0.0.1."""
+    if not settings.hollow:
+        return "127.0.0.1"
+    if not 0 <= index < _HOLLOW_NODES.num_addresses - 2:
+        raise ValueError(f"hollow node index {index} does not fit in {HOLLOW_NODE_NETWORK}")
+    return str(_HOLLOW_NODES.network_address + index + 1)
 
 
 @dataclass
@@ -88,6 +98,7 @@ class KubeletGroup:
         self._events_factory = events_factory or (lambda _node: None)
         self._pod_nodes: dict[str, str] = {}
         self.nodes: dict[str, NodeHandle] = {}
+        self.endpoints: HollowEndpoints | None = None
         names = settings.node_names
         selector = f"spec.nodeName={names[0]}" if len(names) == 1 else ""
         self.informer = SharedInformer(client, PODS, field_selector=selector)
@@ -104,14 +115,14 @@ class KubeletGroup:
 
     def _make_node(self, name: str, index: int) -> NodeHandle:
         s = self.settings
-        pod_cidr = pod_cidr_for(s.pod_cidr_base, index)
+        pod_cidr = pod_cidr_for(s.pod_cidrs, index)
         host_ip = host_ip_for(s, index)
         runtime, prober = self._runtime_factory(name, pod_cidr)
         config = NodeConfig(
             name=name, host_ip=host_ip, pod_cidr=pod_cidr, runtime_version=runtime.version(), cpu=s.cpu,
             memory=s.memory, pods=s.pods, labels=dict(s.labels), taints=list(s.taints), hollow=s.hollow,
             lease_duration_seconds=s.lease_duration_seconds, lease_renew_interval=s.lease_renew_interval,
-            status_report_frequency=s.node_status_report_frequency,
+            status_report_frequency=s.node_status_report_frequency, kubelet_port=0 if s.hollow else 10250,
         )
         syncer = PodSyncer(
             self.client, runtime, prober, node_name=name, host_ip=host_ip,
@@ -154,7 +165,10 @@ class KubeletGroup:
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self, *, timeout: float = 60.0) -> None:
         """Start every node's agent and the pod informer; once it has synced, remove runtime pods
-        whose API pod is gone (a restarted kubelet over a persistent runtime)."""
+        whose API pod is gone (a restarted kubelet over a persistent runtime). Hollow nodes'
+        endpoints listen before the first Node status reports their ports."""
+        if self.settings.hollow:
+            await self._serve_hollow_endpoints()
         for handle in self.nodes.values():
             handle.task = asyncio.create_task(handle.agent.run(), name=f"node-agent {handle.name}")
             handle.task.add_done_callback(self._guard)
@@ -165,6 +179,17 @@ class KubeletGroup:
                     if (p.get("spec") or {}).get("nodeName") == handle.name}
             for uid in await handle.syncer.cleanup_orphans(live):
                 log.info("node %s: removed the containers of deleted pod %s", handle.name, uid)
+
+    async def _serve_hollow_endpoints(self) -> None:
+        if self.settings.pki_dir is None:
+            log.warning("hollow nodes serve no kubelet endpoints (logs) without the cluster PKI (--pki-dir)")
+            return
+        nodes = {name: (h.agent.config.host_ip, h.runtime) for name, h in self.nodes.items()
+                 if isinstance(h.runtime, FakeRuntime)}
+        self.endpoints = HollowEndpoints(nodes, pki_dir=self.settings.pki_dir,
+                                         pod_lookup=lambda ns, name: self.informer.store.get(f"{ns}/{name}"))
+        for name, port in (await self.endpoints.start()).items():
+            self.nodes[name].agent.config.kubelet_port = port
 
     @staticmethod
     def _guard(task: asyncio.Task[None]) -> None:
@@ -177,7 +202,8 @@ class KubeletGroup:
                 await handle.agent.registered.wait()
 
     async def stop(self) -> None:
-        """Stop heartbeats, the informer and the pod workers (containers of the fake vanish)."""
+        """Stop heartbeats, the informer, the pod workers and the hollow endpoints (containers of the
+        fake vanish)."""
         tasks = [h.task for h in self.nodes.values() if h.task is not None]
         for task in tasks:
             task.cancel()
@@ -186,3 +212,5 @@ class KubeletGroup:
                 await task
         await self.informer.stop()
         await self.workers.close()
+        if self.endpoints is not None:
+            await self.endpoints.stop()

@@ -1,9 +1,11 @@
 """The kubelet's HTTPS server: container logs and exec, for the apiserver only.
 
-The lead's kubelet process calls :func:`start_kubelet_server` (with a context from
+A Docker kubelet calls :func:`start_kubelet_server` (with a context from
 :func:`kubelet_server_tls`) and advertises the bound port in the Node's
-``status.daemonEndpoints.kubeletEndpoint.Port``. The apiserver's ``pods/log`` and ``pods/exec``
-(``apiserver.proxy``) are its only clients.
+``status.daemonEndpoints.kubeletEndpoint.Port``. A hollow kubelet process serves all its nodes
+from one application (:func:`make_nodes_app`) with one listening site per node address
+(:func:`start_kubelet_sites`); each request is answered for the node whose address it came in
+on. The apiserver's ``pods/log`` and ``pods/exec`` (``apiserver.proxy``) are its only clients.
 
 Endpoints (the paths and query parameters of Kubernetes' kubelet):
 
@@ -12,7 +14,11 @@ Endpoints (the paths and query parameters of Kubernetes' kubelet):
 * ``GET /exec/{namespace}/{pod}/{container}?command=...&stdin&stdout&stderr&tty`` -- a WebSocket
   speaking ``v5.channel.k8s.io`` (or ``v4``): binary messages whose first byte is the channel
   (0 stdin, 1 stdout, 2 stderr, 3 the final Status JSON, 4 resize ``{"Width","Height"}``); v5's
-  ``0xFF 0x00`` closes stdin.
+  ``0xFF 0x00`` closes stdin. A source that cannot exec at all (hollow pods) answers a channel-3
+  ``BadRequest`` Status.
+* ``/attach/{namespace}/{pod}/{container}`` and ``/portForward/{namespace}/{pod}`` -- a 400
+  ``BadRequest`` Status saying why they are not served (for hollow nodes: their pods run no
+  processes).
 
 Guarantees: TLS with client certificates from the cluster CA is required, and only the
 apiserver's identity (CN ``kube-apiserver-kubelet-client``, O ``system:masters``) is served
@@ -34,17 +40,21 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from kubelet.runtime.interface import ContainerNotFoundError, RuntimeError_
-from kubelet.streams import STDERR, STDOUT, ExecSession, LogOptions, StreamSource
+from kubelet.streams import STDERR, STDOUT, ExecSession, LogOptions, StreamSource, UnsupportedStreamError
 from machinery.pki import ClusterPki, write_private_file
 
 __all__ = [
     "APISERVER_CLIENT_GROUP",
     "APISERVER_CLIENT_USER",
     "EXEC_PROTOCOLS",
+    "NodeRoute",
     "PodLookup",
     "exec_status",
     "kubelet_server_tls",
+    "make_kubelet_app",
+    "make_nodes_app",
     "start_kubelet_server",
+    "start_kubelet_sites",
 ]
 
 log = logging.getLogger(__name__)
@@ -58,6 +68,12 @@ EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 
 PodLookup = Callable[[str, str], Mapping[str, Any] | None]
 """``(namespace, name) -> pod object`` as this kubelet knows it, or None."""
+
+NodeRoute = Callable[[str], tuple[str, StreamSource] | None]
+"""The local address a request came in on → (node name, its stream source), or None."""
+
+Refusal = Callable[[str], str]
+"""Node name → why attach and port-forward are not served there."""
 
 _STDIN, _ERROR, _RESIZE, _CLOSE = 0, 3, 4, 0xFF
 _MAX_QUERY_INT = 2**63 - 1
@@ -139,34 +155,56 @@ def _int_param(request: web.Request, name: str, *, minimum: int) -> int | None:
 
 
 class _KubeletHandlers:
-    """Request handlers bound to one node's stream source and pod view."""
+    """Request handlers: each request is served for the node its local address belongs to."""
 
-    def __init__(self, source: StreamSource, node_name: str, pod_lookup: PodLookup | None) -> None:
-        self.source = source
-        self.node_name = node_name
+    def __init__(self, route: NodeRoute, pod_lookup: PodLookup | None, refusal: Refusal) -> None:
+        self.route = route
         self.pod_lookup = pod_lookup
+        self.refusal = refusal
 
-    def _target(self, request: web.Request) -> tuple[str, str, str]:
+    def _node(self, request: web.Request) -> tuple[str, StreamSource]:
+        transport = request.transport
+        sockname = transport.get_extra_info("sockname") if transport is not None else None
+        found = self.route(str(sockname[0]) if sockname else "")
+        if found is None:
+            raise web.HTTPNotFound(text=f"no node is served at {sockname}")
+        return found
+
+    def _check_pod(self, node: str, namespace: str, pod: str, container: str | None) -> None:
+        if self.pod_lookup is None:
+            return
+        obj = self.pod_lookup(namespace, pod)
+        spec = (obj or {}).get("spec") or {}
+        if obj is None or spec.get("nodeName", node) != node:
+            raise web.HTTPNotFound(text=f'pod "{namespace}/{pod}" not found on node {node}')
+        names = [c.get("name") for key in ("initContainers", "containers") for c in spec.get(key) or []]
+        if container is not None and container not in names:
+            raise web.HTTPNotFound(text=f'container "{container}" not found in pod "{namespace}/{pod}"')
+
+    def _target(self, request: web.Request) -> tuple[StreamSource, str, str, str]:
+        node, source = self._node(request)
         namespace, pod, container = (request.match_info[k] for k in ("namespace", "pod", "container"))
-        if self.pod_lookup is not None:
-            obj = self.pod_lookup(namespace, pod)
-            spec = (obj or {}).get("spec") or {}
-            if obj is None or spec.get("nodeName", self.node_name) != self.node_name:
-                raise web.HTTPNotFound(text=f'pod "{namespace}/{pod}" not found on node {self.node_name}')
-            names = [c.get("name") for key in ("initContainers", "containers") for c in spec.get(key) or []]
-            if container not in names:
-                raise web.HTTPNotFound(text=f'container "{container}" not found in pod "{namespace}/{pod}"')
-        return namespace, pod, container
+        self._check_pod(node, namespace, pod, container)
+        return source, namespace, pod, container
+
+    async def refuse(self, request: web.Request) -> web.StreamResponse:
+        """attach and portForward: a 400 Status saying why this kubelet does not serve them."""
+        node, _source = self._node(request)
+        namespace, pod = request.match_info["namespace"], request.match_info["pod"]
+        self._check_pod(node, namespace, pod, request.match_info.get("container"))
+        what = "port-forward" if request.path.startswith("/portForward/") else "attach"
+        message = f"cannot {what} pod {namespace}/{pod}: {self.refusal(node)}"
+        return web.json_response(_error_status(message, reason="BadRequest", code=400), status=400)
 
     async def container_logs(self, request: web.Request) -> web.StreamResponse:
-        namespace, pod, container = self._target(request)
+        source, namespace, pod, container = self._target(request)
         options = LogOptions(follow=_flag(request, "follow"),
                              tail_lines=_int_param(request, "tailLines", minimum=0),
                              timestamps=_flag(request, "timestamps"), previous=_flag(request, "previous"),
                              since_seconds=_int_param(request, "sinceSeconds", minimum=1))
         limit = _int_param(request, "limitBytes", minimum=1)
         try:
-            chunks = await self.source.logs(namespace, pod, container, options)
+            chunks = await source.logs(namespace, pod, container, options)
         except ContainerNotFoundError as err:
             raise web.HTTPNotFound(text=str(err)) from err
         except RuntimeError_ as err:
@@ -196,7 +234,7 @@ class _KubeletHandlers:
         return response
 
     async def exec(self, request: web.Request) -> web.StreamResponse:
-        namespace, pod, container = self._target(request)
+        source, namespace, pod, container = self._target(request)
         command = request.query.getall("command", [])
         if not command:
             raise web.HTTPBadRequest(text="you must specify at least one command for the container")
@@ -207,9 +245,12 @@ class _KubeletHandlers:
             raise web.HTTPBadRequest(text="exec needs a WebSocket upgrade (v5.channel.k8s.io or v4.channel.k8s.io)")
         await ws.prepare(request)
         try:
-            session = await self.source.exec(namespace, pod, container, command, stdin=want_stdin, tty=tty)
+            session = await source.exec(namespace, pod, container, command, stdin=want_stdin, tty=tty)
         except ContainerNotFoundError as err:
             await _finish(ws, _error_status(str(err), reason="NotFound", code=404))
+            return ws
+        except UnsupportedStreamError as err:
+            await _finish(ws, _error_status(str(err), reason="BadRequest", code=400))
             return ws
         except RuntimeError_ as err:
             await _finish(ws, _error_status(str(err)))
@@ -273,28 +314,55 @@ async def _healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
-def make_kubelet_app(source: StreamSource, *, node_name: str, pod_lookup: PodLookup | None) -> web.Application:
-    """The aiohttp application (no listener): for embedding and tests."""
-    handlers = _KubeletHandlers(source, node_name, pod_lookup)
+def _not_served(node: str) -> str:
+    return f"the kubelet of node {node} does not serve it (kubelab serves logs and exec)"
+
+
+def make_nodes_app(route: NodeRoute, *, pod_lookup: PodLookup | None,
+                   refusal: Refusal = _not_served) -> web.Application:
+    """The application for the nodes ``route`` knows (no listener): one app for many sites."""
+    handlers = _KubeletHandlers(route, pod_lookup, refusal)
     app = web.Application(middlewares=[_authorize])
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", handlers.container_logs)
     for method in ("GET", "POST"):
         app.router.add_route(method, "/exec/{namespace}/{pod}/{container}", handlers.exec)
+        app.router.add_route(method, "/attach/{namespace}/{pod}/{container}", handlers.refuse)
+        app.router.add_route(method, "/portForward/{namespace}/{pod}", handlers.refuse)
     return app
+
+
+def make_kubelet_app(source: StreamSource, *, node_name: str, pod_lookup: PodLookup | None) -> web.Application:
+    """The application of one node (no listener): for embedding and tests."""
+    return make_nodes_app(lambda _address: (node_name, source), pod_lookup=pod_lookup)
+
+
+async def start_kubelet_sites(app: web.Application, *, hosts: Sequence[str], tls: ssl.SSLContext,
+                              port: int = 0) -> tuple[web.AppRunner, dict[str, int]]:
+    """Serve ``app`` on each of ``hosts`` (one runner, one site per address; ``port`` 0 picks a
+    free port per site); returns the runner (``await runner.cleanup()`` stops every site) and
+    the bound port of each host."""
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+    await runner.setup()
+    ports: dict[str, int] = {}
+    try:
+        for host in hosts:
+            site = web.TCPSite(runner, host, port, ssl_context=tls, reuse_address=True)
+            await site.start()
+            server = site._server  # aiohttp exposes the bound sockets only here
+            sockets = getattr(server, "sockets", None) or []
+            ports[host] = int(sockets[0].getsockname()[1]) if sockets else port
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner, ports
 
 
 async def start_kubelet_server(runtime: StreamSource, *, node_name: str, host: str, port: int,
                                tls: ssl.SSLContext, pod_lookup: PodLookup | None) -> tuple[web.AppRunner, int]:
     """Listen on ``host:port`` (0 picks a port) with ``tls``; returns the runner (``await
     runner.cleanup()`` stops it) and the bound port."""
-    runner = web.AppRunner(make_kubelet_app(runtime, node_name=node_name, pod_lookup=pod_lookup),
-                           access_log=None, handler_cancellation=True)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=tls, reuse_address=True)
-    await site.start()
-    server = site._server  # aiohttp exposes the bound sockets only here
-    sockets = getattr(server, "sockets", None) or []
-    bound = int(sockets[0].getsockname()[1]) if sockets else port
-    log.info("kubelet %s serving logs and exec on https://%s:%d", node_name, host, bound)
-    return runner, bound
+    app = make_kubelet_app(runtime, node_name=node_name, pod_lookup=pod_lookup)
+    runner, ports = await start_kubelet_sites(app, hosts=[host], tls=tls, port=port)
+    log.info("kubelet %s serving logs and exec on https://%s:%d", node_name, host, ports[host])
+    return runner, ports[host]

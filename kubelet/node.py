@@ -55,6 +55,8 @@ class NodeConfig:
     lease_duration_seconds: int = 40
     lease_renew_interval: float = 10.0
     status_report_frequency: float = 60.0
+    kubelet_port: int = 10250
+    """``status.daemonEndpoints.kubeletEndpoint.Port``: where the kubelet endpoints answer (0: nowhere)."""
 
 
 def _micro_time() -> str:
@@ -122,7 +124,7 @@ class NodeAgent:
             "conditions": node_conditions(list((previous or {}).get("conditions") or []), now),
             "addresses": [{"type": "InternalIP", "address": self.config.host_ip},
                           {"type": "Hostname", "address": self.config.name}],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.config.kubelet_port}},
             "nodeInfo": {
                 "machineID": "", "systemUUID": "", "bootID": "",
                 "kernelVersion": "6.1.0-kubelab", "osImage": "kubelab hollow node" if self.config.hollow else "Linux",

@@ -14,6 +14,10 @@ runs (and the container is neither started nor ready). A container the API statu
 ready/started (a restarted kubelet adopting it) starts from that verdict instead. Each failed probe records an
 ``Unhealthy`` Warning event (``Liveness probe failed: HTTP probe failed with statuscode: 500``).
 ``time_scale`` shrinks every interval (tests run probes at 1/100 speed).
+
+HTTP and TCP probes dial through ``machinery.netguard``: the pod's own IP, loopback and the
+node's ``allowed_networks`` (a Docker node: its pod network). A probe whose ``host`` names any
+other address, or a DNS name, fails with the guard's reason and nothing is dialled.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from kubelet.runtime.interface import ContainerRuntime, ContainerState, ContainerStatus, RuntimeError_
+from machinery.netguard import AllowedNetworks, DestinationRefusedError, check_destination, guarded_connector
 
 __all__ = ["EventSink", "ProbeManager", "ProbeResult", "run_probe"]
 
@@ -60,8 +65,12 @@ def _port(value: Any, container: Mapping[str, Any]) -> int:
 
 
 async def run_probe(handler: Mapping[str, Any], *, container: Mapping[str, Any], container_id: str,
-                    pod_ip: str, runtime: ContainerRuntime, timeout: float) -> ProbeResult:
-    """Run one probe (or a lifecycle hook handler: same ``exec``/``httpGet``/``tcpSocket`` shapes)."""
+                    pod_ip: str, runtime: ContainerRuntime, timeout: float,
+                    allowed: AllowedNetworks | None = None) -> ProbeResult:
+    """Run one probe (or a lifecycle hook handler: same ``exec``/``httpGet``/``tcpSocket`` shapes).
+
+    Network probes may reach ``pod_ip``, loopback and ``allowed`` only."""
+    networks = (allowed or AllowedNetworks()).including(pod_ip)
     try:
         if handler.get("exec") is not None:
             command = [str(c) for c in handler["exec"].get("command") or []]
@@ -73,12 +82,13 @@ async def run_probe(handler: Mapping[str, Any], *, container: Mapping[str, Any],
             text = output.decode("utf-8", errors="replace")
             return ProbeResult(code == 0, text if code == 0 or text else f"command exited with {code}")
         if handler.get("httpGet") is not None:
-            return await _http(handler["httpGet"], container, pod_ip, timeout)
+            return await _http(handler["httpGet"], container, pod_ip, timeout, networks)
         if handler.get("tcpSocket") is not None:
             tcp = handler["tcpSocket"]
             host, port = str(tcp.get("host") or pod_ip), _port(tcp.get("port"), container)
+            address = str(check_destination(host, networks, what="the probe's target"))
             try:
-                _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+                _reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), timeout)
             except TimeoutError:
                 return ProbeResult(False, f"dial tcp {host}:{port}: i/o timeout")
             except OSError as exc:
@@ -88,13 +98,17 @@ async def run_probe(handler: Mapping[str, Any], *, container: Mapping[str, Any],
             writer.close()
             return ProbeResult(True)
         return ProbeResult(False, "missing probe handler")
+    except DestinationRefusedError as exc:
+        return ProbeResult(False, exc.message)
     except (RuntimeError_, ValueError) as exc:
         return ProbeResult(False, str(exc))
 
 
-async def _http(get: Mapping[str, Any], container: Mapping[str, Any], pod_ip: str, timeout: float) -> ProbeResult:
+async def _http(get: Mapping[str, Any], container: Mapping[str, Any], pod_ip: str, timeout: float,
+                allowed: AllowedNetworks) -> ProbeResult:
     scheme = str(get.get("scheme") or "HTTP").lower()
     host = str(get.get("host") or pod_ip)
+    check_destination(host, allowed, what="the probe's target")
     port = _port(get.get("port"), container)
     path = str(get.get("path") or "/")
     if not path.startswith("/"):
@@ -103,7 +117,8 @@ async def _http(get: Mapping[str, Any], container: Mapping[str, Any], pod_ip: st
     headers.update({str(h["name"]): str(h.get("value", "")) for h in get.get("httpHeaders") or []})
     url = f"{scheme}://{host}:{port}{path}"
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session, \
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout),
+                                         connector=guarded_connector(allowed)) as session, \
                 session.get(url, headers=headers, allow_redirects=False, ssl=False) as resp:
             await resp.read()
             if 200 <= resp.status < 400:
@@ -134,6 +149,9 @@ class ProbeManager:
         self._on_change = on_change
         self._events = events
         self.time_scale = time_scale
+        self.allowed_networks = AllowedNetworks()
+        """Where network probes may go besides the pod's IP (loopback by default; a Docker node adds
+        its pod network)."""
         self._workers: dict[tuple[str, str], _Worker] = {}
         """(container id, probe kind) → worker."""
         self._failed_startup: dict[str, bool] = {}
@@ -232,7 +250,8 @@ class ProbeManager:
                     await asyncio.sleep(period)
                     continue
                 result = await run_probe(probe, container=spec, container_id=status.id, pod_ip=pod_ip,
-                                         runtime=self.runtime, timeout=timeout * scale if scale < 1 else timeout)
+                                         runtime=self.runtime, timeout=timeout * scale if scale < 1 else timeout,
+                                         allowed=self.allowed_networks)
                 worker = self._workers.get(key)
                 if worker is None:
                     return

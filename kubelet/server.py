@@ -44,6 +44,7 @@ from kubelet.streams import DockerStreams
 from kubelet.sync import EventSink, PodFeatures
 from machinery.client.events import EventRecorder
 from machinery.client.rest import ApiClient
+from machinery.netguard import AllowedNetworks
 
 __all__ = ["HostNodeAgent", "RealKubeletGroup", "host_memory", "run", "serve"]
 
@@ -96,6 +97,7 @@ class RealKubeletGroup(KubeletGroup):
             probe_time_scale=s.probe_time_scale, allocatable=NodeAllocatable(cpu=s.cpu, memory=s.memory),
             dns=self._dns)
         syncer.features, syncer.prober = features, features.probes
+        features.probes.allowed_networks = AllowedNetworks.of([s.pod_subnet])
         self._probe_managers.append(features.probes)
         agent = HostNodeAgent(self.client, handle.agent.config, writes=self._writes)
         handle.agent = agent

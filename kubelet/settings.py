@@ -1,7 +1,8 @@
 """Settings of one ``kubelab kubelet`` process (one node, or many hollow nodes).
 
 Filled from the CLI flags (``kubelab.cli``) or by tests; read by ``kubelet.server`` and passed
-down to the node agents, the pod syncers and the fake runtime. Defaults are Kubernetes'
+down to the node agents, the pod syncers and the fake runtime. Hollow nodes live on loopback:
+addresses from :data:`HOLLOW_NODE_NETWORK`, pod IPs from :data:`HOLLOW_POD_CIDR_BASE`. Defaults are Kubernetes'
 (10 s lease renewal, 40 s lease duration, 1 min status report, 10 s → 5 min crash back-off).
 """
 
@@ -11,7 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["KubeletSettings", "parse_labels", "parse_taint"]
+__all__ = ["HOLLOW_NODE_NETWORK", "HOLLOW_POD_CIDR_BASE", "KubeletSettings", "parse_labels", "parse_taint"]
+
+HOLLOW_NODE_NETWORK = "127.200.0.0/16"
+"""Hollow node ``i`` (0-based, with ``node_index_offset``) has InternalIP ``127.200.0.0 + i + 1``;
+its kubelet endpoints answer there on an ephemeral port (reported in the Node status)."""
+
+HOLLOW_POD_CIDR_BASE = "127.128.0.0/12"
+"""Pod IPs of hollow nodes: node ``i`` gets ``127.128.0.0/12``'s ``i``-th /24."""
 
 _TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
@@ -47,8 +55,10 @@ class KubeletSettings:
     pods: int = 110
     """``capacity.pods``: Kubernetes' default maximum pods per node."""
 
-    pod_cidr_base: str = "10.128.0.0/12"
-    """Each node gets the /24 of this range at its index for pod IPs (4096 nodes fit)."""
+    pod_cidr_base: str = ""
+    """Each node gets the /24 of this range at its index for pod IPs (4096 nodes fit). Empty: hollow
+    nodes use :data:`HOLLOW_POD_CIDR_BASE` (loopback: their pod IPs never leave the machine), other
+    nodes ``10.128.0.0/12``."""
 
     node_index_offset: int = 0
     """Added to the node index when picking pod CIDRs and host IPs, so processes do not overlap."""
@@ -97,7 +107,8 @@ class KubeletSettings:
     """Kubelet state: pod volumes under ``<root_dir>/<node>/pods/<uid>/volumes/<name>``."""
 
     pki_dir: Path | None = None
-    """The cluster PKI directory (CA); with it the kubelet serves HTTPS logs/exec."""
+    """The cluster PKI directory (CA); with it the kubelet serves HTTPS logs/exec (hollow nodes too:
+    simulated logs, and a Status saying their pods run no processes)."""
 
     server_port: int = 0
     """Port of the kubelet HTTPS server on 127.0.0.1 (0: any free port, reported in node status)."""
@@ -117,6 +128,11 @@ class KubeletSettings:
 
     probe_time_scale: float = 1.0
     """Multiplier on probe periods and delays (tests shrink it)."""
+
+    @property
+    def pod_cidrs(self) -> str:
+        """The range node pod CIDRs come from (``pod_cidr_base`` or its default)."""
+        return self.pod_cidr_base or (HOLLOW_POD_CIDR_BASE if self.hollow else "10.128.0.0/12")
 
     @property
     def node_names(self) -> list[str]:

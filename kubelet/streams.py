@@ -9,8 +9,11 @@
   ``container.logs(stream=True, ...)`` and runs commands with ``exec_create``/``exec_start``
   (socket mode; with ``tty=False`` Docker multiplexes stdout/stderr in 8-byte-header frames,
   undone by :class:`DockerFrameDecoder`). The SDK is blocking: every call runs in a thread.
-* :class:`MemoryStreams` -- the stand-in for tests and hollow nodes: logs appended in memory,
-  exec run as a local subprocess (the command runs on the host; tests only).
+* :class:`MemoryStreams` -- the stand-in for tests: logs appended in memory, exec run as a local
+  subprocess (the command runs on the host; tests only).
+
+Hollow nodes serve the simulated output of the fake runtime through :func:`read_log` and answer
+exec with :class:`UnsupportedStreamError` (``kubelet.hollow_endpoints``).
 
 Guarantees: a missing pod or container raises :class:`ContainerNotFoundError` before any byte is
 streamed; output channels are :data:`STDOUT` and :data:`STDERR` (the remote-command channel
@@ -39,10 +42,13 @@ __all__ = [
     "DockerStreams",
     "ExecSession",
     "ExecSource",
+    "LogLines",
     "LogOptions",
     "LogSource",
     "MemoryStreams",
     "StreamSource",
+    "UnsupportedStreamError",
+    "read_log",
 ]
 
 STDOUT = 1
@@ -111,6 +117,52 @@ class StreamSource(LogSource, ExecSource, Protocol):
     """Both halves: what ``kubelet.httpserver.start_kubelet_server`` serves from."""
 
 
+class UnsupportedStreamError(RuntimeError_):
+    """The container cannot do this at all (a hollow pod runs no process to exec into): a 400."""
+
+
+class LogLines(Protocol):
+    """A container's output as :func:`read_log` reads it: timestamped lines, appended as they come."""
+
+    @property
+    def lines(self) -> list[tuple[datetime.datetime, bytes]]: ...
+
+    @property
+    def finished(self) -> bool:
+        """The container exited: no more lines will come."""
+        ...
+
+    @property
+    def changed(self) -> asyncio.Event:
+        """Set whenever a line is appended or the output finishes."""
+        ...
+
+
+async def read_log(log: LogLines, options: LogOptions) -> AsyncIterator[bytes]:
+    """The bytes of ``log`` as ``options`` ask (sinceSeconds, tailLines, timestamps); with
+    ``follow`` the stream ends only when the output finishes."""
+    lines = list(log.lines)
+    if options.since_seconds is not None:
+        cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=options.since_seconds)
+        lines = [entry for entry in lines if entry[0] >= cutoff]
+    if options.tail_lines is not None:
+        lines = lines[len(lines) - options.tail_lines:] if options.tail_lines > 0 else []
+    position = len(log.lines)
+
+    def render(entry: tuple[datetime.datetime, bytes]) -> bytes:
+        return _timestamp(entry[0]) + b" " + entry[1] if options.timestamps else entry[1]
+
+    for entry in lines:
+        yield render(entry)
+    while options.follow and not (log.finished and position >= len(log.lines)):
+        log.changed.clear()
+        if position >= len(log.lines):
+            await log.changed.wait()
+        for entry in log.lines[position:]:
+            yield render(entry)
+        position = len(log.lines)
+
+
 # ---------------------------------------------------------------------------------------------
 # In-memory stand-in
 
@@ -160,30 +212,7 @@ class MemoryStreams:
         if not attempts:
             what = "previous terminated container" if options.previous else "container"
             raise ContainerNotFoundError(f'{what} "{container}" in pod "{pod}" not found')
-        return self._read(self._logs[(namespace, pod, container, attempts[-1])], options)
-
-    @staticmethod
-    async def _read(log: _MemoryLog, options: LogOptions) -> AsyncIterator[bytes]:
-        lines = list(log.lines)
-        if options.since_seconds is not None:
-            cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=options.since_seconds)
-            lines = [entry for entry in lines if entry[0] >= cutoff]
-        if options.tail_lines is not None:
-            lines = lines[len(lines) - options.tail_lines:] if options.tail_lines > 0 else []
-        position = len(log.lines)
-
-        def render(entry: tuple[datetime.datetime, bytes]) -> bytes:
-            return _timestamp(entry[0]) + b" " + entry[1] if options.timestamps else entry[1]
-
-        for entry in lines:
-            yield render(entry)
-        while options.follow and not (log.finished and position >= len(log.lines)):
-            log.changed.clear()
-            if position >= len(log.lines):
-                await log.changed.wait()
-            for entry in log.lines[position:]:
-                yield render(entry)
-            position = len(log.lines)
+        return read_log(self._logs[(namespace, pod, container, attempts[-1])], options)
 
     async def exec(self, namespace: str, pod: str, container: str, command: Sequence[str], *,
                    stdin: bool, tty: bool) -> ExecSession:

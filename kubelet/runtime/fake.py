@@ -15,7 +15,11 @@ with timers on the event loop:
 * a sandbox reports SandboxChanged when it starts and stops; containers are created and started
   only in a ready sandbox, and running a pod whose sandbox was stopped replaces the sandbox
   (new id, same IP) and kills the pod's containers (exit 137), as the Docker runtime does;
-* pod IPs come from a per-node CIDR (from .2; .1 is the bridge), freed when the sandbox is removed.
+* pod IPs come from a per-node CIDR (from .2; .1 is the bridge), freed when the sandbox is removed
+  (hollow nodes get loopback CIDRs: ``kubelet.settings.HOLLOW_POD_CIDR_BASE``);
+* each container has simulated output (:class:`SimulatedOutput`): a line when it starts and one
+  when it exits, served as its log by ``kubelet.hollow_endpoints``; no process ever runs, so
+  ``exec_sync`` is a stand-in that succeeds for probes and hooks only.
 
 Every state change is reported through the event handler, so the kubelet re-syncs at once.
 """
@@ -27,7 +31,7 @@ import hashlib
 import ipaddress
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,7 +48,7 @@ from kubelet.runtime.interface import (
     SandboxStatus,
 )
 
-__all__ = ["CRASH_ANNOTATION", "NOT_READY_ANNOTATION", "FakeRuntime", "FakeRuntimeSettings"]
+__all__ = ["CRASH_ANNOTATION", "NOT_READY_ANNOTATION", "FakeRuntime", "FakeRuntimeSettings", "SimulatedOutput"]
 
 CRASH_ANNOTATION = "kubelab.dev/fake-crash"
 NOT_READY_ANNOTATION = "kubelab.dev/fake-not-ready"
@@ -61,6 +65,23 @@ class FakeRuntimeSettings:
     """How long a crashing container runs before it exits with code 1."""
     stop_delay: float = 0.0
     """The simulated preStop + SIGTERM handling time; beyond the grace period it is a SIGKILL."""
+
+
+@dataclass
+class SimulatedOutput:
+    """What a simulated container "printed": timestamped lines; ``finished`` once it exited."""
+
+    lines: list[tuple[datetime, bytes]] = field(default_factory=list)
+    finished: bool = False
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def write(self, text: str) -> None:
+        self.lines.append((_now(), text.encode() + b"\n"))
+        self.changed.set()
+
+    def finish(self) -> None:
+        self.finished = True
+        self.changed.set()
 
 
 def _now() -> datetime:
@@ -85,6 +106,7 @@ class FakeRuntime:
         self._containers: dict[str, ContainerStatus] = {}
         self._pods: dict[str, dict[str, Any]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._output: dict[str, SimulatedOutput] = {}
         self._ids = itertools.count(1)
         self._handler: EventHandler | None = None
 
@@ -153,6 +175,7 @@ class FakeRuntime:
         for container in [c for c in self._containers.values() if c.pod_uid == pod_uid]:
             self._cancel_timer(container.id)
             del self._containers[container.id]
+            self._output.pop(container.id, None)
         sandbox = self._sandboxes.pop(pod_uid, None)
         self._pods.pop(pod_uid, None)
         if sandbox is not None:
@@ -196,6 +219,10 @@ class FakeRuntime:
         if status is None or status.state is not ContainerState.CREATED:
             return
         self._containers[container_id] = replace(status, state=ContainerState.RUNNING, started_at=_now())
+        sandbox = self._sandboxes.get(status.pod_uid)
+        self._output.setdefault(container_id, SimulatedOutput()).write(
+            f"hollow container {status.name} started: image {status.image}, attempt {status.attempt}, pod IP "
+            f"{sandbox.ip if sandbox else 'none'} (simulated: no process runs)")
         self._emit(RuntimeEventType.CONTAINER_STARTED, status.pod_uid, container_id)
         if status.kind is ContainerKind.INIT and not self._crashes(status):
             self._later(container_id, self.settings.start_delay, lambda cid: self._exit(cid, 0, "Completed"))
@@ -214,6 +241,9 @@ class FakeRuntime:
             status, state=ContainerState.EXITED, finished_at=_now(), exit_code=code, reason=reason,
             started_at=status.started_at or _now(),
         )
+        output = self._output.setdefault(container_id, SimulatedOutput())
+        output.write(f"hollow container {status.name} exited with code {code} ({reason})")
+        output.finish()
         self._emit(RuntimeEventType.CONTAINER_DIED, status.pod_uid, container_id)
 
     async def stop_container(self, container_id: str, *, timeout: float) -> None:
@@ -244,11 +274,29 @@ class FakeRuntime:
     async def container_status(self, container_id: str) -> ContainerStatus:
         return self._get(container_id)
 
+    # -- simulated output -----------------------------------------------------------------
+    def attempts(self, namespace: str, pod: str, container: str) -> list[ContainerStatus]:
+        """The attempts of container ``container`` of pod ``namespace/pod``, oldest first."""
+        uids = [uid for uid, obj in self._pods.items() if (obj.get("metadata") or {}).get("namespace") == namespace
+                and (obj.get("metadata") or {}).get("name") == pod and uid in self._sandboxes]
+        found = [c for c in self._containers.values() if c.pod_uid in uids and c.name == container]
+        return sorted(found, key=lambda c: (c.attempt, c.created_at))
+
+    def output(self, container_id: str) -> SimulatedOutput:
+        """The container's simulated output (empty until it runs)."""
+        self._get(container_id)
+        return self._output.setdefault(container_id, SimulatedOutput())
+
     # -- prober ---------------------------------------------------------------------------
     def is_ready(self, pod: dict[str, Any], status: ContainerStatus) -> bool:
         return status.state is ContainerState.RUNNING and not _flag(pod, NOT_READY_ANNOTATION)
 
     # -- helpers --------------------------------------------------------------------------
+    def _require_ready_sandbox(self, pod_uid: str) -> None:
+        sandbox = self._sandboxes.get(pod_uid)
+        if sandbox is None or sandbox.state is not SandboxState.READY:
+            raise RuntimeError_(f"pod {pod_uid} has no running sandbox")
+
     def _get(self, container_id: str) -> ContainerStatus:
         try:
             return self._containers[container_id]
@@ -268,8 +316,3 @@ class FakeRuntime:
         timer = self._timers.pop(container_id, None)
         if timer is not None:
             timer.cancel()
-    def _require_ready_sandbox(self, pod_uid: str) -> None:
-        sandbox = self._sandboxes.get(pod_uid)
-        if sandbox is None or sandbox.state is not SandboxState.READY:
-            raise RuntimeError_(f"pod {pod_uid} has no running sandbox")
-

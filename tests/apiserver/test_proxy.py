@@ -21,6 +21,7 @@ from kubelet.httpserver import kubelet_server_tls, start_kubelet_server
 from kubelet.streams import MemoryStreams
 from machinery.pki import ClusterPki
 from tests.apiserver.conftest import Api, embedded_api
+from tests.netaudit import netaudit  # noqa: F401  (the fixture)
 
 NODE = "node-a"
 OLD = datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
@@ -145,6 +146,31 @@ async def test_log_of_an_unreachable_kubelet_is_service_unavailable(cluster: Kub
     code, body = await cluster.api.request("GET", "/api/v1/namespaces/default/pods/orphan/log")
     assert code == 503
     assert "cannot reach the kubelet on node gone" in body["message"]
+
+
+@pytest.mark.parametrize(("address", "why"), [
+    pytest.param("10.200.0.1", "10.200.0.1 is outside loopback and the cluster's networks", id="outside"),
+    pytest.param("kubelet.example", "is not an IP address", id="host-name"),
+])
+@pytest.mark.parametrize(("subresource", "headers"), [
+    pytest.param("log", {}, id="log"),
+    pytest.param("exec?command=ls&stdout=true", {"Upgrade": "websocket", "Connection": "Upgrade",
+                                                 "Sec-WebSocket-Protocol": "v5.channel.k8s.io"}, id="exec"),
+])
+@pytest.mark.usefixtures("netaudit")  # fails the test if anything but loopback was even attempted
+async def test_a_kubelet_outside_the_allowed_networks_is_never_dialled(
+        cluster: KubeletCluster, address: str, why: str, subresource: str, headers: dict[str, str]) -> None:
+    await _create(cluster.api, "/api/v1/nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "far"}})
+    _, node = await cluster.api.request("GET", "/api/v1/nodes/far")
+    node["status"] = {"addresses": [{"type": "InternalIP", "address": address}],
+                      "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}}}
+    await cluster.api.request("PUT", "/api/v1/nodes/far/status", node)
+    await cluster.add_pod("remote", ["app"], "far")
+    code, body = await cluster.api.request("GET", f"/api/v1/namespaces/default/pods/remote/{subresource}",
+                                           headers=headers)
+    assert (code, body["reason"]) == (503, "ServiceUnavailable")
+    assert f"refusing to connect to the kubelet of node far at {address}: " in body["message"]
+    assert why in body["message"]
 
 
 async def _exec(cluster: KubeletCluster, query: str, *, stdin: bytes | None = None,

@@ -158,13 +158,21 @@ async def test_not_ready_flag_keeps_ready_false(client: ApiClient, start_group: 
     assert obj["status"]["containerStatuses"][0]["ready"] is False
 
 
-async def test_many_hollow_nodes_in_one_process(client: ApiClient, start_group: GroupFactory) -> None:
-    group = await start_group(node_name="hollow-node", hollow=True, count=50, lease_renew_interval=2.0)
+async def test_many_hollow_nodes_in_one_process(client: ApiClient, start_group: GroupFactory,
+                                                 tmp_path: Path) -> None:
+    group = await start_group(node_name="hollow-node", hollow=True, count=50, lease_renew_interval=2.0,
+                              pki_dir=tmp_path / "pki")
     nodes = await client.list(NODES)
     names = {n["metadata"]["name"] for n in nodes["items"]}
     assert names == {f"hollow-node-{i}" for i in range(1, 51)}
     assert all(n["metadata"]["labels"]["node.kubernetes.io/instance-type"] == "hollow" for n in nodes["items"])
     assert len({n["spec"]["podCIDR"] for n in nodes["items"]}) == 50
+    # Each node's kubelet endpoint: its own loopback address, a port it really listens on.
+    endpoints = {(a["address"], n["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"])
+                 for n in nodes["items"] for a in n["status"]["addresses"] if a["type"] == "InternalIP"}
+    assert {address for address, _ in endpoints} == {f"127.200.0.{i}" for i in range(1, 51)}
+    assert all(port > 0 for _, port in endpoints)
+    assert group.endpoints is not None
     # One shared informer routes pods by spec.nodeName.
     await client.create(PODS, pod("on-37", node="hollow-node-37"))
 
@@ -173,8 +181,8 @@ async def test_many_hollow_nodes_in_one_process(client: ApiClient, start_group: 
         return obj if obj["status"]["phase"] == "Running" else None
 
     obj = await eventually(running)
-    assert obj["status"]["hostIP"] == "10.200.0.37"
-    assert obj["status"]["podIP"].startswith("10.128.36.")
+    assert obj["status"]["hostIP"] == "127.200.0.37"
+    assert obj["status"]["podIP"].startswith("127.128.36.")
     assert group.informer.field_selector == ""
 
 

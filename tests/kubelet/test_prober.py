@@ -13,6 +13,10 @@ from kubelet.lifecycle import run_hook
 from kubelet.prober import ProbeManager, run_probe
 from kubelet.runtime.fake import FakeRuntime, FakeRuntimeSettings
 from kubelet.runtime.interface import ContainerKind, ContainerStatus
+from machinery.netguard import AllowedNetworks
+from tests.netaudit import NetAudit, netaudit
+
+__all__ = ["netaudit"]  # the fixture
 
 
 class ScriptedRuntime(FakeRuntime):
@@ -70,6 +74,25 @@ async def test_run_probe(http_port: int, handler: dict[str, Any], ok: bool, mess
     result = await run_probe(handler, container=container, container_id="x", pod_ip="127.0.0.1",
                              runtime=ScriptedRuntime([1]), timeout=1.0)
     assert (result.success, result.message) == (ok, message)
+
+
+@pytest.mark.parametrize(("handler", "pod_ip", "allowed", "message"), [
+    pytest.param({"tcpSocket": {"host": "10.0.0.1", "port": 80}}, "127.0.0.1", AllowedNetworks(),
+                 "refusing to connect to the probe's target at 10.0.0.1: 10.0.0.1 is outside loopback",
+                 id="tcp-host-outside"),
+    pytest.param({"httpGet": {"host": "192.168.7.7", "port": 80}}, "10.244.0.5", AllowedNetworks.of(["10.244.0.0/16"]),
+                 "refusing to connect to the probe's target at 192.168.7.7", id="http-host-outside-pod-network"),
+    pytest.param({"httpGet": {"host": "example.com", "port": 80}}, "127.0.0.1", AllowedNetworks(),
+                 "'example.com' is not an IP address", id="http-host-name-not-looked-up"),
+])
+async def test_probes_dial_only_the_pod_and_the_cluster(handler: dict[str, Any], pod_ip: str,
+                                                        allowed: AllowedNetworks, message: str,
+                                                        netaudit: NetAudit) -> None:
+    result = await run_probe(handler, container={"name": "c"}, container_id="x", pod_ip=pod_ip,
+                             runtime=ScriptedRuntime([1]), timeout=1.0, allowed=allowed)
+    assert not result.success
+    assert message in result.message
+    assert netaudit.violations() == []  # refused by the guard, never dialled
 
 
 POD_UID = "uid-p"
