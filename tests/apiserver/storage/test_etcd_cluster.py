@@ -76,20 +76,21 @@ async def pinned(cluster: EtcdCluster, store: EtcdStorage) -> AsyncIterator[tupl
 class Ledger:
     """What the writers were told: acknowledged revisions per key, and failures."""
 
-    acks: list[tuple[float, int, str]] = field(default_factory=list)  # (monotonic time, revision, key)
+    acks: list[tuple[float, float, int, str]] = field(default_factory=list)  # (sent, answered, revision, key)
     last: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     slowest: float = 0.0
 
     def ack(self, revision: int, key: str, started: float) -> None:
         now = time.monotonic()
-        self.acks.append((now, revision, key))
+        self.acks.append((started, now, revision, key))
         self.last[key] = revision
         self.slowest = max(self.slowest, now - started)
 
     def first_ack_after(self, moment: float, *, pinned: bool | None = None) -> float | None:
-        """Seconds from ``moment`` to the next acknowledged write (of the pinned writers only, or the others)."""
-        done = [t for t, _, key in self.acks if t > moment and pinned in (None, _pinned_writer(key))]
+        """Seconds from ``moment`` to the answer of the first write sent after it (of the pinned
+        writers only, or of the others)."""
+        done = [t for sent, t, _, key in self.acks if sent >= moment and pinned in (None, _pinned_writer(key))]
         return min(done) - moment if done else None
 
 
@@ -172,7 +173,7 @@ async def test_a_member_and_then_the_leader_die_under_writes(
     final = await store.list("/")
     assert {kv.key: kv.mod_revision for kv in final.items} == ledger.last
 
-    acked = sorted(rev for _, rev, _ in ledger.acks)
+    acked = sorted(rev for _, _, rev, _ in ledger.acks)
     await wait_for(lambda: bool(seen) and seen[-1] >= acked[-1], timeout=30, what="the watch to catch up")
     assert not watcher.done(), "the watch ended"
     assert any("resuming after revision" in r.getMessage() for r in caplog.records), "the watch never moved"
