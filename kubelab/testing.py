@@ -5,7 +5,9 @@ Used by tests directly and through the fixtures of :mod:`kubelab.pytest_plugin`.
 * :func:`start_apiserver` runs ``python -m kubelab apiserver --port 0`` as a background
   process of the state dir (pid file and log as ``kubelab up`` does, so ``kubelab down
   --state-dir`` also cleans up), waits for ``apiserver.port`` and ``/readyz`` 200, and returns
-  a :class:`RunningApiServer` (also a context manager that stops it).
+  a :class:`RunningApiServer` (also a context manager that stops it). The apiserver dials only
+  loopback and its service CIDR unless ``allowed_networks`` names the test cluster's own
+  networks (``--allowed-networks``, see ``machinery.netguard``).
 * :func:`kubectl` runs ``/usr/bin/kubectl`` or a pinned version
   (``/usr/lib/google-cloud-sdk/bin/kubectl.1.<minor>``) against a kubeconfig, with a
   discovery cache private to the calling line, so cached discovery never leaks between runs.
@@ -56,6 +58,7 @@ class RunningApiServer:
     etcd_prefix: str
     timeout: float
     extra_args: list[str] = field(default_factory=list)
+    allowed_networks: list[str] = field(default_factory=list)
     pid: int = 0
     url: str = ""
     _start_time: str | None = field(default=None, repr=False)
@@ -91,7 +94,8 @@ class RunningApiServer:
             etcd_servers=self.etcd_servers,
             etcd_prefix=self.etcd_prefix,
             port=port,
-            extra_args=self.extra_args,
+            extra_args=[*self.extra_args, *(["--allowed-networks", ",".join(self.allowed_networks)]
+                                            if self.allowed_networks else [])],
         )
         process = launcher.start_process(self.state_dir, PROCESS_NAME, argv)
         self.pid, self._start_time = process.pid, process.start_time
@@ -141,10 +145,13 @@ def start_apiserver(
     etcd_prefix: str = "",
     timeout: float = 30,
     extra_args: Sequence[str] = (),
+    allowed_networks: Sequence[str] = (),
 ) -> RunningApiServer:
     """Start an apiserver on a free port for ``state_dir`` and wait until ``/readyz`` is 200.
 
-    ``extra_args`` are appended to ``kubelab apiserver`` (e.g. ``["--watch-cache-events", "50"]``).
+    ``extra_args`` are appended to ``kubelab apiserver`` (e.g. ``["--watch-cache-events", "50"]``);
+    ``allowed_networks`` (CIDRs) are the networks besides loopback the apiserver may dial (the test
+    cluster's pod network, when its kubelets listen there).
 
     Raises ApiServerStartError (with the log tail) if it exits or is not ready in ``timeout``.
     """
@@ -156,6 +163,7 @@ def start_apiserver(
         etcd_prefix=etcd_prefix,
         timeout=timeout,
         extra_args=list(extra_args),
+        allowed_networks=list(allowed_networks),
     )
     server._launch(0)
     return server

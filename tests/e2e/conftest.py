@@ -18,6 +18,8 @@ Used by every ``tests/e2e/test_*.py`` (the official Python client, restart/persi
 * ``compact`` -- ``compact(server) -> revision``: stop ``server`` and compact its store at the
   current revision (``server.restart()`` starts it again).
 * ``store_kind`` -- ``"sqlite"`` or ``"etcd"``: the store of the test's cluster.
+* ``netaudit`` / ``netaudit_processes`` -- the network audit of :mod:`tests.netaudit`: a test (or
+  a module and every kubelab process it starts) fails on any connect outside 127.0.0.0/8.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from apiserver.settings import ApiServerSettings
 from apiserver.storage import open_storage
 from kubelab.testing import RunningApiServer, start_apiserver
 from tests.etcd_server import EtcdServer
+from tests.netaudit import netaudit, netaudit_processes
+
+__all__ = ["netaudit", "netaudit_processes"]  # fixtures for the e2e suites
 
 STORES = [
     pytest.param("sqlite", id="sqlite"),

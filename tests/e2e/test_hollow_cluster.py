@@ -1,8 +1,14 @@
-"""A whole cluster on hollow nodes, driven by the real kubectl (issue 3's acceptance).
+"""A whole cluster on hollow nodes, driven by the real kubectl.
 
 One ``kubelab up --hollow-nodes 5`` per module (lab-shortened node timeouts: 5 s grace, 5 s
 toleration); each test works in its own namespace. Rollouts are checked the way
 ``kubectl rollout status`` checks them, and surge/unavailability bounds from a watch history.
+
+The whole module runs under the network audit (``tests.netaudit``): the test process and every
+kubelab process it starts (``kubelab up``, the apiserver, the scheduler, the controller-manager,
+the hollow kubelets) refuse and record any connect outside 127.0.0.0/8, and a test fails if one
+was attempted while it ran. ``kubectl logs`` / ``exec`` on hollow pods reach the hollow kubelet
+endpoints on their loopback addresses.
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ from typing import Any
 import pytest
 
 from kubelab import launcher
-from kubelab.testing import kubectl
+from kubelab.testing import kubectl, start_apiserver
 from machinery.client import ApiClient
-from machinery.resources import PODS, REPLICASETS
+from machinery.resources import NODES, PODS, REPLICASETS
+from tests.netaudit import NetAudit
 
 pytestmark = [pytest.mark.kubectl, pytest.mark.slow]
 
@@ -62,8 +69,15 @@ class Cluster:
         return json.loads(self.run(*args, "-o", "json").stdout)
 
 
+@pytest.fixture(autouse=True)
+def _nothing_dialled_outside(netaudit_processes: NetAudit) -> Iterator[None]:
+    """Fail the test if any process attempted a connect outside loopback while it ran."""
+    yield
+    netaudit_processes.check()
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory, netaudit_processes: NetAudit) -> Iterator[Cluster]:
     state_dir = tmp_path_factory.mktemp("hollow")
     c = Cluster(state_dir)
     c.up()
@@ -344,3 +358,51 @@ def test_stopped_node_has_its_pods_evicted_to_the_others(cluster: Cluster) -> No
     node = c.json("get", "node", EXTRA)
     taints = {t["key"] for t in node["spec"].get("taints", [])}
     assert "node.kubernetes.io/unreachable" in taints
+
+
+def test_hollow_nodes_and_pods_live_on_loopback(cluster: Cluster) -> None:
+    c, ns = cluster, cluster.namespace()
+    nodes = c.json("get", "nodes")["items"]
+    addresses = [a["address"] for n in nodes for a in n["status"]["addresses"] if a["type"] == "InternalIP"]
+    assert len(set(addresses)) == len(nodes) and all(a.startswith("127.200.0.") for a in addresses)
+    assert all(n["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] > 0 for n in nodes)
+    c.run("run", "lo", "-n", ns, "--image=kubelab/busybox:1.35")
+    wait_for(lambda: c.json("get", "pod", "-n", ns, "lo")["status"].get("phase") == "Running", 30, "pod lo running")
+    status = c.json("get", "pod", "-n", ns, "lo")["status"]
+    assert status["podIP"].startswith("127.") and status["hostIP"].startswith("127.200.0.")
+
+
+def test_kubectl_logs_and_exec_on_a_hollow_pod(cluster: Cluster) -> None:
+    c, ns = cluster, cluster.namespace()
+    c.run("run", "talker", "-n", ns, "--image=kubelab/busybox:1.35")
+    wait_for(lambda: c.json("get", "pod", "-n", ns, "talker")["status"].get("phase") == "Running", 30,
+             "pod talker running")
+    logs = c.run("logs", "-n", ns, "talker").stdout
+    assert logs.startswith("hollow container talker started: image kubelab/busybox:1.35")
+    assert "(simulated: no process runs)" in logs
+    stamped = c.run("logs", "-n", ns, "talker", "--tail=1", "--timestamps").stdout
+    assert stamped.split(" ", 1)[1] == logs.splitlines()[-1] + "\n"
+    executed = c.run("exec", "-n", ns, "talker", "--", "sh", "-c", "echo hi", check=False)
+    assert executed.returncode != 0
+    assert "run no processes" in executed.stderr, executed.stderr
+
+
+def test_the_apiserver_refuses_kubelets_outside_its_networks(tmp_path: Path) -> None:
+    """``--allowed-networks`` reaches the apiserver process; a node elsewhere is refused, not dialled."""
+
+    async def far_pod(kubeconfig: Path) -> None:
+        async with ApiClient.from_kubeconfig(kubeconfig) as client:
+            node = await client.create(NODES, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "far"}})
+            node["status"] = {"addresses": [{"type": "InternalIP", "address": "10.200.0.1"}],
+                              "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}}}
+            await client.update(NODES, node, subresource="status")
+            await client.create(PODS, {"apiVersion": "v1", "kind": "Pod",
+                                       "metadata": {"name": "p", "namespace": "default"},
+                                       "spec": {"nodeName": "far", "containers": [{"name": "c", "image": "x"}]}})
+
+    with start_apiserver(tmp_path / "state", allowed_networks=["10.244.0.0/16"]) as server:
+        asyncio.run(far_pod(server.kubeconfig))
+        result = kubectl("logs", "p", kubeconfig=server.kubeconfig, check=False)
+    assert result.returncode != 0
+    assert "refusing to connect to the kubelet of node far at 10.200.0.1" in result.stderr
+    assert "allowed: 127.0.0.0/8, ::1/128, 10.96.0.0/12, 10.244.0.0/16" in result.stderr
