@@ -3,8 +3,8 @@
 - ``memory``: :class:`~apiserver.storage.memory.MemoryStorage`, in-process, for unit tests;
 - ``sqlite``: :class:`~apiserver.storage.sqlite.SqliteStorage`, the embedded default, a
   kine-style revision log in one file;
-- ``etcd``: :class:`~apiserver.storage.etcd.EtcdStorage`, etcd v3 via aetcd, for clusters
-  that outgrow one machine.
+- ``etcd``: :class:`~apiserver.storage.etcd.EtcdStorage`, etcd v3 over gRPC to every member
+  of an etcd cluster (failing over while a majority is up), for clusters that outgrow one machine.
 
 The apiserver builds its store with :func:`open_storage` from its settings and then calls
 ``start()``; ``watchhub`` is the in-process watch fan-out the memory and sqlite stores share.
