@@ -4,6 +4,8 @@ namespaces, deletion, lists and watches."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -229,14 +231,32 @@ async def _read_events(api: Api, path: str, count: int, timeout: float = 5) -> l
     return events
 
 
+@contextlib.asynccontextmanager
+async def _watch(api: Api, path: str) -> AsyncIterator[Callable[[], Awaitable[dict[str, Any]]]]:
+    """An open watch; yields ``next_event()`` (fails after 5 seconds without an event)."""
+    resp = await api.response("GET", path)
+
+    async def next_event() -> dict[str, Any]:
+        async with asyncio.timeout(5):
+            line = await resp.content.readline()
+        assert line, "the watch ended"
+        event: dict[str, Any] = orjson.loads(line)
+        return event
+
+    try:
+        yield next_event
+    finally:
+        resp.close()
+
+
 async def test_watch_initial_added_then_live_events(api: Api) -> None:
     await api.request("POST", CM, {"metadata": {"name": "w1"}})
-    reader = asyncio.create_task(_read_events(api, f"{CM}?watch=true", 4))
-    await asyncio.sleep(0.2)
-    await api.request("POST", CM, {"metadata": {"name": "w2"}})
-    await api.request("PATCH", f"{CM}/w2", {"data": {"a": "b"}}, content_type="application/merge-patch+json")
-    await api.request("DELETE", f"{CM}/w1")
-    events = await reader
+    async with _watch(api, f"{CM}?watch=true") as next_event:
+        events = [await next_event()]  # the initial state arrived: the watch is live
+        await api.request("POST", CM, {"metadata": {"name": "w2"}})
+        await api.request("PATCH", f"{CM}/w2", {"data": {"a": "b"}}, content_type="application/merge-patch+json")
+        await api.request("DELETE", f"{CM}/w1")
+        events += [await next_event() for _ in range(3)]
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
         ("ADDED", "w1"), ("ADDED", "w2"), ("MODIFIED", "w2"), ("DELETED", "w1")]
 
@@ -252,14 +272,16 @@ async def test_watch_resumes_from_resource_version(api: Api) -> None:
 
 async def test_watch_selector_transitions(api: Api) -> None:
     await api.request("POST", CM, {"metadata": {"name": "s", "labels": {"team": "a"}}})
-    reader = asyncio.create_task(_read_events(api, f"{CM}?watch=true&labelSelector=team=b", 2))
-    await asyncio.sleep(0.2)
-    await api.request("PATCH", f"{CM}/s", {"metadata": {"labels": {"team": "b"}}},
-                      content_type="application/merge-patch+json")
-    await api.request("PATCH", f"{CM}/s", {"metadata": {"labels": {"team": "c"}}},
-                      content_type="application/merge-patch+json")
-    events = await reader
-    assert [e["type"] for e in events] == ["ADDED", "DELETED"]
+    await api.request("POST", CM, {"metadata": {"name": "marker", "labels": {"team": "b"}}})
+    async with _watch(api, f"{CM}?watch=true&labelSelector=team=b") as next_event:
+        first = await next_event()  # the marker's initial ADDED: the watch is live
+        await api.request("PATCH", f"{CM}/s", {"metadata": {"labels": {"team": "b"}}},
+                          content_type="application/merge-patch+json")
+        await api.request("PATCH", f"{CM}/s", {"metadata": {"labels": {"team": "c"}}},
+                          content_type="application/merge-patch+json")
+        events = [await next_event() for _ in range(2)]
+    assert (first["type"], first["object"]["metadata"]["name"]) == ("ADDED", "marker")
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "s"), ("DELETED", "s")]
 
 
 async def test_watch_from_old_revision_within_window_replays(api: Api) -> None:

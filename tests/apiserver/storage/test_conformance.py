@@ -217,8 +217,9 @@ async def test_list_at_older_revision_sees_old_state(storage: Storage) -> None:
 async def test_watch_reports_writes_in_order(storage: Storage) -> None:
     start = await storage.current_revision()
     it = storage.watch("/w/", after_revision=start)
+    await storage.create("/w/ready", b"")
+    await take(it, 1)  # the watch delivered a write: it is subscribed, the next writes go live
     first = asyncio.create_task(take(it, 4))
-    await asyncio.sleep(0.2)  # the watch is live before the writes
     r1 = await storage.create("/w/a", b"1")
     await storage.create("/other/a", b"ignored")
     r2 = await storage.update("/w/a", b"2", expected_revision=r1)
