@@ -113,3 +113,21 @@ async def test_remove_sandbox_removes_containers() -> None:
     assert await runtime.list_containers("u1") == []
     with pytest.raises(ContainerNotFoundError):
         await runtime.container_status(container_id)
+
+
+async def test_simulated_output_records_start_and_exit_and_goes_with_the_sandbox() -> None:
+    runtime = FakeRuntime(pod_cidr="127.128.5.0/24", settings=FAST)
+    container_id = await start(runtime, pod(), image="crash:1")
+    assert runtime.output(container_id).lines == []
+    await wait_state(runtime, container_id, ContainerState.EXITED)
+    output = runtime.output(container_id)
+    assert [line for _at, line in output.lines] == [
+        b"hollow container app started: image crash:1, attempt 0, pod IP 127.128.5.2 (simulated: no process runs)\n",
+        b"hollow container app exited with code 1 (Error)\n"]
+    assert output.finished
+    assert [c.id for c in runtime.attempts("default", "p", "app")] == [container_id]
+    assert runtime.attempts("default", "other", "app") == []
+    await runtime.remove_pod_sandbox("u1")
+    assert runtime.attempts("default", "p", "app") == []
+    with pytest.raises(ContainerNotFoundError):
+        runtime.output(container_id)
