@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,12 @@ async def rolled_out(client: ApiClient, name: str) -> bool:
                                                                                          or 0))
 
 
+async def observed(client: ApiClient, name: str) -> bool:
+    """The controller has synced the Deployment's latest spec (``observedGeneration``)."""
+    d = await client.get(DEPLOYMENTS, name, namespace="default")
+    return int((d.get("status") or {}).get("observedGeneration") or 0) >= int(d["metadata"]["generation"])
+
+
 async def _set_image(client: ApiClient, name: str, image: str) -> None:
     await client.patch(DEPLOYMENTS, name, {"spec": {"template": {"spec": {"containers": [
         {"name": "c", "image": image}]}}}}, namespace="default", patch_type="strategic")
@@ -64,7 +69,6 @@ async def test_rolling_update_respects_bounds(tmp_path: Path, surge: int | str, 
         assert rs["metadata"]["annotations"][du.CHANGE_CAUSE] == "first"
         async with PodHistory(client, "app=web") as history:
             await _set_image(client, "web", "nginx:2")
-            await asyncio.sleep(0.2)
             await eventually(lambda: rolled_out(client, "web"), what="second rollout")
         assert history.samples
         assert max(a for a, _ in history.samples) <= replicas + max_surge
@@ -87,7 +91,6 @@ async def test_rollback_by_template_reuses_old_rs(tmp_path: Path) -> None:
         await client.create(DEPLOYMENTS, _deploy("web", 2))
         await eventually(lambda: rolled_out(client, "web"))
         await _set_image(client, "web", "nginx:2")
-        await asyncio.sleep(0.2)
         await eventually(lambda: rolled_out(client, "web"))
         old = next(r for r in await _rss(client, "web") if r["metadata"]["annotations"][du.REVISION] == "1")
         # What `kubectl rollout undo` sends: the RS template minus the hash, as a JSON patch.
@@ -97,7 +100,6 @@ async def test_rollback_by_template_reuses_old_rs(tmp_path: Path) -> None:
         tmpl["spec"]["containers"][0]["resources"] = {}
         await client.patch(DEPLOYMENTS, "web", [{"op": "replace", "path": "/spec/template", "value": tmpl}],
                            namespace="default", patch_type="json")
-        await asyncio.sleep(0.2)
         await eventually(lambda: rolled_out(client, "web"))
         rss = await _rss(client, "web")
         assert len(rss) == 2
@@ -120,7 +122,7 @@ async def test_pause_stops_progress_and_resume_finishes(tmp_path: Path) -> None:
             return any(c["reason"] == "DeploymentPaused" for c in d["status"].get("conditions", []))
         await eventually(paused_cond, what="DeploymentPaused")
         await _set_image(client, "web", "nginx:2")
-        await asyncio.sleep(1.0)
+        await eventually(lambda: observed(client, "web"), what="the paused template change observed")
         assert len(await _rss(client, "web")) == 1
         # Scaling still works while paused.
         await client.patch(DEPLOYMENTS, "web", {"spec": {"replicas": 4}}, namespace="default")
@@ -130,7 +132,6 @@ async def test_pause_stops_progress_and_resume_finishes(tmp_path: Path) -> None:
         await eventually(four, what="scaled while paused")
         assert len(await _rss(client, "web")) == 1
         await client.patch(DEPLOYMENTS, "web", {"spec": {"paused": None}}, namespace="default")
-        await asyncio.sleep(0.2)
         await eventually(lambda: rolled_out(client, "web"), what="resumed rollout")
         rss = await _rss(client, "web")
         assert len(rss) == 2
@@ -143,7 +144,6 @@ async def test_recreate(tmp_path: Path) -> None:
         await eventually(lambda: rolled_out(client, "web"))
         async with PodHistory(client, "app=web") as history:
             await _set_image(client, "web", "nginx:2")
-            await asyncio.sleep(0.2)
             await eventually(lambda: rolled_out(client, "web"))
         assert max(a for a, _ in history.samples) <= 3
         assert (0, 0) in history.samples
@@ -160,13 +160,16 @@ async def test_killed_manager_mid_rollout_finishes_exactly(tmp_path: Path) -> No
                 return len(await _rss(client, "web")) == 2
             await eventually(started, what="new RS")
         async with manager(client):
-            await asyncio.sleep(0.2)
             await eventually(lambda: rolled_out(client, "web"), what="rollout after restart")
-            await asyncio.sleep(0.5)
+            new_hash = next(r for r in await _rss(client, "web") if r["spec"]["replicas"] == 6)["metadata"][
+                "labels"][du.HASH_LABEL]
+
+            async def old_pods_gone() -> bool:
+                every = await pods(client, "app=web", active=False)
+                return all(p["metadata"]["labels"][du.HASH_LABEL] == new_hash for p in every)
+            await eventually(old_pods_gone, what="the old ReplicaSet's pods deleted")
         items = await pods(client, "app=web", active=False)
         assert len(items) == 6
-        new_hash = next(r for r in await _rss(client, "web") if r["spec"]["replicas"] == 6)["metadata"]["labels"][
-            du.HASH_LABEL]
         assert {p["metadata"]["labels"][du.HASH_LABEL] for p in items} == {new_hash}
         assert all(p["metadata"].get("ownerReferences") for p in items)
 
@@ -193,7 +196,6 @@ async def test_revision_history_limit_cleans_old_rss(tmp_path: Path) -> None:
         await eventually(lambda: rolled_out(client, "web"))
         for image in ("nginx:2", "nginx:3"):
             await _set_image(client, "web", image)
-            await asyncio.sleep(0.2)
             await eventually(lambda: rolled_out(client, "web"))
 
         async def two_left() -> bool:
