@@ -5,7 +5,8 @@
     POST   collection        create
     PUT    item[/status]     update (replace)
     PATCH  item[/status]     patch (json, merge, strategic, apply)
-    DELETE item              delete (graceful, finalizers, propagation policy)
+    DELETE item              delete (graceful, finalizers, propagation policy); an immediate
+                             delete answers a Success Status (see RETURNS_DELETED_OBJECT)
     DELETE collection        deletecollection
 Subresources other than status (scale, binding, eviction, finalize, log, exec) live in
 ``subresources.py``; watches in ``watch.py``.
