@@ -23,7 +23,9 @@ async def test_trims_every_interval(monkeypatch: pytest.MonkeyPatch) -> None:
     libc = FakeLibc()
     monkeypatch.setattr(server, "_libc", lambda: libc)
     task = asyncio.create_task(server.run_memory_trimmer(interval=0.01))
-    await asyncio.sleep(0.1)
+    async with asyncio.timeout(10):
+        while len(libc.trims) < 3:
+            await asyncio.sleep(0.01)
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task

@@ -83,6 +83,16 @@ async def test_each_client_gets_one_write_per_flush() -> None:
     assert counted == [6], "the metric is updated once per flush"
 
 
+async def until_chunks(transport: FakeTransport, expected: list[list[int]], *, within: float) -> None:
+    """Wait until ``transport`` received exactly the ``expected`` chunks; fail after ``within`` seconds."""
+    try:
+        async with asyncio.timeout(within):
+            while chunks(transport) != expected:
+                await asyncio.sleep(0.005)
+    except TimeoutError:
+        raise AssertionError(f"after {within}s the chunks were {chunks(transport)}, not {expected}") from None
+
+
 async def test_a_costly_flush_delays_the_next_by_its_cost_over_the_duty() -> None:
     flusher = WatchFlusher(duty=0.5, max_pause=1.0)
     slow = FakeTransport(delay=0.2)  # each flush costs ~200 ms: the next waits ~200 ms
@@ -95,8 +105,7 @@ async def test_a_costly_flush_delays_the_next_by_its_cost_over_the_duty() -> Non
     slow.delay = 0
     await asyncio.sleep(0.02)
     assert chunks(slow) == [[1]], "the second flush came before the pause"
-    await asyncio.sleep(0.4)
-    assert chunks(slow) == [[1], [2, 3]]
+    await until_chunks(slow, [[1], [2, 3]], within=5.0)
 
 
 async def test_the_pause_is_capped() -> None:
@@ -107,8 +116,7 @@ async def test_the_pause_is_capped() -> None:
     await asyncio.sleep(0)
     slow.delay = 0
     sink(event(2))
-    await asyncio.sleep(0.5)
-    assert chunks(slow) == [[1], [2]]
+    await until_chunks(slow, [[1], [2]], within=1.5)  # uncapped: ~2 s
 
 
 async def test_a_backed_up_client_is_declined_until_it_drains() -> None:
@@ -155,7 +163,9 @@ async def test_events_and_bookmarks_arrive_in_revision_order(tmp_path: Path, mon
                 seen.append((ev["type"], int(ev["object"]["metadata"]["resourceVersion"])))
 
         reader = asyncio.create_task(read())
-        await asyncio.sleep(0.2)
+        async with asyncio.timeout(10):
+            while not seen:  # the first bookmark shows the watch is live
+                await asyncio.sleep(0.01)
         for i in range(60):
             status, _ = await api.request("POST", path, {"metadata": {"name": f"c{i}"}})
             assert status == 201
