@@ -397,7 +397,11 @@ def run(settings: SupervisorSettings) -> int:
     with selectors.DefaultSelector() as selector:
         selector.register(reader, selectors.EVENT_READ)
         while not stopping:
-            timeout = supervisor.step()
+            try:
+                timeout = supervisor.step()
+            except Exception:  # a supervisor that dies restarts nothing: log, retry shortly
+                log.exception("supervisor pass failed")
+                timeout = 1.0
             if stopping:
                 break
             # Registered afresh each pass: a closed pidfd's number may already name a new one.

@@ -7,7 +7,9 @@ Used by tests directly and through the fixtures of :mod:`kubelab.pytest_plugin`.
   --state-dir`` also cleans up), waits for ``apiserver.port`` and ``/readyz`` 200, and returns
   a :class:`RunningApiServer` (also a context manager that stops it). The apiserver dials only
   loopback and its service CIDR unless ``allowed_networks`` names the test cluster's own
-  networks (``--allowed-networks``, see ``machinery.netguard``).
+  networks (``--allowed-networks``, see ``machinery.netguard``). It is not supervised: tests
+  stop, restart and compact it on purpose; a supervised cluster is ``kubelab up``
+  (:mod:`kubelab.supervisor`).
 * :func:`kubectl` runs ``/usr/bin/kubectl`` or a pinned version
   (``/usr/lib/google-cloud-sdk/bin/kubectl.1.<minor>``) against a kubeconfig, with a
   discovery cache private to the calling line, so cached discovery never leaks between runs.
