@@ -400,6 +400,9 @@ class DockerStreams:
         def start() -> tuple[str, socket.socket]:
             created = api.exec_create(target.id, list(command), stdin=stdin, stdout=True, stderr=True, tty=tty)
             raw = api.exec_start(created["Id"], socket=True, tty=tty)
+            # The client's request timeout must not end a session that is merely quiet (kubectl exec
+            # of a silent loop): the session lasts as long as the command does.
+            raw._sock.settimeout(None)
             return created["Id"], raw._sock
 
         try:
