@@ -197,7 +197,9 @@ async def exec_(dclient: docker.DockerClient, cid: str, cmd: list[str], retries:
 
 
 HTTPD = ["httpd", "-f", "-p", "8080", "-h", "/etc"]
-SLEEP = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
+TRAP_READY = "/tmp/trap-installed"
+SLEEP = ["sh", "-c", f"trap 'exit 0' TERM; touch {TRAP_READY}; sleep 3600 & wait"]
+"""Runs until SIGTERM, then exits 0; ``TRAP_READY`` exists once its TERM trap is installed."""
 
 
 @pytest.mark.docker
@@ -311,10 +313,11 @@ async def test_resolved_mounts(runtime: DockerRuntime, dclient: docker.DockerCli
     pytest.param(SLEEP, 5.0, 0, 0.0, 1.5, id="sigterm-honoured"),
     pytest.param(["sh", "-c", "sleep 3600"], 1.0, 137, 0.9, 3.0, id="sigkill-after-timeout"),
 ])
-async def test_stop_with_grace_period(runtime: DockerRuntime, command: list[str], timeout: float, code: int,
-                                      min_s: float, max_s: float) -> None:
+async def test_stop_with_grace_period(runtime: DockerRuntime, dclient: docker.DockerClient, command: list[str],
+                                      timeout: float, code: int, min_s: float, max_s: float) -> None:
     _, (cid,) = await start_pod(runtime, make_pod("stop", [ctr("c", command)]))
-    await asyncio.sleep(0.2)  # let the shell install its trap
+    if command == SLEEP:
+        assert (await exec_(dclient, cid, ["test", "-f", TRAP_READY], retries=200))[0] == 0, "no TERM trap"
     started = time.monotonic()
     await runtime.stop_container(cid, timeout=timeout)
     elapsed = time.monotonic() - started
