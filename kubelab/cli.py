@@ -192,6 +192,8 @@ def _add_components(commands: Any) -> None:
                          help="node name; with --hollow the prefix of <name>-1 .. <name>-<count>")
     kubelet.add_argument("--hollow", action="store_true", help="simulate containers (fake runtime)")
     kubelet.add_argument("--count", type=int, default=1, help="hollow nodes this process runs (default 1)")
+    kubelet.add_argument("--node-index-offset", type=int, default=0, metavar="N",
+                         help="hollow nodes: first node index (addresses and pod CIDRs) of this process (default 0)")
     kubelet.add_argument("--taint", type=_taint, action="append", default=[], metavar="KEY=VALUE:EFFECT",
                          help="register the node with this taint (repeatable)")
     kubelet.add_argument("--labels", type=_labels, default={}, metavar="K=V,...", help="extra node labels")
@@ -648,7 +650,7 @@ def kubelet_settings(args: argparse.Namespace) -> KubeletSettings:
         kubeconfig=args.kubeconfig.expanduser(), node_name=args.node_name, hollow=args.hollow, count=args.count,
         labels=dict(args.labels), taints=list(args.taint), cpu=args.cpu, memory=args.memory, pods=args.pods,
         lease_renew_interval=args.node_lease_renew_interval, crash_loop_base_delay=args.crash_loop_base_delay,
-        fake_start_delay=args.fake_start_delay,
+        fake_start_delay=args.fake_start_delay, node_index_offset=args.node_index_offset,
     )
     settings.cluster_name, settings.pod_subnet = args.cluster_name, args.pod_subnet
     if args.root_dir is not None:

@@ -329,7 +329,7 @@ def test_stopped_node_has_its_pods_evicted_to_the_others(cluster: Cluster) -> No
     # One more hollow node, in its own process so that it can be stopped alone: "extra-1".
     launcher.start_process(c.state_dir, "kubelet-extra", launcher.kubelet_command(
         kubeconfig=kubeconfig, node_name="extra", hollow=True, count=1,
-        extra_args=["--node-lease-renew-interval", "1"]))
+        extra_args=["--node-lease-renew-interval", "1", "--node-index-offset", "100"]))
     try:
         def extra_ready() -> bool:
             got = c.run("get", "node", EXTRA, "-o", "json", check=False)
