@@ -10,9 +10,11 @@ pod network, :class:`~kubelet.sync.PodFeatures` (volumes, env, probes, hooks, po
 ``resolv_conf_for_pod``), node status from the host (cpu count, ``/proc/meminfo``, images, the
 runtime version, the kubelet server port), the HTTPS logs/exec server (Docker streams limited to
 this node's containers of this cluster, listening on the node's InternalIP: the pod network
-gateway, which the apiserver dials), and in the network-agent role the ``ServiceProxy`` and
+gateway, which the apiserver dials; probes may reach the pod's IP, loopback and the pod network
+only, through ``machinery.netguard``), and in the network-agent role the ``ServiceProxy`` and
 (``run_dns``) ``ClusterDNS``. ``kubelab up`` gives both roles to one node only: the nodes of a
-laptop cluster share the host's netfilter.
+laptop cluster share the host's netfilter. With ``--hollow`` the group serves the hollow nodes'
+kubelet endpoints itself, on their loopback addresses (``kubelet.hollow_endpoints``).
 """
 
 from __future__ import annotations
