@@ -5,6 +5,13 @@ never blocks and never raises: writes go through one background task (named, gua
 The same (object, type, reason, message) seen again within 10 minutes bumps ``count`` and
 ``lastTimestamp`` of the Event already written instead of creating another (client-go's event
 correlator, without its spam filter). :meth:`EventRecorder.flush` waits for pending writes.
+
+An apiserver that is away (restarting, unreachable) does not lose events and does not stop the
+recorder: a write that fails for want of the server (:class:`ServiceUnavailableError`, or any
+error that is not an answer of the server) is retried every ``retry_delay`` seconds, up to
+``max_tries`` attempts (client-go's ``recordToSink``: 12 tries, 10 s apart), in order; an answer
+that rejects the Event is logged and the Event dropped. The writer task is restarted by the next
+:meth:`EventRecorder.event` should it ever end.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from machinery.client.rest import ApiClient
-from machinery.errors import NotFoundError
+from machinery.errors import ApiError, NotFoundError, ServiceUnavailableError
 from machinery.meta import now_rfc3339
 from machinery.resources import EVENTS
 
@@ -29,6 +36,8 @@ log = logging.getLogger(__name__)
 _CORRELATION_WINDOW = 600.0  # seconds: repeats within it are counted, not recreated
 _MAX_PENDING = 1000
 _MAX_REMEMBERED = 4096
+_MAX_TRIES = 12
+_RETRY_DELAY = 10.0
 
 _Key = tuple[str, str, str, str, str, str, str]
 
@@ -54,10 +63,13 @@ class EventRecorder:
     """Fire-and-forget Event writer for one component (``source.component``) on one host."""
 
     def __init__(self, client: ApiClient, *, component: str, host: str = "",
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, max_tries: int = _MAX_TRIES,
+                 retry_delay: float = _RETRY_DELAY) -> None:
         self.client = client
         self.component = component
         self.host = host
+        self.max_tries = max(1, max_tries)
+        self.retry_delay = retry_delay
         self._clock = clock
         self._pending: asyncio.Queue[tuple[dict[str, Any], str, str, str]] | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -97,15 +109,27 @@ class EventRecorder:
         while True:
             obj, type_, reason, message = await pending.get()
             try:
+                await self._record(obj, type_, reason, message)
+            finally:
+                pending.task_done()
+
+    async def _record(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """Write one Event, retrying while the apiserver cannot be reached; never raises."""
+        for attempt in range(1, self.max_tries + 1):
+            try:
                 await self._write(obj, type_, reason, message)
+                return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                retry = attempt < self.max_tries and _unreachable(exc)
                 ref = involved_object(obj)
-                log.warning("events %s: could not record %s on %s/%s: %s", self.component, reason,
-                            ref.get("namespace", ""), ref.get("name", ""), exc)
-            finally:
-                pending.task_done()
+                log.warning("events %s: could not record %s on %s/%s (try %d/%d)%s: %s", self.component, reason,
+                            ref.get("namespace", ""), ref.get("name", ""), attempt, self.max_tries,
+                            ", retrying" if retry else "", exc)
+                if not retry:
+                    return
+            await asyncio.sleep(self.retry_delay)
 
     async def _write(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
         ref = involved_object(obj)
@@ -138,3 +162,8 @@ class EventRecorder:
             oldest = min(self._seen, key=lambda k: self._seen[k].last)
             del self._seen[oldest]
         self._seen[key] = _Seen(name, namespace, 1, self._clock())
+
+
+def _unreachable(exc: Exception) -> bool:
+    """Whether a failed write may succeed later: the server did not answer (or answered 503)."""
+    return isinstance(exc, ServiceUnavailableError) or not isinstance(exc, ApiError)

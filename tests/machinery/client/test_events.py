@@ -88,8 +88,9 @@ async def test_cluster_scoped_object_events_go_to_default(client: ApiClient) -> 
 
 async def test_failed_writes_are_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
     async with ApiClient("http://127.0.0.1:1", timeout=1) as unreachable:
-        recorder = EventRecorder(unreachable, component="x")
+        recorder = EventRecorder(unreachable, component="x", max_tries=3, retry_delay=0.01)
         recorder.event(pod("p"), "Normal", "R", "m")
         await recorder.flush()
         await recorder.close()
     assert "could not record R" in caplog.text
+    assert "(try 3/3)" in caplog.text, "an unreachable apiserver is retried, then the event dropped"
