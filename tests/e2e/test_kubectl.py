@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -159,20 +160,45 @@ def test_get_watch_shows_events(kube: KubectlCluster) -> None:
     ns = kube.namespace("watch")
     cmd = [str(Path("/usr/bin/kubectl")), "get", "cm", "-n", ns, "-w", "--output-watch-events",
            f"--cache-dir={kube.workdir / 'watch-cache'}"]
+    # kubectl lists, prints, then watches from the list's resourceVersion: once the marker's row is
+    # printed, every later write reaches the watch.
+    kube.run("create", "cm", "marker", "-n", ns)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={"KUBECONFIG": str(kube.server.kubeconfig), "PATH": "/usr/bin:/bin"})
+    lines: list[str] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, name="kubectl-watch-reader", daemon=True)
+    reader.start()
+
+    def w_events() -> list[str]:
+        return [r[0] for r in (line.split() for line in list(lines)) if len(r) > 1 and r[1] == "w"]
+
     try:
-        time.sleep(1.5)
+        wait_until(lambda: any(len(r) > 1 and r[1] == "marker" for r in (line.split() for line in list(lines))),
+                   what="the initial listing")
         kube.run("create", "cm", "w", "-n", ns)
         kube.run("label", "cm", "w", "x=y", "-n", ns)
         kube.run("delete", "cm", "w", "-n", ns)
-        time.sleep(1.0)
+        wait_until(lambda: len(w_events()) >= 3, what="three watch events of cm/w")
     finally:
         proc.terminate()
-        out, _ = proc.communicate(timeout=10)
-    rows = [line.split() for line in out.splitlines() if line.strip()]
+        proc.wait(timeout=10)
+        reader.join(timeout=10)
+    rows = [line.split() for line in lines if line.strip()]
     assert rows[0][:2] == ["EVENT", "NAME"]
-    assert [r[0] for r in rows[1:] if r[1] == "w"] == ["ADDED", "MODIFIED", "DELETED"]
+    assert w_events() == ["ADDED", "MODIFIED", "DELETED"]
+
+
+def wait_until(predicate: Callable[[], bool], *, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
 
 
 def test_describe_deployment(kube: KubectlCluster) -> None:
