@@ -172,7 +172,7 @@ async def test_foreground_deletion_keeps_owner_until_dependents_are_gone(tmp_pat
         async def pod_terminating() -> bool:
             return bool((await client.get(PODS, "web-1", namespace=NS))["metadata"].get("deletionTimestamp"))
         await eventually(pod_terminating)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # a window for a wrong early removal of the finalizer to show
         owner = await client.get(REPLICASETS, "web", namespace=NS)
         assert owner["metadata"]["finalizers"] == ["foregroundDeletion"]
         await client.delete(PODS, "web-1", namespace=NS, grace_period_seconds=0)  # the kubelet's confirmation

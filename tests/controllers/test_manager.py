@@ -46,7 +46,7 @@ async def test_only_the_leader_acts_and_failover(tmp_path: Path) -> None:
             async def three() -> bool:
                 return len(await pods(client, "app=web")) == 3
             await eventually(three)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # a window for a second leader or extra pods to show
             assert one.leading.is_set() and not two.leading.is_set()
             assert len(await pods(client, "app=web", active=False)) == 3
             lease = await client.get(LEASES, "kube-controller-manager", namespace="kube-system")

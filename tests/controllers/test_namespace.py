@@ -71,7 +71,7 @@ async def test_namespace_waits_for_terminating_pods(tmp_path: Path) -> None:
             pod = await client.get(PODS, "p", namespace=NS)
             return bool(pod["metadata"].get("deletionTimestamp"))
         await eventually(pod_terminating)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # a window for a wrong early namespace removal to show
         assert not await _namespace_gone(client)
         await client.delete(PODS, "p", namespace=NS, grace_period_seconds=0)  # the kubelet's confirmation
         await eventually(lambda: _namespace_gone(client))

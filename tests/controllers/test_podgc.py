@@ -76,13 +76,13 @@ async def test_pods_of_a_deleted_node_are_removed(tmp_path: Path) -> None:
         await client.delete(PODS, "on-a", namespace=NS)  # terminating: stuck without a kubelet
         await client.delete(NODES, "node-a")
         await eventually(lambda: _gone(client, "on-a"))
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # a window for a wrong removal of the pod on the live node to show
         assert not await _gone(client, "on-b")
 
 
 async def test_pod_bound_to_a_node_that_never_existed_is_removed_after_quarantine(tmp_path: Path) -> None:
     async with running(tmp_path) as client:
         await _bound_pod(client, "lost", "no-such-node")
-        await asyncio.sleep(0.15)
+        await asyncio.sleep(0.15)  # inside the quarantine: the pod must still be there
         assert not await _gone(client, "lost")
         await eventually(lambda: _gone(client, "lost"))
