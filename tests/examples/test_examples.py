@@ -4,6 +4,10 @@
   apiserver (:func:`tests.apiserver.conftest.embedded_api`): validation and defaulting run, nothing
   is stored (checked);
 * every container image the manifests name is one kubelab builds (no registry is reachable);
+* every Deployment rolls out without dropping requests: each serving container has a readiness
+  probe and a ``preStop`` pause shorter than the grace period, and the oldest supported kubectl
+  (1.27) applies every manifest to a real apiserver (``kubectl``);
+* the shop's programs stop promptly and cleanly on SIGTERM (as PID 1 they would ignore it);
 * the three shop services run on 127.0.0.1 (threads, ephemeral ports) and an order goes through
   product and payment;
 * with Docker (``docker``, ``slow``): ``examples/shop/build.py`` builds the images and the order
@@ -16,6 +20,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -33,6 +41,7 @@ import pytest
 import yaml
 
 from kubelab.images import IMAGES
+from kubelab.testing import kubectl, start_apiserver
 from tests.apiserver.conftest import embedded_api
 from tests.docker_daemon import TEST_LABEL
 
@@ -103,6 +112,48 @@ def test_manifest_images_are_built_locally(path: Path) -> None:
     assert not any(image.endswith(":latest") for image in images)
 
 
+def _pod_templates(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    return [(f"{doc['kind']}/{doc['metadata']['name']}", doc["spec"]["template"]["spec"])
+            for doc in _documents(path) if doc["kind"] in ("Deployment", "StatefulSet", "DaemonSet")]
+
+
+def _pre_stop_seconds(hook: dict[str, Any]) -> int:
+    """How long a preStop hook holds the container before SIGTERM: ``sleep: {seconds}`` or ``sleep N``."""
+    if "sleep" in hook:
+        return int(hook["sleep"]["seconds"])
+    command = [str(part) for part in hook["exec"]["command"]]
+    assert command[0] == "sleep", f"preStop should be a plain sleep, not {command}"
+    return int(command[1])
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.relative_to(EXAMPLES).as_posix()) for p in MANIFESTS])
+def test_workloads_are_ready_to_roll_without_dropping_requests(path: Path) -> None:
+    """Readiness gates the endpoints of new pods; preStop keeps old ones serving while they leave."""
+    templates = _pod_templates(path)
+    assert templates, f"{path} has no workload"
+    for name, spec in templates:
+        grace = int(spec.get("terminationGracePeriodSeconds", 30))
+        for container in spec["containers"]:
+            if not container.get("ports"):
+                continue
+            where = f"{name}, container {container['name']}"
+            assert container.get("readinessProbe"), f"{where}: no readinessProbe"
+            hook = (container.get("lifecycle") or {}).get("preStop")
+            assert hook, f"{where}: no preStop hook"
+            assert 3 <= _pre_stop_seconds(hook) < grace, f"{where}: preStop must pause a few seconds, within {grace}s"
+
+
+@pytest.mark.kubectl
+def test_oldest_supported_kubectl_applies_every_manifest(tmp_path: Path) -> None:
+    with start_apiserver(tmp_path / "api", store="sqlite") as server:
+        for path in MANIFESTS:
+            result = kubectl("apply", "-f", str(path), kubeconfig=server.kubeconfig, version="1.27", check=False)
+            assert result.returncode == 0, f"{path}: {result.stderr}"
+        hooks = kubectl("get", "deployments", "-A", "-o", "jsonpath={..lifecycle.preStop}",
+                        kubeconfig=server.kubeconfig).stdout
+    assert hooks.count("sleep") == len([c for p in MANIFESTS for _, s in _pod_templates(p) for c in s["containers"]])
+
+
 # -- the shop's programs ----------------------------------------------------------------------------
 
 
@@ -161,6 +212,25 @@ def test_shop_payment_approves_with_an_id(shop: dict[str, str]) -> None:
     status, body = _get(shop["payment"] + "/pay", {"amount": 500})
     assert (status, body["status"], body["amount"]) == (200, "approved", 500)
     assert len(body["id"]) == 12
+
+
+@pytest.mark.parametrize("service", ["product", "payment", "order"])
+def test_shop_service_stops_cleanly_on_sigterm(service: str) -> None:
+    env = {**os.environ, "PORT": "0", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, str(SHOP / service / "main.py")], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert "listening on" in first, first
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, output
+    assert f"{service}: stopped" in output
 
 
 # -- the shop's images on Docker ---------------------------------------------------------------------

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
+import threading
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -93,12 +95,25 @@ def make_server(host: str = "0.0.0.0", port: int = 8080, *, product_url: str = "
     return ThreadingHTTPServer((host, port), handler)
 
 
+def serve_until_terminated(server: ThreadingHTTPServer) -> None:
+    """Serve until SIGTERM, then stop accepting, finish the requests in flight and return.
+
+    As PID 1 of its container the process would otherwise ignore SIGTERM (the kernel gives PID 1 no
+    default handler) and be killed only when the pod's grace period runs out.
+    """
+    server.daemon_threads = False  # server_close() then waits for the requests in flight
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    print(f"order: listening on :{server.server_address[1]}", flush=True)
+    server.serve_forever()
+    server.server_close()
+    print("order: stopped", flush=True)
+
+
 def main() -> None:
     server = make_server(port=int(os.environ.get("PORT", "8080")),
                          product_url=os.environ.get("PRODUCT_URL", "http://product:8080"),
                          payment_url=os.environ.get("PAYMENT_URL", "http://payment:8080"))
-    print(f"order: listening on :{server.server_address[1]}", flush=True)
-    server.serve_forever()
+    serve_until_terminated(server)
 
 
 if __name__ == "__main__":
