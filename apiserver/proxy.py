@@ -30,12 +30,13 @@ from pathlib import Path
 from urllib.parse import quote
 
 import aiohttp
+import orjson
 from aiohttp import WSMsgType, web
 from cryptography import x509
 
 from apiserver.context import ApiContext
 from apiserver.routing import RequestTarget
-from machinery.errors import ApiError, BadRequestError, NotFoundError, ServiceUnavailableError
+from machinery.errors import ApiError, BadRequestError, NotFoundError, ServiceUnavailableError, error_from_status
 from machinery.netguard import check_destination, guarded_connector
 from machinery.pki import ClusterPki, identity_from_certificate, write_private_file
 from machinery.resources import lookup
@@ -48,6 +49,7 @@ __all__ = [
     "kubelet_client_ssl_context",
     "pod_exec",
     "pod_log",
+    "pod_unsupported",
 ]
 
 log = logging.getLogger(__name__)
@@ -177,6 +179,42 @@ async def pod_log(request: web.Request, ctx: ApiContext, target: RequestTarget) 
             with contextlib.suppress(ConnectionError):
                 await response.write_eof()
             return response
+
+
+async def pod_unsupported(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.StreamResponse:
+    """``pods/attach`` and ``pods/portforward`` are not served: the pod's kubelet says why (a
+    hollow node: its pods run no processes), else a 400 naming what is served."""
+    assert target.name is not None and target.namespace is not None
+    sub = str(target.subresource)
+    fallback = BadRequestError(f"pods/{sub} is not supported by this apiserver (kubelab serves pods/log and "
+                               "pods/exec only)")
+    if sub == "attach":
+        namespace, pod, container, node = await _pod_and_container(ctx, target, request)
+        path = _kubelet_path("attach", namespace, pod, container)
+    else:
+        obj = await ctx.registry(target.resource).get(target.namespace, target.name)
+        node = str((obj.get("spec") or {}).get("nodeName") or "")
+        if not node:
+            raise fallback
+        path = f"/portForward/{quote(target.namespace, safe='')}/{quote(target.name, safe='')}"
+    url = await _kubelet_base(ctx, node) + path
+    ssl_context = await asyncio.to_thread(kubelet_client_ssl_context, ctx.settings.pki_dir)
+    timeout = aiohttp.ClientTimeout(total=_CONNECT_TIMEOUT * 3, sock_connect=_CONNECT_TIMEOUT)
+    connector = guarded_connector(ctx.settings.dial_networks, ssl=ssl_context)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        try:
+            async with session.get(url) as upstream:
+                body = await upstream.read()
+                code = upstream.status
+        except (TimeoutError, aiohttp.ClientError, OSError) as err:
+            raise ServiceUnavailableError(f"cannot reach the kubelet on node {node}: {err}") from err
+    try:
+        status = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise fallback from None
+    if code == 400 and isinstance(status, dict) and status.get("message"):
+        raise error_from_status(status, http_code=code)
+    raise fallback
 
 
 def _offered_protocols(request: web.Request) -> list[str]:

@@ -1,6 +1,7 @@
 """Subresources other than ``status``: ``scale``, ``pods/binding``, ``pods/eviction``,
 ``namespaces/finalize``; ``pods/log`` and ``pods/exec`` are relayed to the kubelet by
-``apiserver.proxy``; ``portforward`` and ``attach`` answer a clear 400 (not supported).
+``apiserver.proxy``; ``portforward`` and ``attach`` are not served: a 400 Status from the pod's
+kubelet saying why (hollow pods run no processes), or naming what is served.
 """
 
 from __future__ import annotations
@@ -43,9 +44,9 @@ async def handle(request: web.Request, ctx: ApiContext, target: RequestTarget) -
     if sub == "exec" and method in ("GET", "POST"):
         request[VERB] = "create"
         return await proxy.pod_exec(request, ctx, target)
-    if sub in ("portforward", "attach"):
-        raise BadRequestError(f"pods/{sub} is not supported by this apiserver (kubelab serves pods/log and "
-                              "pods/exec only)")
+    if sub in ("portforward", "attach") and method in ("GET", "POST"):
+        request[VERB] = "create"
+        return await proxy.pod_unsupported(request, ctx, target)
     raise MethodNotAllowedError(f"the server does not allow this method on the requested resource ({method})")
 
 

@@ -86,6 +86,7 @@ RESOURCES: tuple[ResourceInfo, ...] = (
                      SubresourceInfo("binding", "Binding", ("create",)),
                      SubresourceInfo("eviction", "Eviction", ("create",), "policy", "v1"),
                      SubresourceInfo("log", "Pod", ("get",)),
+                     SubresourceInfo("attach", "PodAttachOptions", ("create", "get")),
                      SubresourceInfo("exec", "PodExecOptions", ("create", "get")),
                      SubresourceInfo("portforward", "PodPortForwardOptions", ("create", "get")),
                  )),

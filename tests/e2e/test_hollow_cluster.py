@@ -382,9 +382,11 @@ def test_kubectl_logs_and_exec_on_a_hollow_pod(cluster: Cluster) -> None:
     assert "(simulated: no process runs)" in logs
     stamped = c.run("logs", "-n", ns, "talker", "--tail=1", "--timestamps").stdout
     assert stamped.split(" ", 1)[1] == logs.splitlines()[-1] + "\n"
-    executed = c.run("exec", "-n", ns, "talker", "--", "sh", "-c", "echo hi", check=False)
-    assert executed.returncode != 0
-    assert "run no processes" in executed.stderr, executed.stderr
+    for verb in (["exec", "-n", ns, "talker", "--", "sh", "-c", "echo hi"], ["attach", "-n", ns, "talker"],
+                 ["port-forward", "-n", ns, "pod/talker", ":80"]):
+        refused = c.run(*verb, check=False, timeout=60)
+        assert refused.returncode != 0
+        assert "pods of hollow node" in refused.stderr and "run no processes" in refused.stderr, refused.stderr
 
 
 def test_the_apiserver_refuses_kubelets_outside_its_networks(tmp_path: Path) -> None:

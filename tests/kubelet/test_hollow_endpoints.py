@@ -164,6 +164,18 @@ async def test_attach_and_port_forward_answer_a_bad_request_status(hollow: Hollo
     assert "pods of hollow node hollow-node-2 run no processes" in status["message"]
 
 
+@pytest.mark.parametrize(("subresource", "what"), [
+    pytest.param("attach?container=app&stdout=true", "attach", id="attach"),
+    pytest.param("portforward?ports=80", "port-forward", id="port-forward"),
+])
+async def test_attach_and_port_forward_through_the_apiserver(hollow: Hollow, subresource: str, what: str) -> None:
+    await hollow.run_pod("quiet")
+    code, body = await hollow.api.request("POST", f"/api/v1/namespaces/default/pods/quiet/{subresource}")
+    assert (code, body["reason"]) == (400, "BadRequest"), body
+    assert body["message"] == (f"cannot {what} pod default/quiet: pods of hollow node hollow-node-2 run no "
+                               "processes (their containers are simulated)")
+
+
 async def test_a_pod_of_another_node_is_not_found(hollow: Hollow) -> None:
     await hollow.run_pod("elsewhere", node="hollow-node-1")
     node = await hollow.client.get(NODES, "hollow-node-3")
