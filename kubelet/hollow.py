@@ -101,7 +101,7 @@ class KubeletGroup:
         self.endpoints: HollowEndpoints | None = None
         names = settings.node_names
         selector = f"spec.nodeName={names[0]}" if len(names) == 1 else ""
-        self.informer = SharedInformer(client, PODS, field_selector=selector)
+        self.informer = SharedInformer(client, PODS, field_selector=selector, resync_seconds=settings.sync_frequency)
         self.informer.add_handler(on_add=self._on_pod, on_update=lambda _old, new: self._on_pod(new),
                                   on_delete=self._on_pod_deleted)
         for index, name in enumerate(names):

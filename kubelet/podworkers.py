@@ -10,7 +10,13 @@ resync). Guarantees, as the kubelet's ``podWorkers``:
 * a task exists only while a pod has work, so idle pods on a thousand hollow nodes cost a dict
   entry, not a coroutine;
 * at most ``concurrency`` syncs run at once across all pods (bounded writes to the apiserver);
-* a failing sync is logged and retried with per-key exponential backoff, never lost.
+* a failing sync (an apiserver that is away, a status write that did not land) is retried with
+  per-key exponential backoff (``retry_base`` doubling to ``retry_max``) until it succeeds,
+  never dropped; its log stays bounded: a traceback for the first :data:`TRACEBACK_FAILURES`
+  failures of a key, then one line per retry.
+
+The periodic resync (``KubeletSettings.sync_frequency``) comes from the group's pod informer,
+whose resync hands every pod to :meth:`PodWorkers.update` again.
 """
 
 from __future__ import annotations
@@ -19,9 +25,12 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-__all__ = ["PodWorkers"]
+__all__ = ["TRACEBACK_FAILURES", "PodWorkers"]
 
 log = logging.getLogger(__name__)
+
+TRACEBACK_FAILURES = 3
+"""Failures of one key logged with a traceback; later ones are one line each."""
 
 
 class PodWorkers:
@@ -73,6 +82,10 @@ class PodWorkers:
     def busy(self, key: str) -> bool:
         return key in self._tasks
 
+    def scheduled(self, key: str) -> bool:
+        """Whether a timer (retry, back-off, requeue) will sync ``key`` later."""
+        return key in self._timers
+
     def __len__(self) -> int:
         return len(self._tasks)
 
@@ -85,11 +98,15 @@ class PodWorkers:
                         await self._sync(key)
                     except asyncio.CancelledError:
                         raise
-                    except Exception:
+                    except Exception as exc:
                         failures = self._failures.get(key, 0) + 1
                         self._failures[key] = failures
-                        delay = min(self._retry_base * 2 ** (failures - 1), self._retry_max)
-                        log.exception("sync of pod %s failed (retry %d in %.1fs)", key, failures, delay)
+                        delay = min(self._retry_base * 2 ** min(failures - 1, 64), self._retry_max)
+                        if failures <= TRACEBACK_FAILURES:
+                            log.exception("sync of pod %s failed (retry %d in %.1fs)", key, failures, delay)
+                        else:
+                            log.warning("sync of pod %s failed (retry %d in %.1fs): %s: %s", key, failures, delay,
+                                        type(exc).__name__, exc)
                         self.update_after(key, delay)
                     else:
                         self._failures.pop(key, None)

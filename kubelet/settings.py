@@ -72,6 +72,11 @@ class KubeletSettings:
     node_status_report_frequency: float = 60.0
     """A node status is posted at least this often even when nothing changed (Kubernetes: 1 min)."""
 
+    sync_frequency: float = 60.0
+    """Every pod of the process is synced again this often even when nothing was reported about it
+    (Kubernetes' ``syncFrequency``: 1 min), so a missed event or a lost status write is repaired;
+    labs and tests may shorten it. 0 turns the periodic resync off."""
+
     crash_loop_base_delay: float = 10.0
     """First CrashLoopBackOff delay; doubles per restart."""
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from kubelet.podworkers import PodWorkers
+from kubelet.podworkers import TRACEBACK_FAILURES, PodWorkers
 from kubelet.settings import KubeletSettings, parse_labels, parse_taint
 from kubelet.sync import CrashLoopBackoff, should_restart
+from machinery.client.rest import ApiClient
+from machinery.resources import PODS
+from tests.kubelet.conftest import GroupFactory, eventually
 
 
 async def test_one_sync_at_a_time_per_key_and_updates_coalesce() -> None:
@@ -132,3 +136,67 @@ def test_parse_labels_and_node_names() -> None:
     kc = Path("/k")
     assert KubeletSettings(kubeconfig=kc, node_name="n").node_names == ["n"]
     assert KubeletSettings(kubeconfig=kc, node_name="h", hollow=True, count=3).node_names == ["h-1", "h-2", "h-3"]
+
+
+async def test_a_failing_sync_is_retried_until_it_succeeds_with_bounded_logs(
+        caplog: pytest.LogCaptureFixture) -> None:
+    calls = 0
+    synced = asyncio.Event()
+
+    async def sync(key: str) -> None:
+        nonlocal calls
+        calls += 1
+        if calls <= 12:
+            raise ConnectionError("apiserver away")
+        synced.set()
+
+    workers = PodWorkers(sync, retry_base=0.001, retry_max=0.005)
+    workers.update("ns/p")
+    await asyncio.wait_for(synced.wait(), 30)
+    await workers.close()
+    records = [r for r in caplog.records if r.name == "kubelet.podworkers"]
+    assert len(records) == 12
+    assert sum(r.exc_info is not None for r in records) == TRACEBACK_FAILURES, "tracebacks for the first only"
+
+
+def pod_on(node: str, name: str = "web") -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"nodeName": node, "containers": [{"name": "app", "image": "busybox"}]}}
+
+
+async def restart_count(client: ApiClient, name: str) -> int:
+    status = (await client.get(PODS, name, namespace="default")).get("status") or {}
+    return int(((status.get("containerStatuses") or [{}])[0]).get("restartCount", 0))
+
+
+async def test_periodic_resync_repairs_what_no_event_reported(client: ApiClient, start_group: GroupFactory) -> None:
+    """A container that exits while its runtime event is lost is restarted by the next resync."""
+    group = await start_group(sync_frequency=0.3)
+    await client.create(PODS, pod_on("node-a"))
+
+    async def running() -> bool:
+        pod = await client.get(PODS, "web", namespace="default")
+        return (pod.get("status") or {}).get("phase") == "Running"
+    await eventually(running, timeout=30)
+
+    async def settled() -> bool:
+        """The kubelet has seen its own last status write and has nothing left to do."""
+        api_rv = (await client.get(PODS, "web", namespace="default"))["metadata"]["resourceVersion"]
+        cached = group.informer.store.get("default/web")
+        return (cached is not None and cached["metadata"]["resourceVersion"] == api_rv and len(group.workers) == 0
+                and not group.workers.scheduled("default/web"))
+    await eventually(settled, timeout=30)
+    runtime = group.nodes["node-a"].runtime
+    pod = await client.get(PODS, "web", namespace="default")
+    [container] = await runtime.list_containers(pod["metadata"]["uid"])
+    runtime.set_event_handler(lambda _event: None)  # the exit below is never reported
+    await runtime.stop_container(container.id, timeout=0)
+    assert await eventually(lambda: _restarted(client), timeout=30)
+
+
+async def _restarted(client: ApiClient) -> bool:
+    return await restart_count(client, "web") >= 1
+
+
+def test_sync_frequency_defaults_to_kubernetes() -> None:
+    assert KubeletSettings(kubeconfig=Path("kubeconfig"), node_name="n").sync_frequency == 60.0

@@ -1,14 +1,23 @@
-"""Pod status computation (pure): phases, container states, conditions, QoS."""
+"""Pod status computation (pure): phases, container states, conditions, QoS; and status writes
+that fail are retried until they land."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kubelet.hollow import KubeletGroup
 from kubelet.runtime.interface import ContainerKind, ContainerState, ContainerStatus, SandboxState, SandboxStatus
+from kubelet.settings import KubeletSettings
 from kubelet.status import Waiting, compute_pod_status, qos_class
+from machinery.client.rest import ApiClient
+from machinery.errors import ServiceUnavailableError
+from machinery.resources import PODS, ResourceInfo
+from tests.apiserver.conftest import embedded_api
+from tests.kubelet.conftest import eventually
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 SANDBOX = SandboxStatus(pod_uid="u", id="s", state=SandboxState.READY, ip="10.0.0.2", created_at=T0)
@@ -131,3 +140,43 @@ def test_transition_time_kept_while_status_unchanged() -> None:
 )
 def test_qos_class(resources: dict[str, Any], expected: str) -> None:
     assert qos_class({"spec": {"containers": [{"name": "a", "resources": resources}]}}) == expected
+
+
+class StatusWritesFail(ApiClient):
+    """An apiserver that is away for the first ``failures`` pod status writes."""
+
+    failures = 4
+    attempts = 0
+
+    async def patch(self, resource: ResourceInfo, name: str, patch: Any, *, namespace: str | None = None,
+                    patch_type: str = "merge", subresource: str = "", field_manager: str = "",
+                    force: bool = False) -> dict[str, Any]:
+        if resource == PODS and subresource == "status":
+            self.attempts += 1
+            if self.attempts <= self.failures:
+                raise ServiceUnavailableError("the apiserver is restarting")
+        return await super().patch(resource, name, patch, namespace=namespace, patch_type=patch_type,
+                                   subresource=subresource, field_manager=field_manager, force=force)
+
+
+async def test_failed_status_writes_are_retried_until_they_land(tmp_path: Path) -> None:
+    async with embedded_api(tmp_path) as api:
+        client = StatusWritesFail.from_kubeconfig(api.settings.kubeconfig_path)
+        assert isinstance(client, StatusWritesFail)
+        group = KubeletGroup(client, KubeletSettings(kubeconfig=tmp_path / "kubeconfig", node_name="node-a",
+                                                     fake_start_delay=0.05, sync_frequency=0))
+        try:
+            await group.start()
+            await client.create(PODS, {"apiVersion": "v1", "kind": "Pod",
+                                       "metadata": {"name": "web", "namespace": "default"},
+                                       "spec": {"nodeName": "node-a",
+                                                "containers": [{"name": "app", "image": "busybox"}]}})
+
+            async def running() -> bool:
+                status = (await client.get(PODS, "web", namespace="default")).get("status") or {}
+                return status.get("phase") == "Running" and bool(status.get("podIP"))
+            await eventually(running, timeout=60)
+            assert client.attempts > client.failures
+        finally:
+            await group.stop()
+            await client.close()
