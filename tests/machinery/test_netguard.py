@@ -30,6 +30,7 @@ from machinery.netguard import (
     install_connect_audit,
     open_connection,
 )
+from tests.netaudit import NetAudit, process_audit
 
 CLUSTER = AllowedNetworks.of(["10.244.0.0/16", "10.96.0.0/12"])
 _TRIPWIRE: list[ConnectAudit] = []
@@ -195,3 +196,24 @@ def test_kubelab_processes_audit_from_the_environment(tmp_path: Path) -> None:
     assert result.stdout.strip().endswith("refused")
     lines = record.read_text().splitlines()
     assert len(lines) == 1 and "('10.0.0.1', 9)" in lines[0]
+
+
+def test_the_suite_audit_fails_a_test_that_dialled_outside(tmp_path: Path) -> None:
+    """tests.netaudit: a violation in this process or in a spawned kubelab process fails the test."""
+    audit = process_audit()
+    was_active, before = audit.active, list(audit.violations)
+    record = tmp_path / "violations.log"
+    audit.active = True
+    try:
+        NetAudit(audit, record).check()  # clean so far
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, pytest.raises(PermissionError):
+            sock.connect(("10.0.0.1", 9))
+        with pytest.raises(pytest.fail.Exception, match=r"10\.0\.0\.1"):
+            NetAudit(audit, record).check()
+        audit.violations[:] = before
+        record.write_text("socket.connect ('192.168.0.9', 53) in pid 1: refused\n")
+        with pytest.raises(pytest.fail.Exception, match=r"192\.168\.0\.9"):
+            NetAudit(audit, record).check()
+    finally:
+        audit.active = was_active
+        audit.violations[:] = before
