@@ -6,6 +6,8 @@ service proxy, while the Deployment is rolled ten times; every one of them must 
 ``preStop`` pause is what makes this hold: without it a terminating nginx stops listening while the
 proxy still sends it new connections (the lab's README, part 4, tells the story).
 
+The nginx containers stop with the image's STOPSIGNAL, SIGQUIT (nginx's graceful shutdown).
+
 Only this module's own cluster and its containers are touched.
 """
 
@@ -88,3 +90,11 @@ def test_ten_rolling_updates_under_load_drop_no_request(cluster: DockerCluster) 
     deployment = cluster.json("get", "deployment", "web")
     assert deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == str(ROLLOUTS + 1)
     assert deployment["status"].get("updatedReplicas") == deployment["status"].get("readyReplicas") == 3
+
+
+def test_nginx_is_stopped_with_its_graceful_signal(cluster: DockerCluster) -> None:
+    """The image's STOPSIGNAL (SIGQUIT: finish the requests in flight) reaches the pod's container."""
+    containers = cluster.containers(**{"io.kubernetes.container.name": "nginx"})
+    assert containers
+    signals = {c.attrs["Config"].get("StopSignal") for c in containers}
+    assert signals == {"SIGQUIT"}, f"{signals}: rebuild the image (kubelab image build --force nginx)"
