@@ -249,7 +249,8 @@ async def test_resumed_watches_see_every_change_in_storage_order_across_sigkills
     else:
         history = await etcd_history(cluster, prefix, int(start), until)
     assert history[-1] == (until, "ADDED", "the-end")
-    assert len(history) > acknowledged // 2 > RESTARTS * EVENTS_BETWEEN_RESTARTS // 2
+    assert len(history) >= acknowledged > 0  # every acknowledged write is in the log (some replies were lost)
+    assert len(history) > RESTARTS * EVENTS_BETWEEN_RESTARTS
     for name, watched in (("machinery", ours), ("python client", theirs)):
         assert watched.resumes >= RESTARTS, f"{name}: the stream was never broken ({watched.resumes} resumes)"
         seen = [change for change in watched.changes if change[0] <= until]
