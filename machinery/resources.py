@@ -97,13 +97,23 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo("", "v1", "Node", "nodes", "node", False, ("no",), subresources=(_status("Node"),)),
     ResourceInfo("", "v1", "ConfigMap", "configmaps", "configmap", True, ("cm",)),
     ResourceInfo("", "v1", "Secret", "secrets", "secret", True),
-    ResourceInfo("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ("sa",)),
+    ResourceInfo("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ("sa",),
+                 subresources=(SubresourceInfo("token", "TokenRequest", ("create",), "authentication.k8s.io", "v1"),)),
     ResourceInfo("", "v1", "Event", "events", "event", True, ("ev",)),
     ResourceInfo("apps", "v1", "Deployment", "deployments", "deployment", True, ("deploy",), ("all",),
                  subresources=(_scale(), _status("Deployment", "apps"))),
     ResourceInfo("apps", "v1", "ReplicaSet", "replicasets", "replicaset", True, ("rs",), ("all",),
                  subresources=(_scale(), _status("ReplicaSet", "apps"))),
     ResourceInfo("coordination.k8s.io", "v1", "Lease", "leases", "lease", True),
+    # Create-only reviews, answered by a handler and never stored (apiserver.virtual).
+    ResourceInfo("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", "tokenreview", False,
+                 verbs=("create",)),
+    ResourceInfo("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview",
+                 False, verbs=("create",)),
+    ResourceInfo("authentication.k8s.io", "v1beta1", "SelfSubjectReview", "selfsubjectreviews",
+                 "selfsubjectreview", False, verbs=("create",)),
+    ResourceInfo("authentication.k8s.io", "v1alpha1", "SelfSubjectReview", "selfsubjectreviews",
+                 "selfsubjectreview", False, verbs=("create",)),
 )
 
 _BY_PATH: dict[tuple[str, str, str], ResourceInfo] = {(r.group, r.version, r.plural): r for r in RESOURCES}
