@@ -1,5 +1,11 @@
 """The aiohttp application: middlewares (errors -> Status, authentication, metrics) and routes.
 
+Every request is authenticated (:mod:`apiserver.authn`), then impersonation headers are applied
+(:mod:`apiserver.impersonation`, asking the :mod:`apiserver.authz` authoriser); the resulting user
+is left on the request (``authn.USER``). Virtual resources (the reviews, TokenRequest) are routed
+to their handlers (:mod:`apiserver.virtual`) ahead of the stored resources. The service-account
+issuer's OpenID discovery document and JWKS are served as kube-apiserver serves them.
+
 ``make_app`` builds an app around an :class:`ApiContext`; ``server.py`` owns its lifecycle.
 Every failure leaves as a Kubernetes ``Status``: our own ``ApiError``s, aiohttp's HTTP
 exceptions (413 for oversized bodies, 405, 404) and any unexpected exception (500, logged) --
@@ -12,21 +18,27 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
-from apiserver import discovery, openapi, openapi_v2
-from apiserver.authn import authenticate
+from apiserver import discovery, openapi, openapi_v2, reviews, tokenrequest, virtual
+from apiserver.authn import AUTHENTICATOR, USER, Authenticator
+from apiserver.authz import AUTHORIZER, AlwaysAllow
 from apiserver.context import CONTEXT, ApiContext
 from apiserver.handlers import handle_resource
+from apiserver.impersonation import impersonated
 from apiserver.requests import RESOURCE, SUBRESOURCE, VERB, json_response, page_not_found, status_response
 from apiserver.routing import PageNotFound, route_not_found, served_group, under_served_api
+from apiserver.tokens import ServiceAccountTokens
 from machinery.errors import (
     ApiError,
     MethodNotAllowedError,
     NotFoundError,
     RequestEntityTooLargeError,
 )
+from machinery.pki import ClusterPki
+from machinery.resources import ResourceInfo
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +63,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     start = time.perf_counter()
     code = 500
     try:
-        authenticate(request)
+        user = await request.app[AUTHENTICATOR].authenticate(request)
+        request[USER] = await impersonated(request, user, request.app[AUTHORIZER])
         response = await handler(request)
         code = response.status
         return response
@@ -173,9 +186,39 @@ async def _openapi_v2(request: web.Request) -> web.Response:
     return json_response(openapi_v2.json_document())
 
 
+VIRTUAL_RESOURCES: tuple[virtual.VirtualResource, ...] = (
+    virtual.VirtualResource("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", reviews.token_review),
+    *(virtual.VirtualResource("authentication.k8s.io", v, "SelfSubjectReview", "selfsubjectreviews",
+                              reviews.self_subject_review) for v in ("v1", "v1beta1", "v1alpha1")),
+    virtual.VirtualResource("authentication.k8s.io", "v1", "TokenRequest", "serviceaccounts",
+                            tokenrequest.token_request, namespaced=True, subresource="token", path_group="v1"),
+)
+
+
+async def _openid_configuration(request: web.Request) -> web.Response:
+    return json_response(request.app[AUTHENTICATOR].tokens.openid_configuration())
+
+
+async def _jwks(request: web.Request) -> web.Response:
+    return json_response(request.app[AUTHENTICATOR].tokens.jwks(), content_type="application/jwk-set+json")
+
+
+def service_account_tokens(ctx: ApiContext) -> ServiceAccountTokens:
+    """The signer/verifier of service-account tokens, keyed by the cluster PKI's ``sa.key``."""
+    settings = ctx.settings
+    key = ClusterPki.at(settings.pki_dir).service_account_signing_key()
+    return ServiceAccountTokens(key, issuer=settings.service_account_issuer, audiences=settings.api_audiences)
+
+
 def make_app(ctx: ApiContext) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=ctx.settings.max_request_bytes)
     app[CONTEXT] = ctx
+
+    async def get_object(resource: ResourceInfo, namespace: str | None, name: str) -> dict[str, Any] | None:
+        return await virtual.cached_object(ctx, resource, namespace, name)
+
+    app[AUTHENTICATOR] = Authenticator(service_account_tokens(ctx), get_object)
+    app[AUTHORIZER] = AlwaysAllow()
     r = app.router
     for path in ("/healthz", "/livez"):
         r.add_get(path, _health)
@@ -189,6 +232,9 @@ def make_app(ctx: ApiContext) -> web.Application:
     r.add_get("/openapi/v2", _openapi_v2)
     r.add_get("/openapi/v3", _openapi_index)
     r.add_get("/openapi/v3/{tail:.+}", _openapi_gv)
+    r.add_get("/.well-known/openid-configuration", _openid_configuration)
+    r.add_get("/openid/v1/jwks", _jwks)
+    virtual.add_routes(app, VIRTUAL_RESOURCES)
     for prefix in ("/api/v1/", "/apis/"):
         r.add_route("*", prefix + "{tail:.+}", handle_resource)
     return app

@@ -54,6 +54,22 @@ class ApiServerSettings:
     own, e.g. the Docker pod network its kubelets listen on (``kubelab up`` passes it). Kubelets and
     webhooks elsewhere are refused, never dialled (``machinery.netguard``)."""
 
+    service_account_issuer: str = "https://kubernetes.default.svc.cluster.local"
+    """``iss`` of the service-account tokens this apiserver signs (``--service-account-issuer``)."""
+
+    api_audiences: list[str] = field(default_factory=list)
+    """Audiences a bearer token must name to authenticate here (``--api-audiences``); empty
+    means the issuer, as kube-apiserver defaults it."""
+
+    service_account_max_token_seconds: int = 48 * 3600
+    """Longest life a TokenRequest gets; longer requests are shortened to it
+    (``--service-account-max-token-expiration``)."""
+
+    advertise_address: str = ""
+    """Where pods reach this apiserver (the host's address on the Docker pod network): also
+    listened on, and made the endpoint of the ``default/kubernetes`` Service. Empty: only
+    ``bind_address``, and the Service's endpoint is that."""
+
     @property
     def dial_networks(self) -> AllowedNetworks:
         """Where the apiserver may connect: loopback, ``service_cidr`` and ``allowed_networks``."""

@@ -20,6 +20,10 @@ OpenSSL behind Python's ``ssl``, kubeadm's ``ECDSA-P256`` option).
 
 Identity follows Kubernetes' x509 authenticator: the subject's CN is the user name and each
 O (organisation) is a group.
+
+The PKI also holds the service-account signing key pair (``sa.key``/``sa.pub``, as kubeadm names
+them): the apiserver signs service-account tokens (ES256 JWTs) with it and publishes the public
+half as a JWKS. It is made once, like the CA, so tokens issued before a restart stay valid.
 """
 
 from __future__ import annotations
@@ -180,6 +184,8 @@ class ClusterPki:
     apiserver_key: Path
     admin_cert: Path
     admin_key: Path
+    sa_key: Path
+    sa_pub: Path
 
     @classmethod
     def at(cls, directory: Path) -> ClusterPki:
@@ -192,6 +198,8 @@ class ClusterPki:
             apiserver_key=directory / "apiserver.key",
             admin_cert=directory / "admin.crt",
             admin_key=directory / "admin.key",
+            sa_key=directory / "sa.key",
+            sa_pub=directory / "sa.pub",
         )
 
     @property
@@ -273,6 +281,13 @@ class ClusterPki:
         context.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
         return context
 
+    def service_account_signing_key(self) -> ec.EllipticCurvePrivateKey:
+        """The private key that signs service-account tokens."""
+        key = serialization.load_pem_private_key(self.sa_key.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{self.sa_key}: expected an EC private key")
+        return key
+
     def _signed_by_ca(self, cert: x509.Certificate) -> bool:
         try:
             cert.verify_directly_issued_by(self.ca_certificate())
@@ -325,6 +340,12 @@ def ensure_cluster_pki(pki_dir: Path, *, server_hosts: Sequence[str] = ("127.0.0
             cert_pem, key_pem = pki.issue_client_certificate(ADMIN_USER, [ADMIN_GROUP])
             write_private_file(pki.admin_key, key_pem)
             write_private_file(pki.admin_cert, cert_pem, mode=0o644)
+
+        if not (pki.sa_key.exists() and pki.sa_pub.exists()):
+            sa_key = _new_key()
+            write_private_file(pki.sa_key, _key_pem(sa_key))
+            write_private_file(pki.sa_pub, sa_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo), mode=0o644)
     return pki
 
 
