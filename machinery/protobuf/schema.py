@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from machinery.protobuf.fields import FieldKind, MessageTable
+from machinery.protobuf.tables_authn import AUTHN_MESSAGES
 from machinery.protobuf.tables_meta import META_MESSAGES
 from machinery.protobuf.tables_pod import POD_MESSAGES
 from machinery.protobuf.tables_workloads import WORKLOAD_MESSAGES
 
-MESSAGES: dict[str, MessageTable] = {**META_MESSAGES, **POD_MESSAGES, **WORKLOAD_MESSAGES}
+MESSAGES: dict[str, MessageTable] = {**META_MESSAGES, **POD_MESSAGES, **WORKLOAD_MESSAGES, **AUTHN_MESSAGES}
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,7 @@ class RootKind:
 _CORE = frozenset({"v1"})
 _APPS = frozenset({"apps/v1"})
 _BATCH = frozenset({"batch/v1"})
+_AUTHN = frozenset({"authentication.k8s.io/v1"})
 
 ROOT_KINDS: dict[str, RootKind] = {
     "Namespace": RootKind("Namespace", _CORE),
@@ -45,6 +47,11 @@ ROOT_KINDS: dict[str, RootKind] = {
     "Job": RootKind("Job", _BATCH),
     "CronJob": RootKind("CronJob", _BATCH),
     "DeleteOptions": RootKind("DeleteOptions", None),
+    "TokenRequest": RootKind("TokenRequest", _AUTHN),
+    "TokenReview": RootKind("TokenReview", _AUTHN),
+    "SelfSubjectReview": RootKind("SelfSubjectReview", frozenset({"authentication.k8s.io/v1",
+                                                                 "authentication.k8s.io/v1beta1",
+                                                                 "authentication.k8s.io/v1alpha1"})),
 }
 
 
