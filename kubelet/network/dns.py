@@ -14,7 +14,9 @@ plugin serves them (names are case-insensitive, TTL 5 s):
   type: an empty NOERROR answer.
 
 Names outside the domain are forwarded to ``upstream`` only (the host's resolver, see
-:func:`host_upstream`); with ``upstream=None`` they are REFUSED. Nothing is ever sent elsewhere.
+:func:`host_upstream`, and only when it listens on loopback, such as systemd-resolved's
+127.0.0.53: a resolver elsewhere is outside what kubelab may dial, see :mod:`machinery.netguard`);
+with ``upstream=None`` they are REFUSED. Nothing is ever sent elsewhere.
 """
 
 from __future__ import annotations
@@ -67,7 +69,10 @@ def resolv_conf_for_pod(namespace: str, dns_ip: str, domain: str = "cluster.loca
 
 
 def host_upstream(path: Path = Path("/etc/resolv.conf")) -> tuple[str, int] | None:
-    """The first IPv4 nameserver of the host's resolv.conf, or None if there is none."""
+    """The first IPv4 loopback nameserver of the host's resolv.conf, or None if there is none.
+
+    A nameserver on another address is skipped: forwarding to it would send traffic off the
+    machine, so names outside the cluster domain are REFUSED instead (logged once at start)."""
     try:
         text = path.read_text()
     except OSError:
@@ -76,8 +81,10 @@ def host_upstream(path: Path = Path("/etc/resolv.conf")) -> tuple[str, int] | No
         parts = line.split()
         if len(parts) >= 2 and parts[0] == "nameserver":
             with contextlib.suppress(ValueError):
-                if ipaddress.ip_address(parts[1]).version == 4:
+                address = ipaddress.ip_address(parts[1])
+                if address.version == 4 and address.is_loopback:
                     return parts[1], 53
+                log.info("cluster DNS: not forwarding to nameserver %s (outside loopback)", address)
     return None
 
 

@@ -173,8 +173,10 @@ def test_resolv_conf_for_pod(namespace: str, domain: str, text: str) -> None:
 
 
 @pytest.mark.parametrize(("content", "expected"), [
-    pytest.param("# x\nsearch lan\nnameserver 192.168.1.1\nnameserver 8.8.8.8\n", ("192.168.1.1", 53), id="first"),
+    pytest.param("# x\nsearch lan\nnameserver 127.0.0.53\nnameserver 127.0.0.54\n", ("127.0.0.53", 53), id="first"),
     pytest.param("nameserver ::1\nnameserver 127.0.0.53\n", ("127.0.0.53", 53), id="skip-ipv6"),
+    pytest.param("nameserver 192.168.1.1\nnameserver 10.255.255.53\n", None, id="off-machine-refused"),
+    pytest.param("nameserver 10.0.0.2\nnameserver 127.0.0.53\n", ("127.0.0.53", 53), id="loopback-after-remote"),
     pytest.param("search lan\n", None, id="none"),
 ])
 def test_host_upstream(tmp_path: Path, content: str, expected: tuple[str, int] | None) -> None:
