@@ -8,13 +8,15 @@ from typing import Any
 from aiohttp import web
 
 from apiserver.admission import ServiceAllocator, admit_secret
+from apiserver.apiextensions.controller import ApiExtensions
+from apiserver.apiextensions.cr_registry import CrdRegistry
 from apiserver.metrics import ApiMetrics
 from apiserver.registry import MutatingAdmission, Registry
 from apiserver.settings import ApiServerSettings
 from apiserver.storage.interface import Storage
 from apiserver.watchcache import WatchCaches
 from apiserver.watchflush import WatchFlusher
-from machinery.resources import RESOURCES, ResourceInfo
+from machinery.resources import CUSTOMRESOURCEDEFINITIONS, RESOURCES, ResourceInfo
 
 
 @dataclass
@@ -28,6 +30,7 @@ class ApiContext:
     registries: dict[str, Registry] = field(default_factory=dict)
     watch_flusher: WatchFlusher = field(default_factory=WatchFlusher)
     server_address: str = "127.0.0.1:6443"
+    apiextensions: ApiExtensions = field(init=False)
 
     @property
     def consistent_list_wait(self) -> float:
@@ -51,8 +54,13 @@ class ApiContext:
 
         for r in RESOURCES:
             self.registries[r.group_resource] = Registry(r, self.storage, hooks.get(r.kind), cached_namespace)
+        crds = CrdRegistry(CUSTOMRESOURCEDEFINITIONS, self.storage)
+        self.registries[CUSTOMRESOURCEDEFINITIONS.group_resource] = crds
+        self.apiextensions = ApiExtensions(self.storage, self.caches, crds, cached_namespace)
 
     def registry(self, resource: ResourceInfo) -> Registry:
+        if resource.custom is not None:
+            return self.apiextensions.registry_for(resource)
         return self.registries[resource.group_resource]
 
 

@@ -1,18 +1,20 @@
 """API discovery documents: ``/version``, ``/api``, ``/apis``, group-version resource lists,
 and the aggregated discovery (apidiscovery.k8s.io v2 and v2beta1) kubectl asks for first.
 
-Everything is built from ``machinery.resources`` once per process and served as bytes.
-The aggregated answer must carry its exact Content-Type, or kubectl finds no resources.
+Everything is built from ``machinery.resources`` and served as bytes, rebuilt only when the
+set of served resources changes (a CustomResourceDefinition is established or removed: the
+caches are keyed on ``resources.revision()``). The aggregated answer must carry its exact
+Content-Type, or kubectl finds no resources.
 """
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import orjson
 
-from machinery.resources import RESOURCES, ResourceInfo, group_versions
+from machinery.resources import ResourceInfo, all_resources, group_versions, revision
 
 SERVER_MINOR = "32"
 VERSION_INFO: dict[str, str] = {
@@ -69,10 +71,14 @@ def _subresource_entry(r: ResourceInfo, sub_name: str) -> dict[str, Any]:
     return entry
 
 
-@cache
 def resource_list(group: str, version: str) -> bytes | None:
     """``APIResourceList`` for one group version (``/api/v1``, ``/apis/apps/v1``)."""
-    members = [r for r in RESOURCES if r.group == group and r.version == version]
+    return _resource_list(group, version, revision())
+
+
+@lru_cache(maxsize=512)
+def _resource_list(group: str, version: str, _revision: int) -> bytes | None:
+    members = [r for r in all_resources() if r.group == group and r.version == version]
     if not members:
         return None
     resources: list[dict[str, Any]] = []
@@ -96,8 +102,12 @@ def _group_entry(group: str) -> dict[str, Any]:
     return {"name": group, "versions": versions, "preferredVersion": versions[0]}
 
 
-@cache
 def api_group_list() -> bytes:
+    return _api_group_list(revision())
+
+
+@lru_cache(maxsize=8)
+def _api_group_list(_revision: int) -> bytes:
     groups: list[dict[str, Any]] = []
     for g, _v in group_versions():
         if g and all(x["name"] != g for x in groups):
@@ -105,8 +115,12 @@ def api_group_list() -> bytes:
     return orjson.dumps({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 
 
-@cache
 def api_group(group: str) -> bytes | None:
+    return _api_group(group, revision())
+
+
+@lru_cache(maxsize=512)
+def _api_group(group: str, _revision: int) -> bytes | None:
     if not any(g == group for g, _ in group_versions()):
         return None
     return orjson.dumps({"kind": "APIGroup", "apiVersion": "v1", **_group_entry(group)})
@@ -137,9 +151,13 @@ def _aggregated_resource(r: ResourceInfo) -> dict[str, Any]:
     return entry
 
 
-@cache
 def aggregated(version: str, legacy: bool) -> bytes:
     """The APIGroupDiscoveryList for ``/api`` (legacy=True) or ``/apis``."""
+    return _aggregated(version, legacy, revision())
+
+
+@lru_cache(maxsize=16)
+def _aggregated(version: str, legacy: bool, _revision: int) -> bytes:
     items = []
     groups: list[str] = []
     for g, _v in group_versions():
@@ -150,7 +168,7 @@ def aggregated(version: str, legacy: bool) -> bytes:
         for gg, v in group_versions():
             if gg != g:
                 continue
-            resources = [_aggregated_resource(r) for r in RESOURCES if r.group == g and r.version == v]
+            resources = [_aggregated_resource(r) for r in all_resources() if r.group == g and r.version == v]
             versions.append({"version": v, "resources": resources, "freshness": "Current"})
         items.append({"metadata": {"name": g, "creationTimestamp": None}, "versions": versions})
     return orjson.dumps({"kind": "APIGroupDiscoveryList", "apiVersion": f"apidiscovery.k8s.io/{version}",

@@ -23,7 +23,15 @@ from apiserver import printing, subresources
 from apiserver.codec import JSON_TYPES, duplicate_fields, media_type, parse_object
 from apiserver.context import CONTEXT, ApiContext
 from apiserver.listing import ListQuery, list_objects, make_filter
-from apiserver.patching import APPLY_PATCH, apply_patch, parse_patch, patch_type
+from apiserver.patching import (
+    APPLY_PATCH,
+    JSON_PATCH,
+    MERGE_PATCH,
+    STRATEGIC_PATCH,
+    apply_patch,
+    parse_patch,
+    patch_type,
+)
 from apiserver.registry import DeleteOptions, WriteOptions
 from apiserver.requests import (
     RESOURCE,
@@ -48,6 +56,7 @@ from machinery.errors import (
     MethodNotAllowedError,
     NotFoundError,
     StatusCause,
+    UnsupportedMediaTypeError,
     invalid,
 )
 from machinery.resources import ResourceInfo
@@ -122,8 +131,14 @@ async def _list(request: web.Request, ctx: ApiContext, target: RequestTarget) ->
         resource_version_match=request.query.get("resourceVersionMatch", ""),
     )
     table = wants_table(request)
+    registry = ctx.registry(r)
+    presenter = registry.present if registry.presents else None  # custom resources: version, defaults
     page = await list_objects(r, ctx.storage, ctx.caches, q, consistent_wait=ctx.consistent_list_wait,
-                              need_objects=table)
+                              need_objects=table or presenter is not None)
+    if presenter is not None:
+        assert page.objects is not None
+        page.objects = [presenter(obj) for obj in page.objects]
+        page.raws = [orjson.dumps(obj) for obj in page.objects]
     if table:
         assert page.objects is not None
         include = printing.check_include_object(request.query.get("includeObject", ""))
@@ -209,6 +224,10 @@ async def _patch(request: web.Request, ctx: ApiContext, target: RequestTarget) -
     assert target.name is not None
     name = target.name
     ptype = patch_type(request.headers.get("Content-Type"))
+    if ptype == STRATEGIC_PATCH and target.resource.custom is not None:
+        raise UnsupportedMediaTypeError(
+            f"the body of the request was in an unknown format - accepted media types include: "
+            f"{JSON_PATCH}, {MERGE_PATCH}, {APPLY_PATCH}")
     patch = parse_patch(await read_body(request), ptype)
     force = query_bool(request, "force")
     if force and ptype != APPLY_PATCH:

@@ -5,18 +5,32 @@ so ``kubectl explain`` works, and every PATCH operation carries the
 ``x-kubernetes-group-version-kind`` extension and a ``fieldValidation`` parameter, which is
 what makes kubectl >= 1.29 hand validation to the server (``fieldValidation=Strict``).
 kubectl 1.27/1.28 read ``/openapi/v2`` instead: see :mod:`apiserver.openapi_v2`.
+
+Resources served from a CustomResourceDefinition carry their schema (``ResourceInfo.custom``,
+see :mod:`apiserver.apiextensions.served`); the documents are rebuilt when the set of served
+resources changes (caches keyed on ``resources.revision()``).
 """
 
 from __future__ import annotations
 
 import hashlib
-from functools import cache
-from typing import Any
+from functools import lru_cache
+from typing import Any, Protocol
 
 import orjson
 
+from apiserver.apiextensions.crd_openapi import crd_definitions
 from machinery import api
-from machinery.resources import RESOURCES, ResourceInfo, group_versions
+from machinery.resources import ResourceInfo, all_resources, group_versions, revision
+
+
+class PublishedSchema(Protocol):
+    """What a custom resource's ``ResourceInfo.custom`` offers for OpenAPI."""
+
+    def openapi_definition(self) -> tuple[str, dict[str, Any]]:
+        """(definition name, schema) as the kind's OpenAPI component."""
+        ...
+
 
 
 def gv_path(group: str, version: str) -> str:
@@ -24,6 +38,10 @@ def gv_path(group: str, version: str) -> str:
 
 
 def _definition_name(r: ResourceInfo) -> str:
+    if r.custom is not None:
+        return _published(r).openapi_definition()[0]
+    if r.group == "apiextensions.k8s.io":
+        return f"io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.{r.version}.{r.kind}"
     if r.group == "":
         return f"io.k8s.api.core.{r.version}.{r.kind}"
     if r.group.endswith(".k8s.io"):
@@ -61,7 +79,7 @@ def _operation(r: ResourceInfo, verb: str, action: str, *, patch: bool = False) 
 def _paths(group: str, version: str) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     base = "/" + gv_path(group, version)
-    for r in RESOURCES:
+    for r in all_resources():
         if r.group != group or r.version != version:
             continue
         collection = (f"{base}/namespaces/{{namespace}}/{r.plural}" if r.namespaced else f"{base}/{r.plural}")
@@ -98,10 +116,26 @@ def _referenced(schemas: dict[str, Any], roots: list[str]) -> dict[str, Any]:
     return out
 
 
-@cache
+def _published(r: ResourceInfo) -> PublishedSchema:
+    custom: Any = r.custom
+    return custom  # type: ignore[no-any-return]
+
+
 def group_version_document(group: str, version: str) -> bytes:
-    schemas = api.openapi_schemas()
-    roots = [_definition_name(r) for r in RESOURCES if r.group == group and r.version == version]
+    return _group_version_document(group, version, revision())
+
+
+@lru_cache(maxsize=256)
+def _group_version_document(group: str, version: str, _revision: int) -> bytes:
+    schemas = dict(api.openapi_schemas())
+    members = [r for r in all_resources() if r.group == group and r.version == version]
+    for r in members:
+        if r.custom is not None:
+            name, schema = _published(r).openapi_definition()
+            schemas[name] = schema
+        elif r.group == "apiextensions.k8s.io":
+            schemas.update(crd_definitions())
+    roots = [_definition_name(r) for r in members]
     doc = {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": "v1.32.0"},
@@ -111,8 +145,12 @@ def group_version_document(group: str, version: str) -> bytes:
     return orjson.dumps(doc)
 
 
-@cache
 def index_document() -> bytes:
+    return _index_document(revision())
+
+
+@lru_cache(maxsize=8)
+def _index_document(_revision: int) -> bytes:
     paths = {}
     for group, version in group_versions():
         digest = hashlib.sha256(group_version_document(group, version)).hexdigest()[:32].upper()

@@ -18,13 +18,13 @@ Only the few gnostic fields used are encoded (field numbers from gnostic's OpenA
 
 from __future__ import annotations
 
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 import orjson
 
 from machinery.protobuf.wire import len_field, varint_field
-from machinery.resources import RESOURCES, ResourceInfo
+from machinery.resources import ResourceInfo, all_resources, revision
 
 PROTOBUF_CONTENT_TYPE = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
 """What Kubernetes answers; kubectl asks with ``…spec.v2@v1.0+protobuf``, which Go's MIME parser rejects."""
@@ -58,11 +58,16 @@ def _base(r: ResourceInfo) -> str:
     return f"/apis/{r.group}/{r.version}" if r.group else f"/api/{r.version}"
 
 
-@cache
 def document() -> dict[str, Any]:
-    """The Swagger 2.0 document: every served resource's collection, item and status paths."""
+    """The Swagger 2.0 document: every served resource's collection, item and status paths
+    (custom resources included; rebuilt when the served set changes)."""
+    return _document(revision())
+
+
+@lru_cache(maxsize=4)
+def _document(_revision: int) -> dict[str, Any]:
     paths: dict[str, Any] = {}
-    for r in RESOURCES:
+    for r in all_resources():
         collection = (f"{_base(r)}/namespaces/{{namespace}}/{r.plural}" if r.namespaced
                       else f"{_base(r)}/{r.plural}")
         item = f"{collection}/{{name}}"
@@ -73,9 +78,13 @@ def document() -> dict[str, Any]:
     return {"swagger": "2.0", "info": {"title": "Kubernetes", "version": INFO_VERSION}, "paths": paths}
 
 
-@cache
 def json_document() -> bytes:
-    return orjson.dumps(document())
+    return _json_document(revision())
+
+
+@lru_cache(maxsize=4)
+def _json_document(_revision: int) -> bytes:
+    return orjson.dumps(_document(_revision))
 
 
 # ---- protobuf encoding (gnostic openapi.v2) ----------------------------------------------------------
@@ -126,10 +135,14 @@ def _operation_message(op: dict[str, Any]) -> bytes:
 _PATH_ITEM_FIELDS = {"get": 2, "put": 3, "post": 4, "delete": 5, "patch": 8}  # in field order
 
 
-@cache
 def protobuf_document() -> bytes:
     """:func:`document` as gnostic's ``openapi.v2.Document`` message."""
-    doc = document()
+    return _protobuf_document(revision())
+
+
+@lru_cache(maxsize=4)
+def _protobuf_document(_revision: int) -> bytes:
+    doc = _document(_revision)
     info = _str(1, doc["info"]["title"]) + _str(2, doc["info"]["version"])
     paths = b""
     for path, item in doc["paths"].items():

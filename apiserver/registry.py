@@ -21,6 +21,7 @@ from apiserver.codec import decode, encode
 from apiserver.storage.interface import (
     KeyExistsError,
     KeyNotFoundError,
+    KeyValue,
     RevisionConflictError,
     Storage,
 )
@@ -182,6 +183,31 @@ class Registry:
         api.validate(prepared, old=old)
         return prepared, warnings
 
+    # Kinds with rules of their own (custom resources, CRDs) override these hooks.
+    presents = False
+    """True when stored objects differ from what clients read (lists and watches call :meth:`present`)."""
+
+    def present(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """A stored object as clients read it (in place)."""
+        return obj
+
+    def _decode(self, kv: KeyValue) -> dict[str, Any]:
+        """A stored object as this registry serves it."""
+        return decode(kv)
+
+    def _encode(self, obj: dict[str, Any]) -> bytes:
+        """An object as it is stored."""
+        return encode(obj)
+
+    def _prepare_for_create(self, obj: dict[str, Any]) -> None:
+        strategy.prepare_for_create(obj)
+
+    def _prepare_for_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        strategy.prepare_for_update(new, old)
+
+    def _prepare_for_status_update(self, new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+        return strategy.prepare_for_status_update(new, old)
+
     def _fill_type(self, obj: dict[str, Any]) -> None:
         """apiVersion/kind default to the URL's; given ones must match it."""
         r = self.resource
@@ -226,7 +252,7 @@ class Registry:
         kv = await self.storage.get(self.key(namespace, name))
         if kv is None:
             raise self._not_found(name)
-        return decode(kv)
+        return self._decode(kv)
 
     # ---- create --------------------------------------------------------------------------
     async def create(self, namespace: str | None, obj: dict[str, Any], opts: WriteOptions
@@ -250,14 +276,14 @@ class Registry:
             meta.pop(field, None)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339()
-        strategy.prepare_for_create(obj)
+        self._prepare_for_create(obj)
         obj, warnings = await self._admit(obj, opts, old=None)
         if opts.dry_run:
             return obj, warnings
         for attempt in range(GENERATE_NAME_RETRIES if generated else 1):
             key = self.key(namespace, obj["metadata"]["name"])
             try:
-                rev = await self.storage.create(key, encode(obj))
+                rev = await self.storage.create(key, self._encode(obj))
             except KeyExistsError:
                 if generated and attempt + 1 < GENERATE_NAME_RETRIES:
                     obj["metadata"]["name"] = f"{obj['metadata']['generateName']}{random_suffix()}"
@@ -303,7 +329,7 @@ class Registry:
                 if create_missing is not None:
                     return await self.create(namespace, create_missing(), opts)
                 raise self._not_found(name)
-            live = decode(kv)
+            live = self._decode(kv)
             desired = mutation(copy.deepcopy(live))
             self._fill_type(desired)
             self._check_identity(desired, namespace, name)
@@ -314,11 +340,11 @@ class Registry:
             if wanted_rv is not None and wanted_rv != live["metadata"]["resourceVersion"]:
                 raise self._conflict(name)
             if subresource == "status":
-                desired = strategy.prepare_for_status_update(desired, live)
+                desired = self._prepare_for_status_update(desired, live)
             elif subresource == "finalize":
                 pass
             else:
-                strategy.prepare_for_update(desired, live)
+                self._prepare_for_update(desired, live)
             meta = desired["metadata"]
             live_meta = live["metadata"]
             for field in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"):
@@ -345,7 +371,7 @@ class Registry:
                 await self._delete_now(key, kv.mod_revision, desired)
                 return desired, warnings
             try:
-                rev = await self.storage.update(key, encode(desired), expected_revision=kv.mod_revision)
+                rev = await self.storage.update(key, self._encode(desired), expected_revision=kv.mod_revision)
             except RevisionConflictError:
                 if wanted_rv is not None:
                     raise self._conflict(name) from None
@@ -392,7 +418,7 @@ class Registry:
             kv = await self.storage.get(key)
             if kv is None:
                 raise self._not_found(name)
-            live = decode(kv)
+            live = self._decode(kv)
             meta = live["metadata"]
             if options.precondition_uid and options.precondition_uid != meta.get("uid"):
                 raise ConflictError(
@@ -419,7 +445,7 @@ class Registry:
             if marked == live or options.dry_run:
                 return marked, False
             try:
-                rev = await self.storage.update(key, encode(marked), expected_revision=kv.mod_revision)
+                rev = await self.storage.update(key, self._encode(marked), expected_revision=kv.mod_revision)
             except RevisionConflictError:
                 continue
             marked["metadata"]["resourceVersion"] = str(rev)

@@ -14,10 +14,10 @@ an API kube-apiserver serves (``/api/...``, ``/apis/<served group>/...``, ``/ver
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
 
 from machinery.errors import NotFoundError, StatusCause
-from machinery.resources import ResourceInfo, group_versions, lookup
+from machinery.resources import ResourceInfo, group_versions, lookup, revision
 
 NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
 
@@ -32,9 +32,13 @@ def route_not_found() -> NotFoundError:
                          causes=[StatusCause("", "404: Page Not Found", "UnexpectedServerResponse")])
 
 
-@cache
 def served_group(group: str) -> bool:
     """Whether ``group`` (not the core group) is an API group this server serves."""
+    return _served_group(group, revision())
+
+
+@lru_cache(maxsize=1024)
+def _served_group(group: str, _revision: int) -> bool:
     return bool(group) and any(g == group for g, _ in group_versions())
 
 

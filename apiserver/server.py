@@ -68,8 +68,10 @@ async def serve(settings: ApiServerSettings, *, started: asyncio.Event | None = 
     trimmer: asyncio.Task[None] | None = None
     try:
         await ensure_system_namespaces(ctx)
+        await ctx.apiextensions.restore()  # established CRDs are served from the caches' first list on
         await caches.start()
         await caches.wait_ready()
+        ctx.apiextensions.start()
         app = make_app(ctx)
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await runner.setup()
@@ -97,6 +99,7 @@ async def serve(settings: ApiServerSettings, *, started: asyncio.Event | None = 
                     await task
         if runner is not None:
             await runner.cleanup()
+        await ctx.apiextensions.stop()
         await caches.stop()
         await storage.close()
 

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from apiserver import proxy
+from apiserver.apiextensions.scale import handle_scale
 from apiserver.codec import parse_object
 from apiserver.context import ApiContext
 from apiserver.patching import apply_patch, parse_patch, patch_type
@@ -28,6 +29,8 @@ async def handle(request: web.Request, ctx: ApiContext, target: RequestTarget) -
     method = request.method
     if sub == "scale":
         request[VERB] = {"GET": "get", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
+        if target.resource.custom is not None:
+            return await handle_scale(request, ctx, target)
         return await _scale(request, ctx, target)
     if sub == "binding" and method == "POST":
         request[VERB] = "create"

@@ -99,12 +99,17 @@ async def serve_watch(request: web.Request, ctx: ApiContext, target: RequestTarg
                                          name=f"watch-history:{r.group_resource}")
 
     columns_sent = False
+    registry = ctx.registry(r)
+    presenting = registry.presents  # custom resources read at another version, or with defaults
 
     def encode(event: CacheEvent) -> bytes:
         nonlocal columns_sent
-        if not table:
+        if not table and not presenting:
             return event.json_line()
-        t = printing.to_table(r, [event.object], resource_version=event.object["metadata"]["resourceVersion"],
+        obj = registry.present(orjson.loads(event.raw)) if presenting else event.object
+        if not table:
+            return _event_line(event.type, obj)
+        t = printing.to_table(r, [obj], resource_version=obj["metadata"]["resourceVersion"],
                               include_object=include)
         if columns_sent:
             t["columnDefinitions"] = []
@@ -142,7 +147,7 @@ async def serve_watch(request: web.Request, ctx: ApiContext, target: RequestTarg
             chunk += bookmark({"k8s.io/initial-events-end": "true"})
         await response.write(chunk)  # also sends the headers, which aiohttp holds back until a first write
         sent.inc(len(initial))
-        if not table and from_store is None and request.transport is not None:
+        if not table and not presenting and from_store is None and request.transport is not None:
             # Live events go out through the paced flusher (see apiserver/watchflush.py).
             sink = ctx.watch_flusher.sink(request.transport, sent.inc)
             watcher.direct = sink

@@ -17,6 +17,10 @@ A watch from a resourceVersion older than the ring (after a restart the ring sta
 served from the store's own history instead, through a storage watch of its own; only history
 the store has compacted away answers 410 Expired. So watches resumed after an apiserver restart
 miss nothing.
+
+Caches for custom resources are added and removed while the apiserver runs
+(:meth:`WatchCaches.add`, :meth:`WatchCaches.remove`); their keys live under
+``/registry/<group>/<plural>/``, so an event is routed by the first key segment, or the first two.
 """
 
 from __future__ import annotations
@@ -294,6 +298,9 @@ class WatchCaches:
         self.storage = storage
         self.capacity = capacity
         self.by_resource = {r.group_resource: WatchCache(r, capacity=capacity) for r in resources}
+        # The key segment(s) under /registry/ that hold each resource's objects.
+        self.by_root = {(r.storage_root or r.group_resource): self.by_resource[r.group_resource]
+                        for r in resources}
         self.revision = 0
         self.ready = asyncio.Event()
         self._advanced = asyncio.Event()
@@ -302,10 +309,37 @@ class WatchCaches:
     def get(self, resource: ResourceInfo) -> WatchCache:
         return self.by_resource[resource.group_resource]
 
+    def add(self, resource: ResourceInfo) -> WatchCache:
+        """Start caching a resource registered at run time (idempotent).
+
+        The cache starts empty at the current revision: a resource is added before any of its
+        objects can be written (the apiserver restores established CustomResourceDefinitions
+        before the first list, and removes a resource's objects before it forgets the resource).
+        """
+        cache = self.by_resource.get(resource.group_resource)
+        if cache is None:
+            cache = WatchCache(resource, capacity=self.capacity)
+            cache.reset(self.revision)
+            self.by_resource[resource.group_resource] = cache
+            self.by_root[resource.storage_root or resource.group_resource] = cache
+        return cache
+
+    def remove(self, resource: ResourceInfo) -> None:
+        """Stop caching a resource; its open watches end (their clients re-watch and get 404s)."""
+        cache = self.by_resource.pop(resource.group_resource, None)
+        if cache is not None:
+            self.by_root.pop(resource.storage_root or resource.group_resource, None)
+            cache.reset(cache.revision)
+
     def _cache_for(self, key: str) -> WatchCache | None:
-        # /registry/{group_resource}/...
-        parts = key.split("/", 3)
-        return self.by_resource.get(parts[2]) if len(parts) > 3 else None
+        # /registry/{root}/... where root is one segment (group_resource) or two (group/plural)
+        parts = key.split("/", 4)
+        if len(parts) <= 3:
+            return None
+        found = self.by_root.get(parts[2])
+        if found is None and len(parts) > 4:
+            found = self.by_root.get(f"{parts[2]}/{parts[3]}")
+        return found
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="watchcaches")
@@ -353,7 +387,7 @@ class WatchCaches:
     async def _follow(self) -> None:
         listed = await self.storage.list(REGISTRY_PREFIX)
         start = listed.revision
-        for cache in self.by_resource.values():
+        for cache in list(self.by_resource.values()):
             cache.reset(start)
         for kv in listed.items:
             target = self._cache_for(kv.key)
@@ -366,7 +400,7 @@ class WatchCaches:
             if target is not None:
                 target.apply(ev)
             self.revision = ev.revision
-            for cache in self.by_resource.values():
+            for cache in list(self.by_resource.values()):
                 cache.revision = ev.revision
             self._advanced.set()
             self._advanced = asyncio.Event()

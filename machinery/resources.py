@@ -3,10 +3,16 @@
 Discovery, routing, storage keys, OpenAPI and printing all read this one table, so a new
 resource type is added here first. Entries follow Kubernetes' own discovery documents
 (`kubectl api-resources` on a real cluster prints the same names, short names and kinds).
+
+Besides the built-in table, resources can be registered and unregistered while the process
+runs (:func:`register`, :func:`unregister`): the apiserver serves each version of a
+CustomResourceDefinition this way. Every change bumps :func:`revision`, so readers that cache
+documents built from the table (discovery, OpenAPI) key their caches on it.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 ALL_VERBS: tuple[str, ...] = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
@@ -38,6 +44,14 @@ class ResourceInfo:
     categories: tuple[str, ...] = ()
     verbs: tuple[str, ...] = ALL_VERBS
     subresources: tuple[SubresourceInfo, ...] = field(default=())
+    list_kind_name: str = ""
+    """``listKind`` when it is not ``<kind>List`` (a CustomResourceDefinition may name it)."""
+    storage_root: str = ""
+    """The key segment under ``/registry/`` when it is not ``group_resource``: custom resources
+    live under ``/registry/<group>/<plural>/`` as in Kubernetes."""
+    custom: object | None = field(default=None, compare=False, hash=False, repr=False)
+    """For a version served from a CustomResourceDefinition: the apiserver's description of it
+    (schema, columns, subresource paths). Opaque here; None for built-in kinds."""
 
     @property
     def api_version(self) -> str:
@@ -46,7 +60,7 @@ class ResourceInfo:
 
     @property
     def list_kind(self) -> str:
-        return f"{self.kind}List"
+        return self.list_kind_name or f"{self.kind}List"
 
     @property
     def group_resource(self) -> str:
@@ -58,14 +72,16 @@ class ResourceInfo:
 
     def storage_prefix(self, namespace: str | None = None) -> str:
         """``/registry/{resource}/`` or ``/registry/{resource}/{namespace}/``."""
+        root = self.storage_root or self.group_resource
         if namespace:
-            return f"/registry/{self.group_resource}/{namespace}/"
-        return f"/registry/{self.group_resource}/"
+            return f"/registry/{root}/{namespace}/"
+        return f"/registry/{root}/"
 
     def storage_key(self, namespace: str | None, name: str) -> str:
+        root = self.storage_root or self.group_resource
         if self.namespaced:
-            return f"/registry/{self.group_resource}/{namespace}/{name}"
-        return f"/registry/{self.group_resource}/{name}"
+            return f"/registry/{root}/{namespace}/{name}"
+        return f"/registry/{root}/{name}"
 
 
 def _status(kind: str, group: str = "", version: str = "v1") -> SubresourceInfo:
@@ -114,26 +130,89 @@ RESOURCES: tuple[ResourceInfo, ...] = (
                  "selfsubjectreview", False, verbs=("create",)),
     ResourceInfo("authentication.k8s.io", "v1alpha1", "SelfSubjectReview", "selfsubjectreviews",
                  "selfsubjectreview", False, verbs=("create",)),
+    ResourceInfo("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
+                 "customresourcedefinition", False, ("crd", "crds"), ("api-extensions",),
+                 subresources=(_status("CustomResourceDefinition", "apiextensions.k8s.io"),),
+                 storage_root="apiextensions.k8s.io/customresourcedefinitions"),
 )
 
 _BY_PATH: dict[tuple[str, str, str], ResourceInfo] = {(r.group, r.version, r.plural): r for r in RESOURCES}
 _BY_KIND: dict[tuple[str, str], ResourceInfo] = {(r.api_version, r.kind): r for r in RESOURCES}
 
 
+class _Dynamic:
+    """Resources registered at run time, in registration order per group (guarded by a lock:
+    readers on other threads see either the old or the new table, never half of a change)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.by_path: dict[tuple[str, str, str], ResourceInfo] = {}
+        self.by_kind: dict[tuple[str, str], ResourceInfo] = {}
+        self.ordered: tuple[ResourceInfo, ...] = ()
+        self.revision = 0
+
+
+_DYNAMIC = _Dynamic()
+
+
+def register(infos: list[ResourceInfo]) -> None:
+    """Serve ``infos`` (every served version of one group/plural, preferred first), replacing
+    whatever was registered for that group and plural before."""
+    if not infos:
+        return
+    group, plural = infos[0].group, infos[0].plural
+    with _DYNAMIC.lock:
+        kept = [r for r in _DYNAMIC.ordered if (r.group, r.plural) != (group, plural)]
+        _rebuild(kept + list(infos))
+
+
+def unregister(group: str, plural: str) -> None:
+    """Stop serving every version of ``plural`` in ``group`` (a no-op when none is registered)."""
+    with _DYNAMIC.lock:
+        kept = [r for r in _DYNAMIC.ordered if (r.group, r.plural) != (group, plural)]
+        if len(kept) != len(_DYNAMIC.ordered):
+            _rebuild(kept)
+
+
+def _rebuild(ordered: list[ResourceInfo]) -> None:
+    _DYNAMIC.ordered = tuple(ordered)
+    _DYNAMIC.by_path = {(r.group, r.version, r.plural): r for r in ordered}
+    _DYNAMIC.by_kind = {(r.api_version, r.kind): r for r in ordered}
+    _DYNAMIC.revision += 1
+
+
+def revision() -> int:
+    """A number that changes whenever the set of served resources changes."""
+    return _DYNAMIC.revision
+
+
+def all_resources() -> tuple[ResourceInfo, ...]:
+    """Built-in resources followed by those registered at run time."""
+    return RESOURCES + _DYNAMIC.ordered
+
+
+def dynamic_resources() -> tuple[ResourceInfo, ...]:
+    """Only the resources registered at run time."""
+    return _DYNAMIC.ordered
+
+
 def lookup(group: str, version: str, plural: str) -> ResourceInfo | None:
     """The resource served at ``/apis/{group}/{version}/{plural}`` (group ``""`` is core)."""
-    return _BY_PATH.get((group, version, plural))
+    found = _BY_PATH.get((group, version, plural))
+    return found if found is not None else _DYNAMIC.by_path.get((group, version, plural))
 
 
 def lookup_kind(api_version: str, kind: str) -> ResourceInfo | None:
     """The resource whose objects have this ``apiVersion`` and ``kind``."""
-    return _BY_KIND.get((api_version, kind))
+    found = _BY_KIND.get((api_version, kind))
+    return found if found is not None else _DYNAMIC.by_kind.get((api_version, kind))
 
 
 def group_versions() -> list[tuple[str, str]]:
-    """Every served (group, version), core first, in a stable order."""
+    """Every served (group, version), core first, in a stable order (a registered group's
+    versions in the order they were registered: preferred first)."""
     seen: list[tuple[str, str]] = []
-    for r in RESOURCES:
+    for r in all_resources():
         if (r.group, r.version) not in seen:
             seen.append((r.group, r.version))
     return seen
@@ -158,3 +237,6 @@ EVENTS = _must("", "v1", "events")
 DEPLOYMENTS = _must("apps", "v1", "deployments")
 REPLICASETS = _must("apps", "v1", "replicasets")
 LEASES = _must("coordination.k8s.io", "v1", "leases")
+MUTATINGWEBHOOKCONFIGURATIONS = _must("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations")
+VALIDATINGWEBHOOKCONFIGURATIONS = _must("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations")
+CUSTOMRESOURCEDEFINITIONS = _must("apiextensions.k8s.io", "v1", "customresourcedefinitions")

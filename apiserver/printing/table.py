@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
+from apiserver.apiextensions.printer import custom_printer
+from apiserver.apiextensions.served import served_version
 from apiserver.printing.cluster import (
     EVENT_COLUMNS,
     LEASE_COLUMNS,
@@ -81,6 +83,8 @@ _PRINTERS: dict[tuple[str, str], Printer] = {
 
 def printer_for(resource: ResourceInfo) -> Printer:
     """The printer of this resource's kind (the default Name / Created At one if none)."""
+    if resource.custom is not None:
+        return custom_printer(served_version(resource))
     return _PRINTERS.get((resource.group, resource.kind), _DEFAULT_PRINTER)
 
 
@@ -92,6 +96,8 @@ def _column_dicts(group: str, kind: str) -> tuple[dict[str, Any], ...]:
 
 def column_definitions(resource: ResourceInfo) -> list[dict[str, Any]]:
     """The ``columnDefinitions`` of this kind's Table; the dicts are cached, do not mutate them."""
+    if resource.custom is not None:
+        return [column.to_dict() for column in printer_for(resource).columns]
     return list(_column_dicts(resource.group, resource.kind))
 
 
