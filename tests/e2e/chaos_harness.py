@@ -27,7 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
+
 from kubelab import launcher
+from kubelab.etcd import etcd_healthy
 from machinery.client import ApiClient
 from machinery.errors import ApiError
 from machinery.resources import DEPLOYMENTS, NODES, PODS, REPLICASETS
@@ -55,6 +58,7 @@ __all__ = [
 T = TypeVar("T")
 
 APISERVER = "apiserver"
+ETCD = "etcd"
 SUPERVISOR = "supervisor"
 
 
@@ -136,14 +140,20 @@ class Cluster:
         return ApiClient.from_kubeconfig(self.kubeconfig, timeout=timeout)
 
     def ready(self, name: str, process: launcher.ManagedProcess) -> bool:
-        """Has ``name`` (re)started and become ready: the apiserver answers ``/readyz`` 200, etcd
-        ``/health``; the other components as soon as their process runs."""
+        """Has ``name`` (re)started and become ready: the apiserver answers ``/readyz`` 200, the
+        local etcd ``/health``; the other components as soon as their process runs."""
         if not process.alive:
             return False
         if name == APISERVER:
             context = launcher.apiserver_ssl_context(self.state_dir)
             url = launcher.apiserver_url(self.state_dir)
             return context is not None and url is not None and launcher.probe_readyz(url, context)[0] == 200
+        if name == ETCD:
+            try:
+                client_url = str(orjson.loads((self.state_dir / "etcd.json").read_bytes())["client_url"])
+            except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+                return False
+            return etcd_healthy(client_url)
         return True
 
     def wait_restarted(self, name: str, old_pid: int, *, timeout: float) -> float:
