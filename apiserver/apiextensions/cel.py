@@ -157,7 +157,7 @@ def _snippet(text: str, column: int) -> str:
 
 
 def _static_error(text: str, refs: dict[str, list[str]], schema: Schema) -> str | None:
-    macro_vars = set()
+    macro_vars: set[str] = set()
     for match in _MACRO.finditer(text):
         macro_vars.update(v for v in match.groups()[1:] if v)
     for name in refs["functions"]:
@@ -225,8 +225,9 @@ def _resolve(schema: Schema, chain: str) -> Schema | None:
 def _element(schema: Schema | None) -> Schema | None:
     if schema is None:
         return None
-    if isinstance(schema.get("items"), dict):
-        return schema["items"]
+    items = schema.get("items")
+    if isinstance(items, dict):
+        return items
     extra = schema.get("additionalProperties")
     return extra if isinstance(extra, dict) else None
 
@@ -304,9 +305,11 @@ def compile_rules(schema: Schema, path: str, *, cardinality: int, uncorrelatable
         text = str(rule.get("rule", "")).strip()
         compiled = _compile_text(text)
         if isinstance(compiled, str):
-            result.causes.append(field.invalid(field.child(rule_path, "rule"), None, "compilation failed: " + compiled))
-            result.causes[-1] = StatusCause(
-                result.causes[-1].field, f"Invalid value: {_rule_value(rule)}: compilation failed: {compiled}"
+            result.causes.append(
+                StatusCause(
+                    field.child(rule_path, "rule"),
+                    f"Invalid value: {_rule_value(rule)}: compilation failed: {compiled}",
+                )
             )
             continue
         program, refs = compiled

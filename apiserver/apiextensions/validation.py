@@ -125,18 +125,18 @@ def _validate_junctors(schema: Schema, value: Any, path: str, causes: list[Statu
         sub_causes = validate_value(sub, value, path)
         if sub_causes:
             causes.extend(sub_causes)
-            causes.append(field.invalid(path, None, f"{_in_body(path)} must validate all the schemas (allOf)"))
+            causes.append(field.invalid(path, "", f"{_in_body(path)} must validate all the schemas (allOf)"))
             break
     any_of = schema.get("anyOf") or []
     if any_of and not any(not validate_value(sub, value, path) for sub in any_of):
-        causes.append(field.invalid(path, None, f"{_in_body(path)} must validate at least one schema (anyOf)"))
+        causes.append(field.invalid(path, "", f"{_in_body(path)} must validate at least one schema (anyOf)"))
     one_of = schema.get("oneOf") or []
     if one_of:
         passing = sum(1 for sub in one_of if not validate_value(sub, value, path))
         if passing != 1:
-            causes.append(field.invalid(path, None, f"{_in_body(path)} must validate one and only one schema (oneOf)"))
+            causes.append(field.invalid(path, "", f"{_in_body(path)} must validate one and only one schema (oneOf)"))
     if "not" in schema and not validate_value(schema["not"], value, path):
-        causes.append(field.invalid(path, None, f"{_in_body(path)} must not validate the schema (not)"))
+        causes.append(field.invalid(path, "", f"{_in_body(path)} must not validate the schema (not)"))
 
 
 def _validate_string(schema: Schema, value: str, path: str, causes: list[StatusCause]) -> None:
