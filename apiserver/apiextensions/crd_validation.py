@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from apiserver.apiextensions.schema_seam import SchemaError, compile_schema
+from apiserver.apiextensions.schema_seam import SchemaError, compile_schema, schema_path
 from machinery.api import names as rules
 from machinery.api.names import Errors
 from machinery.errors import StatusCause, invalid
@@ -128,9 +128,10 @@ def _versions(errs: Errors, spec: Obj) -> None:
             errs.required(f"{path}.schema.openAPIV3Schema", "schemas are required")
         else:
             try:
-                compile_schema(schema, field_path=f"{path}.schema.openAPIV3Schema")
+                compile_schema(schema, field_path=schema_path(versions, i))
             except SchemaError as exc:
-                errs.causes.extend(exc.causes)
+                # A schema every version shares is reported once (at spec.validation), as Kubernetes does.
+                errs.causes.extend(c for c in exc.causes if c not in errs.causes)
         subs = v.get("subresources") or {}
         if isinstance(subs, dict) and isinstance(subs.get("scale"), dict):
             _scale(errs, f"{path}.subresources.scale", subs["scale"])

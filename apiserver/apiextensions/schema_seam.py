@@ -16,6 +16,8 @@ import copy
 import importlib
 from typing import Any, Protocol
 
+import orjson
+
 from machinery.api.names import show
 from machinery.errors import StatusCause
 
@@ -50,8 +52,41 @@ def _library() -> Any | None:
     return module if hasattr(module, "compile_schema") else None
 
 
+def schema_path(versions: list[Obj], index: int) -> str:
+    """Where Kubernetes reports errors in version ``index``'s schema (``spec.validation...`` when
+    every version shares one schema, as Kubernetes' internal form hoists it)."""
+    library = _library()
+    if library is not None and hasattr(library, "version_schema_path"):
+        return str(library.version_schema_path(versions, index))
+    return f"spec.versions[{index}].schema.openAPIV3Schema"
+
+
+_CACHE_SIZE = 256
+_compiled: dict[bytes, CompiledSchema | SchemaError] = {}
+
+
 def compile_schema(schema: Obj, *, field_path: str) -> CompiledSchema:
-    """Compile ``schema``; raises :class:`SchemaError` naming fields under ``field_path``."""
+    """Compile ``schema``; raises :class:`SchemaError` naming fields under ``field_path``.
+
+    Results are remembered by the schema's JSON (validation and serving compile the same
+    schemas, and a CRD's status updates must not compile them again).
+    """
+    key = orjson.dumps([schema, field_path], option=orjson.OPT_SORT_KEYS)
+    found = _compiled.get(key)
+    if found is None:
+        try:
+            found = _compile(schema, field_path=field_path)
+        except SchemaError as exc:
+            found = exc
+        if len(_compiled) >= _CACHE_SIZE:
+            _compiled.pop(next(iter(_compiled)))
+        _compiled[key] = found
+    if isinstance(found, SchemaError):
+        raise SchemaError(found.causes)
+    return found
+
+
+def _compile(schema: Obj, *, field_path: str) -> CompiledSchema:
     library = _library()
     if library is not None:
         return _compile_with_library(library, schema, field_path)

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from apiserver.apiextensions.schema_seam import CompiledSchema, compile_schema
+from apiserver.apiextensions.schema_seam import CompiledSchema, compile_schema, schema_path
 from machinery.resources import STATUS_VERBS, ResourceInfo, SubresourceInfo
 
 Obj = dict[str, Any]
@@ -101,12 +101,13 @@ def served_resources(crd: Obj) -> list[ResourceInfo]:
     spec = crd.get("spec") or {}
     names = (crd.get("status") or {}).get("acceptedNames") or spec.get("names") or {}
     group = spec["group"]
-    versions = [v for v in spec.get("versions") or [] if v.get("served")]
+    all_versions = list(spec.get("versions") or [])
+    versions = [(i, v) for i, v in enumerate(all_versions) if v.get("served")]
     storage = next((v["name"] for v in spec.get("versions") or [] if v.get("storage")), "")
     infos: list[ResourceInfo] = []
-    for index, v in sorted(enumerate(versions), key=lambda iv: version_priority(iv[1]["name"])):
+    for index, v in sorted(versions, key=lambda iv: version_priority(iv[1]["name"])):
         schema = version_schema(crd, v) or {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-        compiled = compile_schema(schema, field_path=f"spec.versions[{index}].schema.openAPIV3Schema")
+        compiled = compile_schema(schema, field_path=schema_path(all_versions, index))
         subs = v.get("subresources") or {}
         served = ServedVersion(
             crd_name=crd["metadata"]["name"], group=group, version=v["name"], kind=names["kind"],

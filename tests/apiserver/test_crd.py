@@ -146,7 +146,7 @@ def _bad(mutate: Any) -> dict[str, Any]:
                  "spec.versions[0].schema.openAPIV3Schema", "Required value: schemas are required", id="no-schema"),
     pytest.param(_bad(lambda c: c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
                       .pop("type")),
-                 "spec.versions[0].schema.openAPIV3Schema.properties[spec].type", "Required value",
+                 "spec.validation.openAPIV3Schema.properties[spec].type", "Required value",
                  id="non-structural"),
     pytest.param(_bad(lambda c: c["spec"].update(conversion={"strategy": "Webhook"})),
                  "spec.conversion.strategy", 'Unsupported value: "Webhook"', id="conversion-webhook"),
