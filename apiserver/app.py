@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver import discovery, openapi, openapi_v2, reviews, tokenrequest, virtual
+from apiserver import discovery, openapi, openapi_v2, reviews, tokenrequest, virtual, webhooks
 from apiserver.authn import AUTHENTICATOR, USER, Authenticator
 from apiserver.authz import AUTHORIZER, AlwaysAllow
 from apiserver.context import CONTEXT, ApiContext
@@ -211,7 +211,11 @@ def service_account_tokens(ctx: ApiContext) -> ServiceAccountTokens:
 
 
 def make_app(ctx: ApiContext) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=ctx.settings.max_request_bytes)
+    app = web.Application(middlewares=[error_middleware, webhooks.admission_middleware],
+                          client_max_size=ctx.settings.max_request_bytes)
+    app[webhooks.WEBHOOKS] = webhooks.AdmissionWebhooks(ctx.caches, ctx.settings.dial_networks)
+    app.on_response_prepare.append(webhooks.add_warning_headers)
+    app.on_cleanup.append(webhooks.close_webhooks)
     app[CONTEXT] = ctx
 
     async def get_object(resource: ResourceInfo, namespace: str | None, name: str) -> dict[str, Any] | None:

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from apiserver import strategy
+from apiserver import strategy, webhooks
 from apiserver.codec import decode, encode
 from apiserver.storage.interface import (
     KeyExistsError,
@@ -133,7 +133,8 @@ class Registry:
                  namespace_cache: Callable[[str], dict[str, Any] | None] | None = None) -> None:
         self.resource = resource
         self.storage = storage
-        self.mutating_admission = mutating_admission
+        # Built-in mutating admission, then the mutating webhooks of the request (apiserver.webhooks).
+        self.mutating_admission = webhooks.with_mutating_webhooks(resource, mutating_admission)
         # Namespace lookups on create come from the namespaces watch cache when one is given.
         self.namespace_cache = namespace_cache
 
@@ -278,6 +279,7 @@ class Registry:
         meta["creationTimestamp"] = now_rfc3339()
         self._prepare_for_create(obj)
         obj, warnings = await self._admit(obj, opts, old=None)
+        await webhooks.validate(self.resource, obj, None, opts.dry_run)
         if opts.dry_run:
             return obj, warnings
         for attempt in range(GENERATE_NAME_RETRIES if generated else 1):
@@ -362,6 +364,7 @@ class Registry:
             meta.pop("resourceVersion", None)
             # A binding is not a pod update: nodeName is immutable to everyone but the scheduler.
             desired, warnings = await self._admit(desired, opts, old=None if subresource == "binding" else live)
+            await webhooks.validate(self.resource, desired, None if subresource == "binding" else live, opts.dry_run)
             if self._unchanged(desired, live):
                 return live, warnings
             if opts.dry_run:
@@ -430,6 +433,7 @@ class Registry:
                     f"Precondition failed: ResourceVersion in precondition: "
                     f"{options.precondition_resource_version}, ResourceVersion in object meta: "
                     f"{meta['resourceVersion']}", name=name, kind=self.resource.plural)
+            await webhooks.admit_delete(self.resource, live, options)
             marked = self._mark_for_deletion(live, options)
             if marked is None:
                 if options.dry_run:

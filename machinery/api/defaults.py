@@ -7,6 +7,8 @@ mutate). Only fields that are unset get a value; nothing already present is chan
 from collections.abc import Callable
 from typing import Any
 
+from machinery.api.validation_webhooks import default_configuration
+
 Obj = dict[str, Any]
 
 
@@ -202,6 +204,8 @@ DEFAULTERS: dict[str, Callable[[Obj], None]] = {
     "Namespace": namespace,
     "Secret": secret,
     "Node": node,
+    "MutatingWebhookConfiguration": default_configuration,
+    "ValidatingWebhookConfiguration": default_configuration,
 }
 
 

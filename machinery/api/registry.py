@@ -5,6 +5,7 @@ Read by ``prepare`` (decoding), ``model_for`` and the OpenAPI generator. Covers 
 DeleteOptions, Status).
 """
 
+from machinery.api.admissionregistration import MutatingWebhookConfiguration, ValidatingWebhookConfiguration
 from machinery.api.apps import Deployment, ReplicaSet
 from machinery.api.base import K8sModel
 from machinery.api.core import ConfigMap, Endpoints, Event, Namespace, Secret, Service, ServiceAccount
@@ -16,6 +17,7 @@ from machinery.api.pod import Binding, Pod
 TOP_LEVEL: tuple[type[K8sModel], ...] = (
     Namespace, Pod, Service, Endpoints, Node, ConfigMap, Secret, ServiceAccount, Event,
     Deployment, ReplicaSet, Lease, Scale, Binding, Eviction, DeleteOptions, Status,
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 )
 
 
@@ -29,7 +31,8 @@ for _model in TOP_LEVEL:
     _group, _version, _kind = _model.k8s_gvk
     KINDS[(_api_version(_group, _version), _kind)] = _model
 # DeleteOptions is sent under several group versions; any served one is fine.
-for _av in ("meta.k8s.io/v1", "apps/v1", "coordination.k8s.io/v1", "policy/v1", "autoscaling/v1"):
+for _av in ("meta.k8s.io/v1", "apps/v1", "coordination.k8s.io/v1", "policy/v1", "autoscaling/v1",
+            "admissionregistration.k8s.io/v1"):
     KINDS[(_av, "DeleteOptions")] = DeleteOptions
 
 

@@ -12,6 +12,7 @@ from machinery import resources
 from machinery.api import names
 from machinery.api.names import Errors
 from machinery.api.validation_pod import PROTOCOLS, TAINT_EFFECTS, label_selector, pod_spec
+from machinery.api.validation_webhooks import validate_configuration
 from machinery.errors import invalid
 
 Obj = dict[str, Any]
@@ -367,6 +368,8 @@ CHECKS: dict[str, Check] = {
     "Pod": _pod, "Deployment": _deployment, "ReplicaSet": _replica_set, "Service": _service,
     "ConfigMap": _config_map, "Secret": _secret, "Node": _node, "Namespace": _namespace,
     "Event": _event, "Lease": _lease, "Endpoints": _endpoints, "Scale": _scale,
+    "MutatingWebhookConfiguration": validate_configuration,
+    "ValidatingWebhookConfiguration": validate_configuration,
 }
 _NO_METADATA_CHECKS = ("DeleteOptions", "Status", "Eviction", "Binding")
 
