@@ -71,9 +71,9 @@ def _operation(r: ResourceInfo, verb: str, action: str, *, patch: bool = False) 
         op["requestBody"] = {"content": {"*/*": {"schema": ref}}, "required": True}
     if patch:
         # Custom resources take no strategic merge patch; kubectl reads this list to choose its patch type.
-        types = ("application/apply-patch+yaml", "application/json-patch+json", "application/merge-patch+json")
+        types = ["application/apply-patch+yaml", "application/json-patch+json", "application/merge-patch+json"]
         if r.custom is None:
-            types += ("application/strategic-merge-patch+json",)
+            types.append("application/strategic-merge-patch+json")
         op["requestBody"] = {"content": {t: {"schema": {"type": "object"}} for t in types}, "required": True}
     return op
 

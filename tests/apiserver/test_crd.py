@@ -224,7 +224,7 @@ async def test_custom_object_lifecycle(crd_api: Api) -> None:
     code, status = await crd_api.request("PATCH", f"{WIDGETS}/w1", {"spec": {"size": 6}},
                                          content_type="application/strategic-merge-patch+json")
     assert code == 415 and status["reason"] == "UnsupportedMediaType"
-    code, body = await crd_api.request("DELETE", f"{WIDGETS}/w1")
+    code, _ = await crd_api.request("DELETE", f"{WIDGETS}/w1")
     assert code == 200
     code, _ = await crd_api.request("GET", f"{WIDGETS}/w1")
     assert code == 404
@@ -309,13 +309,15 @@ async def test_second_version_serves_the_same_objects(crd_api: Api) -> None:
     assert got["apiVersion"] == "example.com/v1"
 
 
-async def test_storage_key_layout(crd_api: Api) -> None:
-    await crd_api.request("POST", WIDGETS, widget("keyed"))
-    # The store itself: custom resources under /registry/<group>/<plural>/<namespace>/<name>.
-    code, body = await crd_api.request("GET", f"{WIDGETS}/keyed")
-    assert code == 200
-    settings = crd_api.settings
-    assert settings.store == "memory"
+def test_storage_key_layout() -> None:
+    from apiserver.apiextensions.served import served_resources
+
+    # Custom resources live under /registry/<group>/<plural>/[<namespace>/]<name>, as in Kubernetes.
+    crd = widget_crd()
+    crd["metadata"]["uid"] = "u"
+    info = served_resources(crd)[0]
+    assert info.storage_key("default", "w") == "/registry/example.com/widgets/default/w"
+    assert info.storage_prefix() == "/registry/example.com/widgets/"
 
 
 async def test_selectors_limit_and_continue(crd_api: Api) -> None:
