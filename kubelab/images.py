@@ -13,7 +13,9 @@ images are assembled on this host and handed to the local Docker daemon.
 * app images -- ``FROM kubelab/python:3.11``; requirements are installed on the host with
   ``pip install --target`` and copied in, so the build needs no network.
 
-Guarantees: builds are idempotent (an existing tag is kept unless ``force``); tags are the upstream
+Guarantees: builds are idempotent (an existing tag is kept unless ``force``, or unless it was built by an
+older recipe: every image carries the label ``kubelab.dev/recipe`` with its recipe's revision from
+:data:`RECIPES`, bumped whenever a recipe changes what an image does); tags are the upstream
 versions, never ``latest``; a failed build leaves no tag behind and raises :class:`ImageBuildError`
 (docker SDK errors do not escape). The docker SDK is blocking: async callers use ``asyncio.to_thread``.
 """
@@ -62,6 +64,9 @@ PYTHON = "kubelab/python:3.11"
 NGINX = "kubelab/nginx:1.22"
 IMAGES: dict[str, str] = {"busybox": BUSYBOX, "python": PYTHON, "nginx": NGINX}
 """Short name (``kubelab image build NAME``) -> tag."""
+RECIPE_LABEL = "kubelab.dev/recipe"
+RECIPES: dict[str, int] = {BUSYBOX: 1, PYTHON: 1, NGINX: 2}
+"""Tag -> revision of its recipe (nginx 2: stopped with SIGQUIT). An image labelled otherwise is rebuilt."""
 
 BUSYBOX_BINARY = Path("/bin/busybox")
 APT_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
@@ -122,6 +127,24 @@ def _image_id(client: docker.DockerClient, tag: str) -> str | None:
     except docker.errors.APIError as exc:
         raise ImageBuildError(f"cannot inspect image {tag}: {exc}") from exc
     return image_id
+
+
+def _recipe_of(client: docker.DockerClient, tag: str) -> str:
+    """The ``kubelab.dev/recipe`` label of ``tag`` ("" when absent)."""
+    try:
+        labels = client.images.get(tag).labels or {}
+    except docker.errors.APIError as exc:
+        raise ImageBuildError(f"cannot inspect image {tag}: {exc}") from exc
+    return str(labels.get(RECIPE_LABEL, ""))
+
+
+def _label_recipe(client: docker.DockerClient, tag: str) -> None:
+    """Stamp ``tag`` with its recipe revision (a one-line build on top: metadata only, no layer)."""
+    dockerfile = f"FROM {tag}\nLABEL {RECIPE_LABEL}={RECIPES[tag]}\n"
+    try:
+        client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, pull=False)
+    except (docker.errors.BuildError, docker.errors.APIError) as exc:
+        raise ImageBuildError(f"{tag}: docker build (recipe label) failed: {exc}") from exc
 
 
 def _remove_if_unused(client: docker.DockerClient, image_id: str) -> None:
@@ -291,9 +314,13 @@ def build_image(
     started = time.monotonic()
     previous = _image_id(client, tag)
     if previous is not None and not force:
-        report(f"{tag}: present, skipped (use --force to rebuild)")
-        return BuildResult(tag=tag, built=False, seconds=time.monotonic() - started)
+        recipe = _recipe_of(client, tag)
+        if recipe == str(RECIPES[tag]):
+            report(f"{tag}: present, skipped (use --force to rebuild)")
+            return BuildResult(tag=tag, built=False, seconds=time.monotonic() - started)
+        report(f"{tag}: built by recipe {recipe or 'without a revision'}, rebuilding with recipe {RECIPES[tag]}")
     _BUILDERS[tag](client, report)
+    _label_recipe(client, tag)
     if previous is not None and previous != _image_id(client, tag):
         _remove_if_unused(client, previous)
     seconds = time.monotonic() - started

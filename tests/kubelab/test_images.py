@@ -191,6 +191,20 @@ def test_busybox_builds_fast_and_runs(docker_client: docker.DockerClient, labels
 
 
 @pytest.mark.docker
+def test_image_from_an_older_recipe_is_rebuilt(docker_client: docker.DockerClient) -> None:  # noqa: F811
+    images.ensure_images(docker_client, ["busybox"])
+    stale = f"FROM {images.BUSYBOX}\nLABEL {images.RECIPE_LABEL}=0\n"
+    docker_client.images.build(fileobj=io.BytesIO(stale.encode()), tag=images.BUSYBOX, rm=True, pull=False)
+    lines: list[str] = []
+    result = images.ensure_images(docker_client, ["busybox"], progress=lines.append)[0]
+    assert result.built
+    assert any("built by recipe 0" in line for line in lines), lines
+    labels = docker_client.images.get(images.BUSYBOX).labels
+    assert labels[images.RECIPE_LABEL] == str(images.RECIPES[images.BUSYBOX])
+    assert not images.ensure_images(docker_client, ["busybox"])[0].built
+
+
+@pytest.mark.docker
 def test_second_build_is_a_noop(docker_client: docker.DockerClient) -> None:  # noqa: F811
     first = images.ensure_images(docker_client, ["busybox"])[0]
     before = docker_client.images.get(images.BUSYBOX).id
