@@ -399,3 +399,17 @@ async def test_cluster_scoped_crd(api: Api) -> None:
     assert "namespace" not in created["metadata"]
     code, _ = await api.request("GET", "/apis/example.com/v1/namespaces/default/dials")
     assert code == 404
+
+
+async def test_restarted_apiserver_serves_crds_from_storage(tmp_path: Path) -> None:
+    async with embedded_api(tmp_path, store="sqlite") as api:
+        code, body = await api.request("POST", CRDS, widget_crd())
+        assert code == 201, body
+        await established(api, "widgets.example.com")
+        code, _ = await api.request("POST", WIDGETS, widget("kept"))
+        assert code == 201
+    async with embedded_api(tmp_path, store="sqlite") as api:
+        code, got = await api.request("GET", f"{WIDGETS}/kept")
+        assert code == 200 and got["spec"]["size"] == 3
+        code, listing = await api.request("GET", "/apis/example.com/v1")
+        assert code == 200 and any(r["name"] == "widgets" for r in listing["resources"])
