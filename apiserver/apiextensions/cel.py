@@ -56,6 +56,10 @@ MAX_REQUEST_SIZE_BYTES = 3 * 1024 * 1024
 _UNBOUNDED_ELEMENTS = MAX_REQUEST_SIZE_BYTES // 3  # the smallest element, "" or {} plus a comma
 
 _LIBRARY = functions()
+_ROOT_METADATA: Schema = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "generateName": {"type": "string"}},
+}
 _KNOWN_FUNCTIONS = BUILTIN_FUNCTIONS | frozenset(_LIBRARY)
 _TYPE_NAMES = frozenset({"int", "uint", "double", "string", "bool", "bytes", "list", "map", "null_type", "type", "dyn"})
 _MACRO = re.compile(
@@ -156,7 +160,7 @@ def _snippet(text: str, column: int) -> str:
     return f"\n | {line}\n | {'.' * max(column - 1, 0)}^"
 
 
-def _static_error(text: str, refs: dict[str, list[str]], schema: Schema) -> str | None:
+def _static_error(text: str, refs: dict[str, list[str]], schema: Schema, *, is_root: bool) -> str | None:
     macro_vars: set[str] = set()
     for match in _MACRO.finditer(text):
         macro_vars.update(v for v in match.groups()[1:] if v)
@@ -174,6 +178,15 @@ def _static_error(text: str, refs: dict[str, list[str]], schema: Schema) -> str 
         node: Schema | None = schema
         position = match.start(2)
         for step in match.group(2).split(".")[1:]:
+            if node is _ROOT_METADATA:
+                if step not in ("name", "generateName"):
+                    col = position + 1
+                    return f"ERROR: <input>:1:{col}: undefined field '{step}'{_snippet(text, col)}"
+                break
+            if is_root and node is schema and step == "metadata":
+                node = _ROOT_METADATA
+                position += len(step) + 1
+                continue
             if (
                 node is None
                 or node.get("x-kubernetes-preserve-unknown-fields")
@@ -248,16 +261,48 @@ def _receiver_bound(receiver: str, schema: Schema, element_bounds: dict[str, int
     return element_bounds.get(head, 0) if not rest else 0
 
 
+def _literal_size(receiver: str) -> int | None:
+    """The element count of a list literal ending ``receiver`` (``[1, 2, 3]``), else None."""
+    receiver = receiver.rstrip()
+    if not receiver.endswith("]"):
+        return None
+    depth = 0
+    for i in range(len(receiver) - 1, -1, -1):
+        depth += {"]": 1, "[": -1}.get(receiver[i], 0)
+        if depth == 0:
+            before = receiver[:i].rstrip()
+            if before and (before[-1].isalnum() or before[-1] in "_)]"):
+                return None  # an index expression, not a literal
+            body = receiver[i + 1 : -1].strip()
+            return body.count(",") + 1 if body else 0
+    return None
+
+
 def estimate_cost(text: str, ops: int, schema: Schema) -> int:
     """The approximate worst-case cost of one evaluation of ``text`` at ``schema`` (see module doc)."""
     cost = float(ops + 1)
     element_bounds: dict[str, int] = {}
+    variables: dict[str, Schema | None] = {"self": schema}
+    previous_bound: int | None = None
     for match in _MACRO.finditer(text):
         receiver = text[: match.start()]
-        chains = list(re.finditer(r"self((?:\.[A-Za-z_][A-Za-z0-9_]*)*)", receiver[-200:]))
-        target = _resolve(schema, chains[-1].group(1)) if chains else None
-        cost *= max(max_elements(target), 1)
+        literal = _literal_size(receiver)
+        if literal is not None:
+            cost *= max(literal, 1)
+            previous_bound = literal
+            continue
+        chains = list(re.finditer(r"([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z_][A-Za-z0-9_]*)*)", receiver[-200:]))
+        chains = [c for c in chains if c.group(1) in variables]
+        base = variables.get(chains[-1].group(1)) if chains else None
+        target = _resolve(base, chains[-1].group(2)) if chains and base is not None else None
+        if target is None and previous_bound is not None and receiver.rstrip().endswith(")"):
+            bound = previous_bound  # a chained macro (list.map(...).filter(...)) over the same elements
+        else:
+            bound = max(max_elements(target), 1)
+        cost *= bound
+        previous_bound = bound
         element = _element(target)
+        variables[match.group(2)] = element
         if element is not None and element.get("type") == "string":
             element_bounds[match.group(2)] = max_length(element)
     string_bound = 0
@@ -297,7 +342,9 @@ def _rule_value(rule: dict[str, Any]) -> str:
     )
 
 
-def compile_rules(schema: Schema, path: str, *, cardinality: int, uncorrelatable: str | None) -> CompileResult:
+def compile_rules(
+    schema: Schema, path: str, *, cardinality: int, uncorrelatable: str | None, is_root: bool = False
+) -> CompileResult:
     """Compile the ``x-kubernetes-validations`` of one schema node (at ``path``)."""
     result = CompileResult()
     for i, rule in enumerate(schema.get("x-kubernetes-validations") or []):
@@ -313,7 +360,7 @@ def compile_rules(schema: Schema, path: str, *, cardinality: int, uncorrelatable
             )
             continue
         program, refs = compiled
-        static = _static_error(text, refs, schema)
+        static = _static_error(text, refs, schema, is_root=is_root)
         if static is not None:
             result.causes.append(
                 StatusCause(

@@ -310,7 +310,7 @@ def _build(
         # How many times the rule can run: the product of the enclosing bounds, and never more
         # occurrences than fit in one request (each needs at least its keys' bytes).
         occurrences = min(cardinality, max(MAX_REQUEST_SIZE_BYTES // max(min_bytes, 3), 1))
-        compiled = compile_rules(schema, path, cardinality=occurrences, uncorrelatable=uncorrelatable)
+        compiled = compile_rules(schema, path, cardinality=occurrences, uncorrelatable=uncorrelatable, is_root=is_root)
         causes.extend(compiled.causes)
         costs.extend(compiled.costs)
         node.rules = compiled.rules
