@@ -47,7 +47,13 @@ def _obj(**props: Any) -> dict[str, Any]:
             id="array-without-items",
         ),
         pytest.param(
-            _obj(spec={"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": {"type": "string"}}),
+            _obj(
+                spec={
+                    "type": "object",
+                    "properties": {"a": {"type": "string"}},
+                    "additionalProperties": {"type": "string"},
+                }
+            ),
             f"{ROOT}.properties[spec].additionalProperties",
             "Forbidden: additionalProperties and properties are mutual exclusive",
             id="properties-and-additionalProperties",
@@ -83,7 +89,10 @@ def _obj(**props: Any) -> dict[str, Any]:
             id="patternProperties",
         ),
         pytest.param(
-            _obj(spec={"type": "string", "id": "x"}), f"{ROOT}.properties[spec].id", "Forbidden: id is not supported", id="id"
+            _obj(spec={"type": "string", "id": "x"}),
+            f"{ROOT}.properties[spec].id",
+            "Forbidden: id is not supported",
+            id="id",
         ),
         pytest.param(
             _obj(spec={"type": "array", "items": {"type": "string"}, "uniqueItems": True}),
@@ -112,7 +121,8 @@ def _obj(**props: Any) -> dict[str, Any]:
         pytest.param(
             _obj(metadata={"type": "object", "properties": {"labels": {"type": "object"}}}),
             f"{ROOT}.properties[metadata]",
-            "Forbidden: must not specify anything other than name and generateName, but metadata is implicitly specified",
+            "Forbidden: must not specify anything other than name and generateName, but metadata is implicitly "
+            "specified",
             id="metadata-beyond-name",
         ),
         pytest.param(
@@ -165,8 +175,14 @@ def _obj(**props: Any) -> dict[str, Any]:
             id="embedded-empty",
         ),
         pytest.param(
-            _obj(spec={"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}}},
-                       "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}),
+            _obj(
+                spec={
+                    "type": "array",
+                    "items": {"type": "object", "properties": {"name": {"type": "string"}}},
+                    "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["name"],
+                }
+            ),
             f"{ROOT}.properties[spec].items.properties[name].default",
             "Required value: this property is in x-kubernetes-list-map-keys, so it must have a default or be a "
             "required property",
@@ -210,15 +226,22 @@ def _obj(**props: Any) -> dict[str, Any]:
             id="rule-multiline-without-message",
         ),
         pytest.param(
-            _obj(spec={"type": "object", "properties": {"a": {"type": "string"}},
-                       "x-kubernetes-validations": [{"rule": "true", "fieldPath": ".b"}]}),
+            _obj(
+                spec={
+                    "type": "object",
+                    "properties": {"a": {"type": "string"}},
+                    "x-kubernetes-validations": [{"rule": "true", "fieldPath": ".b"}],
+                }
+            ),
             f"{ROOT}.properties[spec].x-kubernetes-validations[0].fieldPath",
             'Invalid value: ".b": fieldPath must be a valid path',
             id="rule-fieldPath-unknown",
         ),
     ],
 )
-def test_non_structural_schema_is_refused_with_kubernetes_wording(schema: dict[str, Any], field: str, message: str) -> None:
+def test_non_structural_schema_is_refused_with_kubernetes_wording(
+    schema: dict[str, Any], field: str, message: str
+) -> None:
     causes = check_schema(schema, ROOT)
     assert any(c.field == field and c.message.startswith(message) for c in causes), causes
 
@@ -226,21 +249,51 @@ def test_non_structural_schema_is_refused_with_kubernetes_wording(schema: dict[s
 @pytest.mark.parametrize(
     "schema",
     [
-        pytest.param(_obj(spec={"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}]}),
-                     id="int-or-string-anyOf"),
+        pytest.param(
+            _obj(spec={"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}]}),
+            id="int-or-string-anyOf",
+        ),
         pytest.param(_obj(spec={"type": "object", "x-kubernetes-preserve-unknown-fields": True}), id="preserve"),
         pytest.param(_obj(spec={"x-kubernetes-preserve-unknown-fields": True}), id="preserve-untyped"),
-        pytest.param(_obj(metadata={"type": "object", "properties": {"name": {"type": "string", "maxLength": 10}}}),
-                     id="metadata-name"),
-        pytest.param(_obj(spec={"type": "object", "properties": {"a": {"type": "string"}},
-                                "oneOf": [{"required": ["a"]}, {"properties": {"a": {"minLength": 2}}}]}), id="oneOf"),
-        pytest.param(_obj(spec={"type": "object", "additionalProperties": True, "properties": {"a": {"type": "string"}}}),
-                     id="additionalProperties-true"),
-        pytest.param(_obj(tpl={"type": "object", "x-kubernetes-embedded-resource": True,
-                               "x-kubernetes-preserve-unknown-fields": True}), id="embedded"),
-        pytest.param(_obj(spec={"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
-                                "items": {"type": "object", "required": ["name"],
-                                          "properties": {"name": {"type": "string"}}}}), id="list-map"),
+        pytest.param(
+            _obj(metadata={"type": "object", "properties": {"name": {"type": "string", "maxLength": 10}}}),
+            id="metadata-name",
+        ),
+        pytest.param(
+            _obj(
+                spec={
+                    "type": "object",
+                    "properties": {"a": {"type": "string"}},
+                    "oneOf": [{"required": ["a"]}, {"properties": {"a": {"minLength": 2}}}],
+                }
+            ),
+            id="oneOf",
+        ),
+        pytest.param(
+            _obj(spec={"type": "object", "additionalProperties": True, "properties": {"a": {"type": "string"}}}),
+            id="additionalProperties-true",
+        ),
+        pytest.param(
+            _obj(
+                tpl={
+                    "type": "object",
+                    "x-kubernetes-embedded-resource": True,
+                    "x-kubernetes-preserve-unknown-fields": True,
+                }
+            ),
+            id="embedded",
+        ),
+        pytest.param(
+            _obj(
+                spec={
+                    "type": "array",
+                    "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["name"],
+                    "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+                }
+            ),
+            id="list-map",
+        ),
     ],
 )
 def test_structural_schema_is_accepted(schema: dict[str, Any]) -> None:
