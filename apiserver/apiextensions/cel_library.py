@@ -468,6 +468,11 @@ def functions() -> dict[str, Function]:
 
 
 BUILTIN_FUNCTIONS = frozenset(
-    ["size", "matches", "contains", "startsWith", "endsWith", "int", "uint", "double", "string", "bytes", "bool", "dyn", "type", "duration", "timestamp", "has", "hasValue", "value", "orValue", "getDate", "getDayOfMonth", "getDayOfWeek", "getDayOfYear", "getFullYear", "getHours", "getMilliseconds", "getMinutes", "getMonth", "getSeconds"]
+    {
+        "size", "matches", "contains", "startsWith", "endsWith", "int", "uint", "double", "string", "bytes",
+        "bool", "dyn", "type", "duration", "timestamp", "has", "hasValue", "value", "orValue", "getDate",
+        "getDayOfMonth", "getDayOfWeek", "getDayOfYear", "getFullYear", "getHours", "getMilliseconds",
+        "getMinutes", "getMonth", "getSeconds",
+    }
 )
 """Functions the engine provides itself (the CEL standard library)."""
