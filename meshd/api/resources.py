@@ -1,0 +1,378 @@
+"""The configuration a sidecar applies, as meshd compiles it from Services, endpoints and Istio resources.
+
+Four resource types, pushed in this order so a proxy never routes to something it lacks
+(Envoy's make-before-break: clusters, then routes, then listeners):
+
+``Cluster`` (:data:`CLUSTERS`)
+    One Service port, optionally one DestinationRule subset: its ready endpoints (with each
+    endpoint's SPIFFE identity when it runs a sidecar), load-balancing policy and client TLS mode.
+    Named like Istio's ``outbound|<port>|<subset>|<fqdn>``.
+``RouteConfig`` (:data:`ROUTES`)
+    Per outbound port (named by the port number, as Istio's RDS does): virtual hosts, one per
+    Service, whose ``domains`` are the names an app may use for it (``reviews``,
+    ``reviews.default``, ``reviews.default.svc.cluster.local``, the ClusterIP, each with and
+    without ``:port``), each with an ordered route list compiled from the VirtualService (the
+    first matching route wins) and a default route to the whole Service.
+``Listener`` (:data:`LISTENERS`)
+    A Service port the app may dial (ClusterIP:port): its protocol and either the route
+    configuration (HTTP protocols) or the cluster (TCP, TLS) that serves it. Traffic to an
+    address no listener names passes through untouched (Istio's ``ALLOW_ANY``).
+``Inbound`` (:data:`INBOUND`)
+    The workload's own side: the resolved PeerAuthentication mode per port, and the app ports
+    with their protocols. There is exactly one, named ``inbound``.
+
+Each type is state of the world: a response carries every resource of its type for that proxy,
+and a name missing from it is deleted. Resources are frozen dataclasses; :func:`encode` and
+:func:`decode` convert to and from JSON-ready dicts. :func:`decode` is strict (an unknown field,
+a wrong type or a bad enum value raises :class:`ResourceError` naming the path), so a proxy
+NACKs what it cannot apply instead of half-applying it; checks a proxy must run before applying
+(a regular expression that does not compile) are in :meth:`RouteConfig.check`.
+
+Durations are integer milliseconds; percentages are floats in [0, 100].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+__all__ = [
+    "CLUSTERS",
+    "INBOUND",
+    "LISTENERS",
+    "PUSH_ORDER",
+    "ROUTES",
+    "TYPES",
+    "Abort",
+    "Cluster",
+    "Delay",
+    "Endpoint",
+    "Fault",
+    "Inbound",
+    "InboundPort",
+    "LbPolicy",
+    "Listener",
+    "MtlsMode",
+    "Protocol",
+    "ResourceError",
+    "RetryPolicy",
+    "Route",
+    "RouteConfig",
+    "RouteMatch",
+    "StringMatch",
+    "TlsMode",
+    "VirtualHost",
+    "WeightedCluster",
+    "cluster_name",
+    "decode",
+    "encode",
+]
+
+CLUSTERS = "type.kubelab.dev/mesh.Cluster"
+ROUTES = "type.kubelab.dev/mesh.RouteConfig"
+LISTENERS = "type.kubelab.dev/mesh.Listener"
+INBOUND = "type.kubelab.dev/mesh.Inbound"
+PUSH_ORDER: tuple[str, ...] = (CLUSTERS, ROUTES, LISTENERS, INBOUND)
+
+Protocol = Literal["http", "http2", "grpc", "tcp", "tls"]
+"""From the Service port's ``appProtocol`` or name prefix (``http-web``, ``grpc``); else ``tcp`` (opaque)."""
+LbPolicy = Literal["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"]
+TlsMode = Literal["AUTO", "ISTIO_MUTUAL", "DISABLE"]
+"""Client side. ``AUTO`` (Istio's auto-mTLS): mTLS to endpoints that have an identity, plaintext otherwise."""
+MtlsMode = Literal["STRICT", "PERMISSIVE", "DISABLE"]
+"""Server side, resolved by meshd (``UNSET`` never reaches a proxy: it is resolved to its parent's mode)."""
+
+
+class ResourceError(ValueError):
+    """A resource that cannot be decoded or applied; the message names the field path."""
+
+
+def cluster_name(fqdn: str, port: int, subset: str = "") -> str:
+    """Istio's cluster name: ``outbound|9080|v1|reviews.default.svc.cluster.local``."""
+    return f"outbound|{port}|{subset}|{fqdn}"
+
+
+# --- clusters ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A ready endpoint of a Service port."""
+
+    address: str
+    port: int
+    """The target port on the pod."""
+    labels: dict[str, str] = field(default_factory=dict)
+    """The pod's labels (subsets select on them; telemetry reads ``app``/``version``)."""
+    identity: str = ""
+    """The pod's SPIFFE ID when it runs a sidecar (mTLS possible), else empty (plaintext only)."""
+    workload: str = ""
+    """The pod's workload name (its Deployment, else the pod), for telemetry."""
+    namespace: str = ""
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A Service port (and subset): where requests routed to it may go."""
+
+    name: str
+    service: str
+    """The Service's FQDN, ``reviews.default.svc.cluster.local``."""
+    port: int
+    """The Service port."""
+    protocol: Protocol
+    subset: str = ""
+    endpoints: tuple[Endpoint, ...] = ()
+    lb_policy: LbPolicy = "ROUND_ROBIN"
+    tls_mode: TlsMode = "AUTO"
+    connect_timeout_ms: int = 10_000
+
+
+# --- routes --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StringMatch:
+    """Exactly one of ``exact``, ``prefix`` or ``regex`` (RE2 in Istio; Python ``re`` full match here)."""
+
+    exact: str | None = None
+    prefix: str | None = None
+    regex: str | None = None
+
+    def check(self, path: str) -> None:
+        if sum(v is not None for v in (self.exact, self.prefix, self.regex)) != 1:
+            raise ResourceError(f"{path}: exactly one of exact, prefix or regex is required")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ResourceError(f"{path}.regex: invalid regular expression {self.regex!r}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class RouteMatch:
+    """One of a route's match blocks: all its conditions must hold (blocks are ORed)."""
+
+    uri: StringMatch | None = None
+    method: StringMatch | None = None
+    authority: StringMatch | None = None
+    headers: dict[str, StringMatch] = field(default_factory=dict)
+    """Keys lower-case."""
+    without_headers: dict[str, StringMatch] = field(default_factory=dict)
+    query_params: dict[str, StringMatch] = field(default_factory=dict)
+    port: int = 0
+    """0: any."""
+    source_labels: dict[str, str] = field(default_factory=dict)
+    """Compiled away by meshd for the proxy at hand (a block that cannot match is dropped); kept for display."""
+
+
+@dataclass(frozen=True)
+class WeightedCluster:
+    cluster: str
+    weight: int = 100
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """At most ``1 + attempts`` tries; Istio's implicit default is 2 attempts on
+    ``connect-failure,refused-stream,unavailable,cancelled``."""
+
+    attempts: int = 2
+    per_try_timeout_ms: int = 0
+    """0: each try may use what is left of the route's timeout."""
+    retry_on: tuple[str, ...] = ("connect-failure", "refused-stream", "unavailable", "cancelled")
+
+
+@dataclass(frozen=True)
+class Delay:
+    fixed_delay_ms: int
+    percentage: float = 100.0
+
+
+@dataclass(frozen=True)
+class Abort:
+    http_status: int
+    percentage: float = 100.0
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Istio's HTTPFaultInjection: a delay and/or an abort, each for a share of requests."""
+
+    delay: Delay | None = None
+    abort: Abort | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    """One HTTP route: where matching requests go and how."""
+
+    name: str
+    matches: tuple[RouteMatch, ...] = ()
+    """Empty: matches every request."""
+    destinations: tuple[WeightedCluster, ...] = ()
+    timeout_ms: int = 0
+    """0: no timeout (Istio's default)."""
+    retries: RetryPolicy | None = None
+    """None: no retries (a fault on the route disables them, as in Istio)."""
+    fault: Fault | None = None
+    source: str = ""
+    """Where it came from, for ``proxy-config`` and errors: ``VirtualService default/reviews http[0]``."""
+
+
+@dataclass(frozen=True)
+class VirtualHost:
+    name: str
+    """``reviews.default.svc.cluster.local:9080``."""
+    domains: tuple[str, ...]
+    routes: tuple[Route, ...]
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    name: str
+    """The outbound port, ``"9080"``."""
+    virtual_hosts: tuple[VirtualHost, ...] = ()
+
+    def check(self) -> None:
+        """What a proxy verifies before applying (raises :class:`ResourceError` naming the path)."""
+        for h, host in enumerate(self.virtual_hosts):
+            for r, route in enumerate(host.routes):
+                where = f"{self.name}.virtual_hosts[{h}].routes[{r}]"
+                for m, match in enumerate(route.matches):
+                    for key in ("uri", "method", "authority"):
+                        value = getattr(match, key)
+                        if value is not None:
+                            value.check(f"{where}.matches[{m}].{key}")
+                    for group in ("headers", "without_headers", "query_params"):
+                        for name, value in getattr(match, group).items():
+                            value.check(f"{where}.matches[{m}].{group}[{name}]")
+                if sum(d.weight for d in route.destinations) <= 0 and route.fault is None:
+                    raise ResourceError(f"{where}.destinations: no destination with a positive weight")
+
+
+# --- listeners and inbound -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Listener:
+    """An outbound Service port: ``address:port`` as the app dials it."""
+
+    name: str
+    """``10.96.0.12_9080``."""
+    address: str
+    port: int
+    protocol: Protocol
+    route_config: str = ""
+    """HTTP protocols: the RouteConfig name."""
+    cluster: str = ""
+    """TCP and TLS: the cluster."""
+
+
+@dataclass(frozen=True)
+class InboundPort:
+    port: int
+    protocol: Protocol
+    mtls_mode: MtlsMode
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """The workload's inbound side (one resource, named ``inbound``)."""
+
+    name: str = "inbound"
+    default_mtls_mode: MtlsMode = "PERMISSIVE"
+    ports: tuple[InboundPort, ...] = ()
+    """Ports with their own protocol or mode; any other port uses ``default_mtls_mode`` and is TCP."""
+    workload: str = ""
+    namespace: str = ""
+    canonical_service: str = ""
+    canonical_revision: str = ""
+
+
+TYPES: dict[str, type[Any]] = {CLUSTERS: Cluster, ROUTES: RouteConfig, LISTENERS: Listener, INBOUND: Inbound}
+
+
+# --- codec ---------------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def encode(resource: Any) -> Any:
+    """A resource (or any value inside one) as JSON-ready data; ``None`` fields are left out."""
+    if dataclasses.is_dataclass(resource) and not isinstance(resource, type):
+        return {f.name: encode(v) for f in dataclasses.fields(resource)
+                if (v := getattr(resource, f.name)) is not None}
+    if isinstance(resource, tuple | list):
+        return [encode(v) for v in resource]
+    if isinstance(resource, dict):
+        return {k: encode(v) for k, v in resource.items()}
+    return resource
+
+
+def decode(cls: type[T], data: Any, path: str = "") -> T:
+    """``data`` as a ``cls`` resource; :class:`ResourceError` naming the path of the first problem."""
+    return typing.cast(T, _decode(cls, data, path or cls.__name__))
+
+
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _hints(cls: type[Any]) -> dict[str, Any]:
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
+
+
+def _decode(tp: Any, data: Any, path: str) -> Any:
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(data, dict):
+            raise ResourceError(f"{path}: expected an object, got {type(data).__name__}")
+        hints = _hints(tp)
+        unknown = sorted(set(data) - set(hints))
+        if unknown:
+            raise ResourceError(f"{path}: unknown field {unknown[0]!r}")
+        values = {}
+        for f in dataclasses.fields(tp):
+            if f.name in data:
+                values[f.name] = _decode(hints[f.name], data[f.name], f"{path}.{f.name}")
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ResourceError(f"{path}.{f.name}: required")
+        return tp(**values)
+    if origin is Literal:
+        if data not in get_args(tp):
+            allowed = ", ".join(repr(a) for a in get_args(tp))
+            raise ResourceError(f"{path}: unsupported value {data!r} (one of {allowed})")
+        return data
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if data is None:
+            if len(args) == len(get_args(tp)):
+                raise ResourceError(f"{path}: required")
+            return None
+        return _decode(args[0], data, path)
+    if origin is tuple:
+        if not isinstance(data, list):
+            raise ResourceError(f"{path}: expected a list, got {type(data).__name__}")
+        item = get_args(tp)[0]
+        return tuple(_decode(item, v, f"{path}[{i}]") for i, v in enumerate(data))
+    if origin is dict:
+        if not isinstance(data, dict):
+            raise ResourceError(f"{path}: expected an object, got {type(data).__name__}")
+        value_type = get_args(tp)[1]
+        return {str(k): _decode(value_type, v, f"{path}[{k}]") for k, v in data.items()}
+    if tp is float:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            raise ResourceError(f"{path}: expected a number, got {type(data).__name__}")
+        return float(data)
+    if tp in (int, str, bool):
+        if not isinstance(data, tp) or (tp is int and isinstance(data, bool)):
+            raise ResourceError(f"{path}: expected {tp.__name__}, got {type(data).__name__}")
+        return data
+    raise ResourceError(f"{path}: cannot decode {tp!r}")  # a definition error, caught by the tests
