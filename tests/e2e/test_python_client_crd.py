@@ -77,7 +77,7 @@ def wait_established(ext: Any, name: str) -> Any:
 
 def status_of(err: pytest.ExceptionInfo[ApiException]) -> dict[str, Any]:
     """The Kubernetes Status an ApiException carries."""
-    status: dict[str, Any] = json.loads(err.value.body)
+    status: dict[str, Any] = json.loads(err.value.body or "{}")
     assert status["kind"] == "Status" and status["code"] == err.value.status
     return status
 
