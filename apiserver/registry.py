@@ -275,10 +275,12 @@ class Registry:
         for field in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
                       "selfLink", "managedFields"):
             meta.pop(field, None)
-        meta["uid"] = str(uuid.uuid4())
-        meta["creationTimestamp"] = now_rfc3339()
         self._prepare_for_create(obj)
         obj, warnings = await self._admit(obj, opts, old=None)
+        # Kubernetes fills these after mutating admission (a webhook cannot choose them, nor sees
+        # them) and before validating admission.
+        obj["metadata"]["uid"] = str(uuid.uuid4())
+        obj["metadata"]["creationTimestamp"] = now_rfc3339()
         await webhooks.validate(self.resource, obj, None, opts.dry_run)
         if opts.dry_run:
             return obj, warnings

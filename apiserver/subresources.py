@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver import proxy
+from apiserver import proxy, webhooks
 from apiserver.apiextensions.scale import handle_scale
 from apiserver.codec import parse_object
 from apiserver.context import ApiContext
@@ -19,6 +19,7 @@ from apiserver.patching import apply_patch, parse_patch, patch_type
 from apiserver.registry import DeleteOptions, WriteOptions
 from apiserver.requests import VERB, dry_run, field_validation, json_response
 from apiserver.routing import RequestTarget
+from apiserver.webhooks.views import BINDING_KIND, SCALE_KIND, ObjectView, eviction_kind
 from machinery.errors import BadRequestError, ConflictError, MethodNotAllowedError
 from machinery.meta import now_rfc3339
 from machinery.selectors import from_label_selector
@@ -73,6 +74,17 @@ def scale_of(obj: dict[str, Any]) -> dict[str, Any]:
             "spec": {"replicas": int(spec.get("replicas", 1))}, "status": result_status}
 
 
+def _write_back_scale(obj: dict[str, Any], scale: dict[str, Any]) -> None:
+    """What a mutating webhook may change in a Scale: the object's ``spec.replicas``."""
+    replicas = (scale.get("spec") or {}).get("replicas") if isinstance(scale.get("spec"), dict) else None
+    if not isinstance(replicas, int) or isinstance(replicas, bool):
+        raise BadRequestError(f"spec.replicas: Invalid value: {replicas!r}: must be an integer")
+    obj.setdefault("spec", {})["replicas"] = replicas
+
+
+SCALE_VIEW = ObjectView(kind=SCALE_KIND, view=scale_of, write_back=_write_back_scale)
+
+
 async def _scale(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.Response:
     assert target.name is not None
     registry = ctx.registry(target.resource)
@@ -112,8 +124,18 @@ async def _scale(request: web.Request, ctx: ApiContext, target: RequestTarget) -
         live["metadata"].pop("resourceVersion", None)
         return live
 
-    updated, _ = await registry.mutate(target.namespace, target.name, mutate, _options(request))
+    with webhooks.viewed_as(SCALE_VIEW):
+        updated, _ = await registry.mutate(target.namespace, target.name, mutate, _options(request))
     return json_response(scale_of(updated))
+
+
+def _as_sent(obj: dict[str, Any], api_version: str, kind: str, namespace: str | None) -> None:
+    """A subresource's body as Kubernetes decodes it: typed, in the request's namespace."""
+    obj.setdefault("apiVersion", api_version)
+    obj.setdefault("kind", kind)
+    meta = obj.setdefault("metadata", {})
+    if isinstance(meta, dict) and namespace:
+        meta.setdefault("namespace", namespace)
 
 
 async def _binding(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.Response:
@@ -123,10 +145,14 @@ async def _binding(request: web.Request, ctx: ApiContext, target: RequestTarget)
     if not isinstance(target_ref, dict):
         raise BadRequestError("json: cannot unmarshal string into Go struct field Binding.target of type "
                               "v1.ObjectReference")
-    node = target_ref.get("name") or ""
+    pod_name = target.name
+    _as_sent(binding, "v1", "Binding", target.namespace)
+    await webhooks.admit_subresource_create(target.resource, target.namespace or "", pod_name, binding,
+                                            BINDING_KIND, dry_run(request))
+    target_ref = binding.get("target") or {}
+    node = target_ref.get("name") or "" if isinstance(target_ref, dict) else ""
     if not node:
         raise BadRequestError("target.name: Required value: a binding needs a target node name")
-    pod_name = target.name
 
     def bind(pod: dict[str, Any]) -> dict[str, Any]:
         spec = pod.setdefault("spec", {})
@@ -157,6 +183,9 @@ async def _eviction(request: web.Request, ctx: ApiContext, target: RequestTarget
     assert target.name is not None
     body = await request.read()
     eviction = parse_object(body, request.headers.get("Content-Type")) if body.strip() else {}
+    _as_sent(eviction, "policy/v1", "Eviction", target.namespace)
+    await webhooks.admit_subresource_create(target.resource, target.namespace or "", target.name, eviction,
+                                            eviction_kind(eviction), dry_run(request))
     delete_options = eviction.get("deleteOptions")
     if delete_options is not None and not isinstance(delete_options, dict):
         raise BadRequestError("json: cannot unmarshal value into Go struct field Eviction.deleteOptions of type "

@@ -21,6 +21,8 @@ from apiserver.patching import apply_patch, parse_patch, patch_type
 from apiserver.registry import WriteOptions
 from apiserver.requests import dry_run, field_validation, json_response
 from apiserver.routing import RequestTarget
+from apiserver.webhooks import ObjectView, viewed_as
+from apiserver.webhooks.views import SCALE_KIND
 from machinery.errors import BadRequestError, ConflictError, MethodNotAllowedError, StatusCause, invalid
 
 Obj = dict[str, Any]
@@ -101,7 +103,16 @@ async def handle_scale(request: web.Request, ctx: ApiContext, target: RequestTar
         live["metadata"].pop("resourceVersion", None)
         return live
 
+    def write_back(obj: Obj, scale: Obj) -> None:  # a mutating webhook's Scale → the object
+        spec = scale.get("spec")
+        replicas = spec.get("replicas") if isinstance(spec, dict) else None
+        if not isinstance(replicas, int) or isinstance(replicas, bool):
+            raise BadRequestError(f"spec.replicas: Invalid value: {replicas!r}: must be an integer")
+        _set(obj, paths.spec_replicas, replicas)
+
     options = WriteOptions(dry_run=dry_run(request), field_validation=field_validation(request),
                            field_manager=request.query.get("fieldManager", ""))
-    updated, _ = await registry.mutate(target.namespace, name, mutate, options)
+    # Webhooks see the autoscaling/v1 Scale, as in Kubernetes.
+    with viewed_as(ObjectView(SCALE_KIND, lambda obj: scale_view(obj, paths), write_back)):
+        updated, _ = await registry.mutate(target.namespace, name, mutate, options)
     return json_response(scale_view(updated, paths))

@@ -14,6 +14,10 @@ webhook, and requests for another resource than the one addressed (none today) n
 Warnings the webhooks return are added to the response as ``Warning`` headers
 (:func:`add_warning_headers`, an ``on_response_prepare`` signal), on success and on failure.
 
+Subresources whose object has a kind of its own (:mod:`.views`): the scale handlers wrap their
+write in :func:`viewed_as` so webhooks see an ``autoscaling/v1`` Scale; ``pods/binding`` and
+``pods/eviction`` call :func:`admit_subresource_create` with their Binding or Eviction.
+
 Modules: :mod:`.config` (configurations from the watch caches), :mod:`.matching` (rules,
 selectors, matchConditions), :mod:`.review` (AdmissionReview in and out), :mod:`.client` (where
 to dial, TLS, timeouts, the network guard), :mod:`.dispatch` (the calling order and outcomes).
@@ -22,7 +26,8 @@ With no configuration stored, each request pays two dictionary look-ups.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
@@ -42,10 +47,12 @@ from apiserver.webhooks.attributes import (
     options_for,
 )
 from apiserver.webhooks.dispatch import AdmissionWebhooks
+from apiserver.webhooks.views import ObjectView
 from machinery.resources import ResourceInfo
 
-__all__ = ["CONNECT_SUBRESOURCES", "WEBHOOKS", "AdmissionWebhooks", "add_warning_headers", "admission_middleware",
-           "admit_delete", "close_webhooks", "validate", "with_mutating_webhooks"]
+__all__ = ["CONNECT_SUBRESOURCES", "WEBHOOKS", "AdmissionWebhooks", "ObjectView", "add_warning_headers",
+           "admission_middleware", "admit_delete", "admit_subresource_create", "close_webhooks", "validate",
+           "viewed_as", "with_mutating_webhooks"]
 
 Obj = dict[str, Any]
 Mutating = Callable[[Obj, Obj | None, bool], Awaitable[None]]
@@ -53,10 +60,12 @@ Mutating = Callable[[Obj, Obj | None, bool], Awaitable[None]]
 WEBHOOKS: web.AppKey[AdmissionWebhooks] = web.AppKey("kubelab_webhooks", AdmissionWebhooks)
 _SCOPE_KEY: web.RequestKey[RequestScope] = web.RequestKey("kubelab_admission_scope", RequestScope)
 _BOUND: ContextVar[tuple[AdmissionWebhooks, RequestScope] | None] = ContextVar("kubelab_admission", default=None)
+_VIEW: ContextVar[ObjectView | None] = ContextVar("kubelab_admission_view", default=None)
 
-# Subresources whose object is the resource's own object (others carry their own kind and are
-# not sent to webhooks yet: binding, eviction).
+# Subresources whose writes go through the registry's admission with the resource's object (scale
+# with a view of it); binding and eviction carry their own kind (:func:`admit_subresource_create`).
 _OBJECT_SUBRESOURCES = frozenset({"", "status", "finalize", "scale"})
+_OWN_KIND_SUBRESOURCES = frozenset({"binding", "eviction"})
 CONNECT_SUBRESOURCES = frozenset({"exec", "attach", "portforward"})
 _CONNECT_KINDS = {"exec": "PodExecOptions", "attach": "PodAttachOptions", "portforward": "PodPortForwardOptions"}
 
@@ -72,6 +81,16 @@ def _bound(resource: ResourceInfo) -> tuple[AdmissionWebhooks, RequestScope] | N
     return bound
 
 
+@contextlib.contextmanager
+def viewed_as(view: ObjectView) -> Iterator[None]:
+    """Within the block, webhooks see the objects admitted through ``view`` (a subresource's kind)."""
+    token = _VIEW.set(view)
+    try:
+        yield
+    finally:
+        _VIEW.reset(token)
+
+
 def _call(scope: RequestScope, resource: ResourceInfo, operation: str, obj: Obj | None, old: Obj | None,
           dry_run: bool, options: Obj | None) -> Call:
     meta = (obj if obj is not None else old or {}).get("metadata") or {}
@@ -79,9 +98,15 @@ def _call(scope: RequestScope, resource: ResourceInfo, operation: str, obj: Obj 
     name = str(meta.get("name") or "")
     if resource.group == "" and resource.plural == "namespaces":
         namespace = name  # Kubernetes: a Namespace request's namespace is the namespace itself
+    view = _VIEW.get() if scope.subresource else None
+    kind = (resource.group, resource.version, resource.kind)
+    if view is not None:
+        obj = None if obj is None else view.view(obj)
+        old = None if old is None else view.view(old)
+        kind = view.kind
     return Call(operation=operation, resource=resource, subresource=scope.subresource, namespace=namespace,
                 name=name, object=obj, old_object=old, user=scope.user, dry_run=dry_run, options=options,
-                kind=(resource.group, resource.version, resource.kind))
+                kind=kind)
 
 
 def with_mutating_webhooks(resource: ResourceInfo, builtin: Mutating | None) -> Mutating:
@@ -97,7 +122,11 @@ def with_mutating_webhooks(resource: ResourceInfo, builtin: Mutating | None) -> 
         operation = CREATE if old is None else UPDATE
         call = _call(scope, resource, operation, obj, old, dry_run,
                      options_for(operation, dry_run=dry_run, field_manager=scope.field_manager))
+        seen = call.object
         await dispatcher.mutate(call, scope.warnings)
+        view = _VIEW.get() if scope.subresource else None
+        if view is not None and seen is not None and seen is not obj:
+            view.write_back(obj, seen)
 
     return admit
 
@@ -129,6 +158,24 @@ async def admit_delete(resource: ResourceInfo, live: Obj, options: Any) -> None:
     if getattr(options, "propagation_policy", None):
         extra["propagationPolicy"] = options.propagation_policy
     call = _call(scope, resource, DELETE, None, live, dry_run, options_for(DELETE, dry_run=dry_run, extra=extra))
+    await dispatcher.mutate(call, scope.warnings)
+    await dispatcher.validate(call, scope.warnings)
+
+
+async def admit_subresource_create(resource: ResourceInfo, namespace: str, name: str, obj: Obj,
+                                   kind: tuple[str, str, str], dry_run: bool) -> None:
+    """Mutating (patching ``obj`` in place), then validating webhooks for a CREATE on a subresource
+    whose object has a kind of its own (``pods/binding``: Binding, ``pods/eviction``: Eviction)."""
+    bound = _BOUND.get()
+    if bound is None:
+        return
+    dispatcher, scope = bound
+    if (not dispatcher.active() or scope.resource.group_resource != resource.group_resource
+            or scope.subresource not in _OWN_KIND_SUBRESOURCES):
+        return
+    call = Call(operation=CREATE, resource=scope.resource, subresource=scope.subresource,
+                namespace=namespace, name=name, object=obj, old_object=None, user=scope.user, dry_run=dry_run,
+                options=options_for(CREATE, dry_run=dry_run, field_manager=scope.field_manager), kind=kind)
     await dispatcher.mutate(call, scope.warnings)
     await dispatcher.validate(call, scope.warnings)
 

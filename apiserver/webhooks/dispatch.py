@@ -178,7 +178,7 @@ class AdmissionWebhooks:
 
     def _apply(self, hook: Webhook, call: Call, seen_as: Any, patch: jsonpatch.JsonPatch) -> bool:
         assert call.object is not None
-        current = at_version(call.object, seen_as)
+        current = at_version(call.object, call, seen_as)
         try:
             patched = patch.apply(copy.deepcopy(current))
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError) as exc:

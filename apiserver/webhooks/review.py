@@ -36,9 +36,10 @@ def _gvr(resource: ResourceInfo) -> Obj:
     return {"group": resource.group, "version": resource.version, "resource": resource.plural}
 
 
-def at_version(obj: Obj | None, resource: ResourceInfo) -> Obj | None:
-    """``obj`` as ``resource``'s version serves it (conversion ``None``: only apiVersion changes)."""
-    if obj is None or obj.get("apiVersion") in (None, resource.api_version):
+def at_version(obj: Obj | None, call: Call, resource: ResourceInfo) -> Obj | None:
+    """The call's ``obj`` as ``resource``'s version serves it (conversion ``None``: only apiVersion
+    changes). Objects of another kind than the resource's (a Scale, a Binding) stay as they are."""
+    if obj is None or obj.get("apiVersion") != call.resource.api_version or resource is call.resource:
         return obj
     return dict(obj, apiVersion=resource.api_version)
 
@@ -57,8 +58,8 @@ def review_request(call: Call, seen_as: ResourceInfo) -> Obj:
         "name": call.name,
         "operation": call.operation,
         "userInfo": call.user.to_api(),
-        "object": at_version(call.object, seen_as),
-        "oldObject": at_version(call.old_object, seen_as),
+        "object": at_version(call.object, call, seen_as),
+        "oldObject": at_version(call.old_object, call, seen_as),
         "dryRun": call.dry_run,
         "options": call.options,
     }
