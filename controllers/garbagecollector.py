@@ -60,6 +60,8 @@ class GarbageCollectorController:
         self._synced = False
         self._informers: list[SharedInformer] = []
         for resource in resources:
+            if not {"delete", "list", "watch"} <= set(resource.verbs):
+                continue  # e.g. the create-only reviews: nothing to own or collect (as Kubernetes' GC)
             informer = factory.informer(resource)
             informer.add_handler(on_add=self._adder(resource), on_update=self._updater(resource),
                                  on_delete=self._on_delete)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FINALIZER = "kubernetes"
-NAMESPACED: tuple[ResourceInfo, ...] = tuple(r for r in RESOURCES if r.namespaced)
+NAMESPACED: tuple[ResourceInfo, ...] = tuple(r for r in RESOURCES if r.namespaced and "list" in r.verbs)
 
 
 class NamespaceController:
