@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from apiserver.admission import ServiceAllocator, admit_secret
+from apiserver.admission_serviceaccount import ServiceAccountAdmission
 from apiserver.apiextensions.controller import ApiExtensions
 from apiserver.apiextensions.cr_registry import CrdRegistry
 from apiserver.metrics import ApiMetrics
@@ -46,7 +48,17 @@ class ApiContext:
     def __post_init__(self) -> None:
         services = next(r for r in RESOURCES if r.kind == "Service")
         allocator = ServiceAllocator(self.settings.service_cidr, self.caches.get(services))
-        hooks: dict[str, MutatingAdmission] = {"Service": allocator.admit, "Secret": admit_secret}
+        accounts = self.caches.get(next(r for r in RESOURCES if r.kind == "ServiceAccount"))
+
+        async def service_account(namespace: str, name: str) -> dict[str, Any] | None:
+            key = accounts.resource.storage_key(namespace, name)
+            obj = accounts.get(key)
+            if obj is None and (kv := await self.storage.get(key)):
+                obj = orjson.loads(kv.value)
+            return obj
+
+        hooks: dict[str, MutatingAdmission] = {"Service": allocator.admit, "Secret": admit_secret,
+                                               "Pod": ServiceAccountAdmission(service_account).admit}
         namespaces = self.caches.get(next(r for r in RESOURCES if r.kind == "Namespace"))
 
         def cached_namespace(name: str) -> dict[str, Any] | None:
