@@ -15,6 +15,7 @@ import socket
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from controllers.clusterroleaggregation import ClusterRoleAggregationController
 from controllers.deployment import DeploymentController
 from controllers.endpoints import EndpointsController
 from controllers.garbagecollector import GarbageCollectorController
@@ -22,6 +23,7 @@ from controllers.namespace import NamespaceController
 from controllers.nodelifecycle import NodeLifecycleController
 from controllers.podgc import PodGCController
 from controllers.replicaset import ReplicaSetController
+from controllers.rootcacert import RootCACertPublisher
 from controllers.serviceaccount import ServiceAccountController
 from controllers.settings import ControllerManagerSettings
 from machinery.client import ApiClient, InformerFactory
@@ -47,7 +49,9 @@ CONTROLLERS: dict[str, ControllerFactory] = {
     "nodelifecycle": NodeLifecycleController,
     "namespace": NamespaceController,
     "serviceaccount": ServiceAccountController,
+    "root-ca-cert-publisher": RootCACertPublisher,
     "podgc": PodGCController,
+    "clusterrole-aggregation": ClusterRoleAggregationController,
 }
 """Every controller by its ``--controllers`` name."""
 
