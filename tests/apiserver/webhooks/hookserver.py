@@ -3,7 +3,8 @@
 :class:`HookServer` is an aiohttp HTTPS server on 127.0.0.1 (ephemeral port) with a CA of its
 own, unknown to the apiserver until a configuration names it in ``caBundle``. Each path answers
 with a behaviour the test picks (allow, deny, patch, hang, garbage …); every review received is
-recorded per path so tests can check what the apiserver sent.
+recorded per path so tests can check what the apiserver sent. :func:`hook_server_thread` runs
+one on an event loop of its own thread, for synchronous tests that drive kubectl.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import asyncio
 import base64
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +91,28 @@ class HookServer:
 async def hang(server: HookServer) -> Any:
     await server.release.wait()
     return b"{}"
+
+
+@contextlib.contextmanager
+def hook_server_thread(pki_dir: Path) -> Iterator[HookServer]:
+    """A running :class:`HookServer` served from a thread of its own (its behaviours run there)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="test-webhook-server", daemon=True)
+    thread.start()
+
+    async def start() -> tuple[HookServer, contextlib.AbstractAsyncContextManager[HookServer]]:
+        server = HookServer(pki_dir)
+        running = server.running()
+        await running.__aenter__()
+        return server, running
+
+    try:
+        server, running = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
+        try:
+            yield server
+        finally:
+            asyncio.run_coroutine_threadsafe(running.__aexit__(None, None, None), loop).result(timeout=30)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        loop.close()
