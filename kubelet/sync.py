@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from kubelet.envvars import ApiObjectSource, NodeAllocatable, ObjectSource, PodContext, prepare_container
 from kubelet.lifecycle import MIN_GRACE, hook_error_message, run_hook
 from kubelet.prober import ProbeManager
+from kubelet.projected import ApiTokenSource, TokenManager
 from kubelet.runtime.interface import (
     ContainerKind,
     ContainerRuntime,
@@ -86,7 +87,7 @@ class PodFeatures:
                    probe_time_scale: float = 1.0, **kwargs: Any) -> PodFeatures:
         """The usual bundle: ConfigMaps/Secrets read from the API, volumes under ``root``."""
         source = ApiObjectSource(client)
-        return cls(volumes=VolumeManager(root, source), source=source,
+        return cls(volumes=VolumeManager(root, source, TokenManager(ApiTokenSource(client))), source=source,
                    probes=ProbeManager(runtime, on_change=on_change, events=events, time_scale=probe_time_scale),
                    **kwargs)
 

@@ -10,6 +10,8 @@ a container's ``volumeMounts`` into host paths, and :meth:`VolumeManager.cleanup
   then the ``..data`` symlink is swapped to it with a rename (readers see all old or all new
   files), and each top-level entry is a symlink through ``..data``. Nothing is rewritten when the
   payload is unchanged. ``items`` select and rename keys; ``defaultMode``/``mode`` set permissions;
+  a projected ``serviceAccountToken`` source writes the pod's token from the
+  :class:`kubelet.projected.TokenManager` (refreshed at 80% of its life, swapped in atomically);
 * ``hostPath``: the host path itself (``DirectoryOrCreate``/``FileOrCreate`` create it).
 
 A missing ConfigMap/Secret that is not ``optional`` raises :class:`VolumeError` (the kubelet's
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from kubelet.envvars import ContainerConfigError, ObjectSource, PodContext, field_value, resource_value
+from kubelet.projected import TokenError, TokenManager
 
 __all__ = ["Mount", "VolumeError", "VolumeManager", "container_mounts", "write_atomic"]
 
@@ -122,9 +125,11 @@ def _select(values: Mapping[str, bytes], source: Mapping[str, Any], kind: str, n
 class VolumeManager:
     """The volumes of every pod on one node, under ``root``."""
 
-    def __init__(self, root: Path, source: ObjectSource) -> None:
+    def __init__(self, root: Path, source: ObjectSource, tokens: TokenManager | None = None) -> None:
         self.root = root
         self.source = source
+        self.tokens = tokens
+        """Where projected service-account tokens come from; None writes none (hollow nodes)."""
 
     def pod_dir(self, uid: str) -> Path:
         return self.root / "pods" / uid / "volumes"
@@ -168,6 +173,13 @@ class VolumeManager:
                     out.update(await self._secret(namespace, {**mode, **src["secret"]}))
                 elif src.get("downwardAPI") is not None:
                     out.update(_downward(pod, {**mode, **src["downwardAPI"]}, ctx))
+                elif src.get("serviceAccountToken") is not None and self.tokens is not None:
+                    projection = src["serviceAccountToken"]
+                    try:
+                        token = await self.tokens.token(pod, projection)
+                    except TokenError as exc:
+                        raise VolumeError(str(exc)) from exc
+                    out[str(projection.get("path") or "token")] = (token.encode(), int(mode["defaultMode"]))
             return out
         return None
 
@@ -194,6 +206,8 @@ class VolumeManager:
 
     async def cleanup(self, uid: str) -> None:
         """Remove everything the pod's volumes left on the host (hostPaths are untouched)."""
+        if self.tokens is not None:
+            self.tokens.forget(uid)
         await asyncio.to_thread(shutil.rmtree, self.root / "pods" / uid, True)
 
 
