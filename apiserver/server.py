@@ -23,6 +23,7 @@ from apiserver.app import make_app
 from apiserver.bootstrap import ensure_kubernetes_service, ensure_system_namespaces
 from apiserver.compaction import run_compactor
 from apiserver.context import ApiContext
+from apiserver.keylayout import migrate_key_layout
 from apiserver.metrics import ApiMetrics
 from apiserver.settings import ApiServerSettings
 from apiserver.storage import open_storage
@@ -61,6 +62,7 @@ async def serve(settings: ApiServerSettings, *, started: asyncio.Event | None = 
         metrics,
     )
     await storage.start()
+    await migrate_key_layout(storage)  # before anything reads the store by key
     caches = WatchCaches(RESOURCES, storage, capacity=settings.watch_cache_events)
     ctx = ApiContext(settings=settings, storage=storage, caches=caches, metrics=metrics)
     runner: web.AppRunner | None = None

@@ -19,8 +19,10 @@ the store has compacted away answers 410 Expired. So watches resumed after an ap
 miss nothing.
 
 Caches for custom resources are added and removed while the apiserver runs
-(:meth:`WatchCaches.add`, :meth:`WatchCaches.remove`); their keys live under
-``/registry/<group>/<plural>/``, so an event is routed by the first key segment, or the first two.
+(:meth:`WatchCaches.add`, :meth:`WatchCaches.remove`). Events reach their cache through a
+:class:`KeyRouter`: keys follow Kubernetes' layout, where a resource's root under ``/registry/``
+is one segment (``pods``, ``deployments``) or two (``services/specs``, ``services/endpoints``,
+``<group>/<plural>`` for custom resources), and the router picks the longest root that matches.
 """
 
 from __future__ import annotations
@@ -291,6 +293,59 @@ class WatchCache:
         self.watchers.discard(watcher)
 
 
+class KeyRouter:
+    """Finds the cache of a storage key by its resource's key root (:attr:`ResourceInfo.key_root`).
+
+    A key is ``/registry/<root>/[<namespace>/]<name>`` with a root of one segment or two. Roots
+    of two segments are grouped by their first segment (``services`` → ``specs``, ``endpoints``),
+    and no one-segment root may be such a first segment (:meth:`add` refuses it), so the longest
+    matching root is found with at most two dict lookups, and a namespace or name that happens to
+    spell a second segment (a namespace called ``specs``) never misroutes.
+    """
+
+    def __init__(self) -> None:
+        self.single: dict[str, WatchCache] = {}
+        self.double: dict[str, dict[str, WatchCache]] = {}
+
+    def add(self, root: str, cache: WatchCache) -> None:
+        first, _, second = root.partition("/")
+        if not first or "/" in second:
+            raise ValueError(f"key root {root!r} must be one or two segments")
+        if second:
+            if first in self.single:
+                raise ValueError(f"key root {root!r} would be shadowed by the root {first!r}")
+            self.double.setdefault(first, {})[second] = cache
+        else:
+            if first in self.double:
+                raise ValueError(f"key root {root!r} is the first segment of {sorted(self.double[first])}")
+            self.single[first] = cache
+
+    def remove(self, root: str) -> None:
+        first, _, second = root.partition("/")
+        if not second:
+            self.single.pop(first, None)
+            return
+        seconds = self.double.get(first)
+        if seconds is not None:
+            seconds.pop(second, None)
+            if not seconds:
+                del self.double[first]
+
+    def route(self, key: str) -> WatchCache | None:
+        """The cache for ``key``, or None for a key outside every root."""
+        # ['', 'registry', first, second-or-rest, rest]
+        parts = key.split("/", 4)
+        if len(parts) < 4 or parts[1] != "registry":
+            return None
+        found = self.single.get(parts[2])
+        if found is not None:
+            return found
+        seconds = self.double.get(parts[2])
+        if seconds is None or len(parts) < 5:
+            return None
+        return seconds.get(parts[3])
+
+
 class WatchCaches:
     """All resources' caches, fed by one storage watch."""
 
@@ -298,9 +353,9 @@ class WatchCaches:
         self.storage = storage
         self.capacity = capacity
         self.by_resource = {r.group_resource: WatchCache(r, capacity=capacity) for r in resources}
-        # The key segment(s) under /registry/ that hold each resource's objects.
-        self.by_root = {(r.storage_root or r.group_resource): self.by_resource[r.group_resource]
-                        for r in resources}
+        self.router = KeyRouter()
+        for cache in self.by_resource.values():
+            self.router.add(cache.resource.key_root, cache)
         self.revision = 0
         self.ready = asyncio.Event()
         self._advanced = asyncio.Event()
@@ -320,26 +375,16 @@ class WatchCaches:
         if cache is None:
             cache = WatchCache(resource, capacity=self.capacity)
             cache.reset(self.revision)
+            self.router.add(resource.key_root, cache)
             self.by_resource[resource.group_resource] = cache
-            self.by_root[resource.storage_root or resource.group_resource] = cache
         return cache
 
     def remove(self, resource: ResourceInfo) -> None:
         """Stop caching a resource; its open watches end (their clients re-watch and get 404s)."""
         cache = self.by_resource.pop(resource.group_resource, None)
         if cache is not None:
-            self.by_root.pop(resource.storage_root or resource.group_resource, None)
+            self.router.remove(resource.key_root)
             cache.reset(cache.revision)
-
-    def _cache_for(self, key: str) -> WatchCache | None:
-        # /registry/{root}/... where root is one segment (group_resource) or two (group/plural)
-        parts = key.split("/", 4)
-        if len(parts) <= 3:
-            return None
-        found = self.by_root.get(parts[2])
-        if found is None and len(parts) > 4:
-            found = self.by_root.get(f"{parts[2]}/{parts[3]}")
-        return found
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="watchcaches")
@@ -390,13 +435,13 @@ class WatchCaches:
         for cache in list(self.by_resource.values()):
             cache.reset(start)
         for kv in listed.items:
-            target = self._cache_for(kv.key)
+            target = self.router.route(kv.key)
             if target is not None:
                 target.load(kv.key, kv.value, kv.mod_revision)
         self.revision = start
         self.ready.set()
         async for ev in self.storage.watch(REGISTRY_PREFIX, after_revision=start):
-            target = self._cache_for(ev.key)
+            target = self.router.route(ev.key)
             if target is not None:
                 target.apply(ev)
             self.revision = ev.revision

@@ -47,8 +47,7 @@ class ResourceInfo:
     list_kind_name: str = ""
     """``listKind`` when it is not ``<kind>List`` (a CustomResourceDefinition may name it)."""
     storage_root: str = ""
-    """The key segment under ``/registry/`` when it is not ``group_resource``: custom resources
-    live under ``/registry/<group>/<plural>/`` as in Kubernetes."""
+    """The key root under ``/registry/`` when it is not the plural (see :attr:`key_root`)."""
     custom: object | None = field(default=None, compare=False, hash=False, repr=False)
     """For a version served from a CustomResourceDefinition: the apiserver's description of it
     (schema, columns, subresource paths). Opaque here; None for built-in kinds."""
@@ -70,15 +69,23 @@ class ResourceInfo:
     def subresource(self, name: str) -> SubresourceInfo | None:
         return next((s for s in self.subresources if s.name == name), None)
 
+    @property
+    def key_root(self) -> str:
+        """The key segment(s) under ``/registry/`` that hold this resource's objects, named as
+        Kubernetes' storage factory names them: the plural (``deployments``, ``clusterroles``),
+        except where ``storage_root`` says otherwise (``services/specs``, ``services/endpoints``,
+        ``minions``; ``<group>/<plural>`` for CustomResourceDefinitions and custom resources)."""
+        return self.storage_root or self.plural
+
     def storage_prefix(self, namespace: str | None = None) -> str:
-        """``/registry/{resource}/`` or ``/registry/{resource}/{namespace}/``."""
-        root = self.storage_root or self.group_resource
+        """``/registry/{root}/`` or ``/registry/{root}/{namespace}/``."""
         if namespace:
-            return f"/registry/{root}/{namespace}/"
-        return f"/registry/{root}/"
+            return f"/registry/{self.key_root}/{namespace}/"
+        return f"/registry/{self.key_root}/"
 
     def storage_key(self, namespace: str | None, name: str) -> str:
-        root = self.storage_root or self.group_resource
+        """``/registry/{root}/{namespace}/{name}``, or ``/registry/{root}/{name}`` when cluster-scoped."""
+        root = self.key_root
         if self.namespaced:
             return f"/registry/{root}/{namespace}/{name}"
         return f"/registry/{root}/{name}"
@@ -108,9 +115,10 @@ RESOURCES: tuple[ResourceInfo, ...] = (
                  )),
     ResourceInfo("", "v1", "Service", "services", "service", True, ("svc",), ("all",),
                  verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"),
-                 subresources=(_status("Service"),)),
-    ResourceInfo("", "v1", "Endpoints", "endpoints", "endpoints", True, ("ep",)),
-    ResourceInfo("", "v1", "Node", "nodes", "node", False, ("no",), subresources=(_status("Node"),)),
+                 subresources=(_status("Service"),), storage_root="services/specs"),
+    ResourceInfo("", "v1", "Endpoints", "endpoints", "endpoints", True, ("ep",), storage_root="services/endpoints"),
+    ResourceInfo("", "v1", "Node", "nodes", "node", False, ("no",), subresources=(_status("Node"),),
+                 storage_root="minions"),
     ResourceInfo("", "v1", "ConfigMap", "configmaps", "configmap", True, ("cm",)),
     ResourceInfo("", "v1", "Secret", "secrets", "secret", True),
     ResourceInfo("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ("sa",),
