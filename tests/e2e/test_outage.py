@@ -44,8 +44,8 @@ async def test_cluster_converges_within_30s_after_a_5_minute_apiserver_outage_mi
     api = cluster.api()
     try:
         await api.create(NAMESPACES, {"metadata": {"name": NAMESPACE}})
-        # minReadySeconds makes the rollout take several steps of at least 2 s: a middle to stop in.
-        await api.create(DEPLOYMENTS, deployment("web", REPLICAS, "kubelab/nginx:1.0", min_ready_seconds=2),
+        # minReadySeconds makes the rollout take several steps of at least 1 s: a middle to stop in.
+        await api.create(DEPLOYMENTS, deployment("web", REPLICAS, "kubelab/nginx:1.0", min_ready_seconds=1),
                          namespace=NAMESPACE)
         await wait_converged(api, NAMESPACE, "web", timeout=180)
         outage = await outage_round(cluster, api, NAMESPACE, "web", image="kubelab/nginx:2.0", seconds=OUTAGE,
