@@ -17,6 +17,13 @@ Guarantees, as Kubernetes:
   allocatable, an unset request to 0.
 
 ConfigMaps and Secrets are read through an :class:`ObjectSource` (:class:`ApiObjectSource` GETs them).
+
+Service variables come first, as the kubelet's ``getServiceEnvVarMap`` makes them (when the source
+is also a :class:`ServiceSource`): the ``default/kubernetes`` Service always
+(``KUBERNETES_SERVICE_HOST``/``_PORT`` …, what in-cluster clients read), and every Service of the
+pod's namespace with a ClusterIP unless ``enableServiceLinks: false`` — ``<NAME>_SERVICE_HOST``,
+``<NAME>_SERVICE_PORT[_<PORTNAME>]`` and the Docker-link style ``<NAME>_PORT[_<port>_<PROTO>[_PROTO|_PORT|_ADDR]]``.
+The container's own ``env`` may refer to them and override them.
 """
 
 from __future__ import annotations
@@ -26,13 +33,13 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from kubelet.runtime.interface import RuntimeError_
 from machinery.client.rest import ApiClient
 from machinery.errors import NotFoundError
 from machinery.quantity import Quantity
-from machinery.resources import CONFIGMAPS, SECRETS
+from machinery.resources import CONFIGMAPS, SECRETS, SERVICES
 
 __all__ = [
     "ApiObjectSource",
@@ -40,11 +47,14 @@ __all__ = [
     "NodeAllocatable",
     "ObjectSource",
     "PodContext",
+    "ServiceSource",
     "expand",
     "field_value",
     "prepare_container",
     "resolve_env",
     "resource_value",
+    "service_environment",
+    "service_variables",
 ]
 
 
@@ -64,8 +74,21 @@ class ObjectSource(Protocol):
         ...
 
 
+@runtime_checkable
+class ServiceSource(Protocol):
+    """Where the Services for service-link variables come from."""
+
+    async def list_services(self, namespace: str) -> list[dict[str, Any]]:
+        ...
+
+
 class ApiObjectSource:
-    """Reads ConfigMaps and Secrets with GETs (always current; one request per reference)."""
+    """Reads ConfigMaps and Secrets with GETs (always current; one request per reference), and
+    lists Services for the service-link variables."""
+
+    async def list_services(self, namespace: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = (await self.client.list(SERVICES, namespace=namespace))["items"]
+        return items
 
     def __init__(self, client: ApiClient) -> None:
         self.client = client
@@ -238,10 +261,12 @@ async def _key_ref(source: ObjectSource, namespace: str, ref: Mapping[str, Any],
 
 
 async def resolve_env(pod: dict[str, Any], container: Mapping[str, Any], source: ObjectSource,
-                      ctx: PodContext) -> list[tuple[str, str]]:
-    """The container's environment as ordered (name, value) pairs (ContainerConfigError)."""
+                      ctx: PodContext, *, initial: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """The container's environment as ordered (name, value) pairs (ContainerConfigError);
+    ``initial`` variables (the service ones) may be referred to but are not returned."""
     namespace = str((pod.get("metadata") or {}).get("namespace") or "default")
-    env: dict[str, str] = {}
+    env: dict[str, str] = dict(initial or {})
+    given = set(env)
     for item in container.get("envFrom") or []:
         prefix = str(item.get("prefix") or "")
         if item.get("configMapRef") is not None:
@@ -273,14 +298,58 @@ async def resolve_env(pod: dict[str, Any], container: Mapping[str, Any], source:
             resolved = ""
         if resolved is not None:
             env[name] = resolved
-    return list(env.items())
+    return [(k, v) for k, v in env.items() if k not in given or v != (initial or {}).get(k)]
+
+
+def _env_name(name: str) -> str:
+    return name.upper().replace("-", "_")
+
+
+def service_variables(services: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The variables of ``services`` (Kubernetes' ``envvars.FromServices``), sorted by Service name."""
+    out: list[tuple[str, str]] = []
+    for svc in sorted(services, key=lambda s: str(s["metadata"].get("name", ""))):
+        spec = svc.get("spec") or {}
+        ip = str(spec.get("clusterIP") or "")
+        ports = spec.get("ports") or []
+        if not ip or ip == "None" or not ports:
+            continue
+        name = _env_name(str(svc["metadata"]["name"]))
+        out += [(f"{name}_SERVICE_HOST", ip), (f"{name}_SERVICE_PORT", str(ports[0]["port"]))]
+        out += [(f"{name}_SERVICE_PORT_{_env_name(str(p['name']))}", str(p["port"])) for p in ports if p.get("name")]
+        host = f"[{ip}]" if ":" in ip else ip
+        for index, port in enumerate(ports):
+            proto = str(port.get("protocol") or "TCP")
+            url = f"{proto.lower()}://{host}:{port['port']}"
+            if index == 0:
+                out.append((f"{name}_PORT", url))
+            prefix = f"{name}_PORT_{port['port']}_{proto.upper()}"
+            out += [(prefix, url), (f"{prefix}_PROTO", proto.lower()), (f"{prefix}_PORT", str(port["port"])),
+                    (f"{prefix}_ADDR", ip)]
+    return out
+
+
+async def service_environment(pod: dict[str, Any], source: ServiceSource) -> list[tuple[str, str]]:
+    """The service variables a container of ``pod`` starts with."""
+    namespace = str((pod.get("metadata") or {}).get("namespace") or "default")
+    links = (pod.get("spec") or {}).get("enableServiceLinks") is not False
+    chosen: dict[str, dict[str, Any]] = {}
+    if links:
+        chosen.update({str(s["metadata"]["name"]): s for s in await source.list_services(namespace)})
+    if "kubernetes" not in chosen or namespace != "default":
+        master = [s for s in await source.list_services("default") if s["metadata"].get("name") == "kubernetes"]
+        if master:
+            chosen.setdefault("kubernetes", master[0])
+    return service_variables(list(chosen.values()))
 
 
 async def prepare_container(pod: dict[str, Any], container: Mapping[str, Any], source: ObjectSource,
                             ctx: PodContext) -> dict[str, Any]:
-    """A copy of ``container`` for the runtime: ``env`` resolved, ``envFrom`` dropped, and
-    ``$(VAR)`` expanded in ``command`` and ``args`` (as Kubernetes does)."""
-    env = await resolve_env(pod, container, source, ctx)
+    """A copy of ``container`` for the runtime: ``env`` resolved (after the service variables),
+    ``envFrom`` dropped, and ``$(VAR)`` expanded in ``command`` and ``args`` (as Kubernetes does)."""
+    services = await service_environment(pod, source) if isinstance(source, ServiceSource) else []
+    env = services + await resolve_env(pod, container, source, ctx, initial=dict(services))
+    env = list(dict(env).items())
     lookup = dict(env).get
     prepared = dict(container)
     prepared.pop("envFrom", None)

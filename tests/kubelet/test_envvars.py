@@ -99,7 +99,8 @@ async def test_env_from_order_prefix_and_expansion(source: ApiObjectSource) -> N
         "command": ["echo", "$(MSG)"], "args": ["$$(MSG)"],
     }
     prepared = await prepare_container(POD, container, source, CTX)
-    assert prepared["env"] == [{"name": "CM_color", "value": "red"}, {"name": "CM_size", "value": "L"},
+    own = [e for e in prepared["env"] if not e["name"].startswith("KUBERNETES_")]  # the Service's come first
+    assert own == [{"name": "CM_color", "value": "red"}, {"name": "CM_size", "value": "L"},
                                {"name": "password", "value": "s3cret"},
                                {"name": "MSG", "value": "red/L/$(LATER)"}, {"name": "LATER", "value": "x"}]
     assert prepared["command"] == ["echo", "red/L/$(LATER)"]
