@@ -31,12 +31,14 @@ import orjson
 
 from kubelab import launcher
 from kubelab.etcd import etcd_healthy
+from kubelab.supervision import SUPERVISOR
 from machinery.client import ApiClient
 from machinery.errors import ApiError
 from machinery.resources import DEPLOYMENTS, NODES, PODS, REPLICASETS
 
 __all__ = [
     "APISERVER",
+    "SUPERVISOR",
     "Chaos",
     "Cluster",
     "Kill",
@@ -59,7 +61,6 @@ T = TypeVar("T")
 
 APISERVER = "apiserver"
 ETCD = "etcd"
-SUPERVISOR = "supervisor"
 
 
 def wait_for(predicate: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.2) -> float:
