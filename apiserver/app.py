@@ -24,10 +24,11 @@ from aiohttp import web
 
 from apiserver import discovery, openapi, openapi_v2, reviews, tokenrequest, virtual, webhooks
 from apiserver.authn import AUTHENTICATOR, USER, Authenticator
-from apiserver.authz import AUTHORIZER, AlwaysAllow
+from apiserver.authz import AUTHORIZER
 from apiserver.context import CONTEXT, ApiContext
 from apiserver.handlers import handle_resource
 from apiserver.impersonation import impersonated
+from apiserver.rbac import ACCESS_REVIEWS, authorize_request, install_rbac
 from apiserver.requests import RESOURCE, SUBRESOURCE, VERB, json_response, page_not_found, status_response
 from apiserver.routing import PageNotFound, route_not_found, served_group, under_served_api
 from apiserver.tokens import ServiceAccountTokens
@@ -65,6 +66,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         user = await request.app[AUTHENTICATOR].authenticate(request)
         request[USER] = await impersonated(request, user, request.app[AUTHORIZER])
+        await authorize_request(request, request[USER], request.app[AUTHORIZER])
         response = await handler(request)
         code = response.status
         return response
@@ -222,7 +224,7 @@ def make_app(ctx: ApiContext) -> web.Application:
         return await virtual.cached_object(ctx, resource, namespace, name)
 
     app[AUTHENTICATOR] = Authenticator(service_account_tokens(ctx), get_object)
-    app[AUTHORIZER] = AlwaysAllow()
+    install_rbac(app, ctx)
     r = app.router
     for path in ("/healthz", "/livez"):
         r.add_get(path, _health)
@@ -238,7 +240,7 @@ def make_app(ctx: ApiContext) -> web.Application:
     r.add_get("/openapi/v3/{tail:.+}", _openapi_gv)
     r.add_get("/.well-known/openid-configuration", _openid_configuration)
     r.add_get("/openid/v1/jwks", _jwks)
-    virtual.add_routes(app, VIRTUAL_RESOURCES)
+    virtual.add_routes(app, (*VIRTUAL_RESOURCES, *ACCESS_REVIEWS))
     for prefix in ("/api/v1/", "/apis/"):
         r.add_route("*", prefix + "{tail:.+}", handle_resource)
     return app

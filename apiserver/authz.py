@@ -78,9 +78,10 @@ def forbidden_message(user: UserInfo, attributes: Attributes, reason: str = "") 
         message = f'forbidden: User "{user.name}" cannot {a.verb} path "{a.path}"'
     else:
         resource = f"{a.resource}/{a.subresource}" if a.subresource else a.resource
-        target = f'{resource}.{a.api_group} "{a.name}"' if a.api_group else f'{resource} "{a.name}"'
+        # The object part names the resource without its subresource (Kubernetes' NewForbidden).
+        target = f'{a.resource}.{a.api_group} "{a.name}"' if a.api_group else f'{a.resource} "{a.name}"'
         if not a.name:
-            target = f"{resource}.{a.api_group}" if a.api_group else resource
+            target = f"{a.resource}.{a.api_group}" if a.api_group else a.resource
         scope = f'in the namespace "{a.namespace}"' if a.namespace else "at the cluster scope"
         message = (f'{target} is forbidden: User "{user.name}" cannot {a.verb} resource "{resource}" '
                    f'in API group "{a.api_group}" {scope}')

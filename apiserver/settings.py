@@ -65,6 +65,10 @@ class ApiServerSettings:
     """Longest life a TokenRequest gets; longer requests are shortened to it
     (``--service-account-max-token-expiration``)."""
 
+    authorization_mode: str = "RBAC"
+    """``RBAC`` (default: Kubernetes' roles and bindings decide) or ``AlwaysAllow`` (every
+    authenticated caller may do anything; for tests and benchmarks) (``--authorization-mode``)."""
+
     advertise_address: str = ""
     """Where pods reach this apiserver (the host's address on the Docker pod network): also
     listened on, and made the endpoint of the ``default/kubernetes`` Service. Empty: only

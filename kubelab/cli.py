@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     apiserver.add_argument("--service-cidr", default=None, metavar="CIDR", help="ClusterIP range")
     apiserver.add_argument("--allowed-networks", default="", metavar="CIDR,...",
                            help="networks the apiserver may dial (kubelets) besides loopback and the service CIDR")
+    apiserver.add_argument("--authorization-mode", choices=["RBAC", "AlwaysAllow"], default="RBAC",
+                           help="who may do what: RBAC roles and bindings (default) or AlwaysAllow")
     apiserver.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v: debug)")
     apiserver.set_defaults(handler=cmd_apiserver)
     _add_components(commands)
@@ -600,6 +602,7 @@ def cmd_apiserver(args: argparse.Namespace) -> int:
         watch_cache_events=args.watch_cache_events,
         compaction_interval_seconds=args.compaction_interval,
         compaction_keep_revisions=args.compaction_keep,
+        authorization_mode=args.authorization_mode,
     )
     if args.etcd_servers:
         settings.etcd_servers = list(args.etcd_servers)

@@ -9,6 +9,8 @@ from typing import Any
 
 from machinery.api.validation_webhooks import default_configuration
 
+from machinery.api.validation_rbac import default_subjects
+
 Obj = dict[str, Any]
 
 
@@ -207,6 +209,8 @@ DEFAULTERS: dict[str, Callable[[Obj], None]] = {
     "MutatingWebhookConfiguration": default_configuration,
     "ValidatingWebhookConfiguration": default_configuration,
 }
+
+DEFAULTERS.update(RoleBinding=default_subjects, ClusterRoleBinding=default_subjects)
 
 
 def apply(kind: str, obj: Obj) -> None:

@@ -13,12 +13,15 @@ from machinery.api.meta import DeleteOptions, Status
 from machinery.api.misc import Eviction, Lease, Scale
 from machinery.api.node import Node
 from machinery.api.pod import Binding, Pod
+from machinery.api.rbac import ClusterRole, ClusterRoleBinding, Role, RoleBinding
 
 TOP_LEVEL: tuple[type[K8sModel], ...] = (
     Namespace, Pod, Service, Endpoints, Node, ConfigMap, Secret, ServiceAccount, Event,
     Deployment, ReplicaSet, Lease, Scale, Binding, Eviction, DeleteOptions, Status,
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 )
+
+TOP_LEVEL += (Role, ClusterRole, RoleBinding, ClusterRoleBinding)
 
 
 def _api_version(group: str, version: str) -> str:
@@ -31,7 +34,7 @@ for _model in TOP_LEVEL:
     _group, _version, _kind = _model.k8s_gvk
     KINDS[(_api_version(_group, _version), _kind)] = _model
 # DeleteOptions is sent under several group versions; any served one is fine.
-for _av in ("meta.k8s.io/v1", "apps/v1", "coordination.k8s.io/v1", "policy/v1", "autoscaling/v1",
+for _av in ("meta.k8s.io/v1", "apps/v1", "coordination.k8s.io/v1", "policy/v1", "autoscaling/v1", "rbac.authorization.k8s.io/v1",
             "admissionregistration.k8s.io/v1"):
     KINDS[(_av, "DeleteOptions")] = DeleteOptions
 

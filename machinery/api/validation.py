@@ -12,6 +12,7 @@ from machinery import resources
 from machinery.api import names
 from machinery.api.names import Errors
 from machinery.api.validation_pod import PROTOCOLS, TAINT_EFFECTS, label_selector, pod_spec
+from machinery.api.validation_rbac import RBAC_CHECKS, RBAC_NAME_RULES
 from machinery.api.validation_webhooks import validate_configuration
 from machinery.errors import invalid
 
@@ -371,6 +372,8 @@ CHECKS: dict[str, Check] = {
     "MutatingWebhookConfiguration": validate_configuration,
     "ValidatingWebhookConfiguration": validate_configuration,
 }
+CHECKS.update(RBAC_CHECKS)
+_NAME_RULES.update(RBAC_NAME_RULES)
 _NO_METADATA_CHECKS = ("DeleteOptions", "Status", "Eviction", "Binding")
 
 

@@ -14,9 +14,11 @@ from machinery.protobuf.fields import FieldKind, MessageTable
 from machinery.protobuf.tables_authn import AUTHN_MESSAGES
 from machinery.protobuf.tables_meta import META_MESSAGES
 from machinery.protobuf.tables_pod import POD_MESSAGES
+from machinery.protobuf.tables_rbac import AUTHZ_MESSAGES, RBAC_MESSAGES
 from machinery.protobuf.tables_workloads import WORKLOAD_MESSAGES
 
-MESSAGES: dict[str, MessageTable] = {**META_MESSAGES, **POD_MESSAGES, **WORKLOAD_MESSAGES, **AUTHN_MESSAGES}
+MESSAGES: dict[str, MessageTable] = {**META_MESSAGES, **POD_MESSAGES, **WORKLOAD_MESSAGES, **AUTHN_MESSAGES,
+                                   **RBAC_MESSAGES, **AUTHZ_MESSAGES}
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,8 @@ _CORE = frozenset({"v1"})
 _APPS = frozenset({"apps/v1"})
 _BATCH = frozenset({"batch/v1"})
 _AUTHN = frozenset({"authentication.k8s.io/v1"})
+_AUTHZ = frozenset({"authorization.k8s.io/v1"})
+_RBAC = frozenset({"rbac.authorization.k8s.io/v1"})
 
 ROOT_KINDS: dict[str, RootKind] = {
     "Namespace": RootKind("Namespace", _CORE),
@@ -52,6 +56,10 @@ ROOT_KINDS: dict[str, RootKind] = {
     "SelfSubjectReview": RootKind("SelfSubjectReview", frozenset({"authentication.k8s.io/v1",
                                                                  "authentication.k8s.io/v1beta1",
                                                                  "authentication.k8s.io/v1alpha1"})),
+    **{kind: RootKind(kind, _RBAC) for kind in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")},
+    **{kind: RootKind(kind, _AUTHZ) for kind in ("SelfSubjectAccessReview", "SubjectAccessReview",
+                                                 "SelfSubjectRulesReview")},
+    "LocalSubjectAccessReview": RootKind("SubjectAccessReview", _AUTHZ),
 }
 
 
