@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     apiserver.add_argument("--service-cidr", default=None, metavar="CIDR", help="ClusterIP range")
     apiserver.add_argument("--allowed-networks", default="", metavar="CIDR,...",
                            help="networks the apiserver may dial (kubelets) besides loopback and the service CIDR")
+    apiserver.add_argument("--advertise-address", default="", metavar="IP",
+                           help="where pods reach the apiserver (also listened on; the kubernetes Service's endpoint)")
     apiserver.add_argument("--authorization-mode", choices=["RBAC", "AlwaysAllow"], default="RBAC",
                            help="who may do what: RBAC roles and bindings (default) or AlwaysAllow")
     apiserver.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v: debug)")
@@ -370,7 +372,8 @@ def _apiserver_argv(args: argparse.Namespace, etcd_servers: list[str]) -> list[s
     return launcher.apiserver_command(state_dir=args.state_dir, store=args.store, etcd_servers=etcd_servers,
                                       port=args.port,
                                       extra_args=["--service-cidr", service_cidr,
-                                                  "--allowed-networks", args.pod_subnet if args.nodes > 0 else ""])
+                                                  "--allowed-networks", args.pod_subnet if args.nodes > 0 else "",
+                                                  "--advertise-address", args.dns_ip if args.nodes > 0 else ""])
 
 
 def _pinned_port(argv: Sequence[str], url: str) -> list[str]:
@@ -609,6 +612,7 @@ def cmd_apiserver(args: argparse.Namespace) -> int:
     if args.service_cidr:
         settings.service_cidr = args.service_cidr
     settings.allowed_networks = [n.strip() for n in args.allowed_networks.split(",") if n.strip()]
+    settings.advertise_address = args.advertise_address
     run(settings)
     return 0
 
