@@ -1,6 +1,9 @@
 """Objects every cluster starts with: the ``default``, ``kube-system``, ``kube-public`` and
 ``kube-node-lease`` namespaces and the ``default/kubernetes`` Service (created once; existing
-ones are left alone)."""
+ones are left alone), whose Endpoints name where this apiserver listens for pods — the advertise
+address (the host on the pod network) or the bind address — and are rewritten on every start, as
+kube-apiserver's endpoint reconciler keeps them, so in-cluster clients reach it through the
+Service's ClusterIP."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import logging
 
 from apiserver.context import ApiContext
 from apiserver.registry import WriteOptions
-from machinery.errors import AlreadyExistsError
+from machinery.errors import AlreadyExistsError, ConflictError, NotFoundError
 from machinery.resources import lookup
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,44 @@ async def ensure_kubernetes_service(ctx: ApiContext, port: int) -> None:
         await ctx.registry(resource).create("default", svc, WriteOptions())
     except AlreadyExistsError:
         pass
+
+
+def advertised_address(ctx: ApiContext) -> str:
+    """The address pods use to reach this apiserver."""
+    settings = ctx.settings
+    if settings.advertise_address:
+        return settings.advertise_address
+    return "127.0.0.1" if settings.bind_address in ("0.0.0.0", "") else settings.bind_address
+
+
+async def ensure_kubernetes_endpoints(ctx: ApiContext, port: int) -> None:
+    """``default/kubernetes`` Endpoints: this apiserver's advertised address and port."""
+    resource = lookup("", "v1", "endpoints")
+    assert resource is not None
+    registry = ctx.registry(resource)
+    subsets = [{"addresses": [{"ip": advertised_address(ctx)}],
+                "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]
+    for _ in range(5):
+        try:
+            current = await registry.get("default", "kubernetes")
+        except NotFoundError:
+            body = {"apiVersion": "v1", "kind": "Endpoints",
+                    "metadata": {"name": "kubernetes", "namespace": "default",
+                                 "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+                    "subsets": subsets}
+            try:
+                await registry.create("default", body, WriteOptions())
+                return
+            except AlreadyExistsError:
+                continue
+        if current.get("subsets") == subsets:
+            return
+        try:
+            await registry.update("default", "kubernetes", {**current, "subsets": subsets}, WriteOptions())
+            return
+        except ConflictError:
+            continue
+    log.warning("could not set the endpoints of default/kubernetes")
 
 
 async def ensure_system_namespaces(ctx: ApiContext) -> None:

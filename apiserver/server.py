@@ -3,7 +3,9 @@
 ``serve()`` is the whole lifecycle as one coroutine (tests embed it); ``run()`` is the
 blocking entry point ``kubelab apiserver`` calls, stopping cleanly on SIGTERM/SIGINT.
 On start the cluster PKI and the admin kubeconfig are created if missing; once the port is
-bound it is written to ``state_dir/apiserver.port``.
+bound it is written to ``state_dir/apiserver.port``. With an advertise address (the host's address
+on the Docker pod network) the apiserver also listens there on the same port, its serving
+certificate names it, and the ``default/kubernetes`` Service's endpoints point to it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import gc
+import ipaddress
 import logging
 import ssl
 from typing import Any
@@ -20,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from apiserver.app import make_app
-from apiserver.bootstrap import ensure_kubernetes_service, ensure_system_namespaces
+from apiserver.bootstrap import ensure_kubernetes_endpoints, ensure_kubernetes_service, ensure_system_namespaces
 from apiserver.compaction import run_compactor
 from apiserver.context import ApiContext
 from apiserver.keylayout import migrate_key_layout
@@ -41,8 +44,11 @@ MEMORY_TRIM_SECONDS = 5.0
 
 
 def server_ssl_context(settings: ApiServerSettings) -> tuple[ssl.SSLContext, ClusterPki]:
-    pki = ensure_cluster_pki(settings.pki_dir, server_hosts=sorted({settings.bind_address, "127.0.0.1",
-                                                                     "localhost"}))
+    hosts = {settings.bind_address, "127.0.0.1", "localhost",
+             str(ipaddress.ip_network(settings.service_cidr).network_address + 1)}  # the kubernetes Service
+    if settings.advertise_address:
+        hosts.add(settings.advertise_address)
+    pki = ensure_cluster_pki(settings.pki_dir, server_hosts=sorted(hosts - {"0.0.0.0", ""}))
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(str(pki.apiserver_cert), str(pki.apiserver_key))
     ctx.load_verify_locations(str(pki.ca_cert))
@@ -81,10 +87,15 @@ async def serve(settings: ApiServerSettings, *, started: asyncio.Event | None = 
                            backlog=1024, reuse_address=True)
         await site.start()
         port = _bound_port(runner, settings.port)
+        if settings.advertise_address and settings.bind_address not in ("0.0.0.0", settings.advertise_address):
+            pods_site = web.TCPSite(runner, settings.advertise_address, port, ssl_context=ssl_ctx,
+                                    backlog=1024, reuse_address=True)
+            await pods_site.start()
         host = "127.0.0.1" if settings.bind_address in ("0.0.0.0", "") else settings.bind_address
         ctx.server_address = f"{host}:{port}"
         _write_client_files(settings, pki, host, port)
         await ensure_kubernetes_service(ctx, port)
+        await ensure_kubernetes_endpoints(ctx, port)
         compactor = asyncio.create_task(run_compactor(storage, settings), name="compactor")
         trimmer = asyncio.create_task(run_memory_trimmer(), name="memory-trimmer")
         _tune_gc()
