@@ -62,7 +62,7 @@ class ApiContext:
         namespaces = self.caches.get(next(r for r in RESOURCES if r.kind == "Namespace"))
 
         def cached_namespace(name: str) -> dict[str, Any] | None:
-            return namespaces.get(f"/registry/namespaces/{name}")
+            return namespaces.get(namespaces.resource.storage_key(None, name))
 
         for r in RESOURCES:
             self.registries[r.group_resource] = Registry(r, self.storage, hooks.get(r.kind), cached_namespace)

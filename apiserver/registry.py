@@ -36,7 +36,7 @@ from machinery.errors import (
     invalid,
 )
 from machinery.meta import now_rfc3339, random_suffix
-from machinery.resources import ResourceInfo, lookup
+from machinery.resources import NAMESPACES, ResourceInfo, lookup
 
 MAX_CONFLICT_RETRIES = 16
 # Kubernetes' NamespaceLifecycle admission refuses to delete these.
@@ -160,7 +160,7 @@ class Registry:
         ns = self.namespace_cache(namespace) if self.namespace_cache is not None else None
         if ns is None:
             # Not cached (yet): the store is the authority.
-            kv = await self.storage.get(f"/registry/namespaces/{namespace}")
+            kv = await self.storage.get(NAMESPACES.storage_key(None, namespace))
             if kv is None:
                 raise NotFoundError(f'namespaces "{namespace}" not found', name=namespace, kind="namespaces")
             ns = decode(kv)
