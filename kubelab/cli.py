@@ -41,6 +41,7 @@ from kubelab import laptop, launcher, supervision
 from kubelab.etcd import EtcdNotInstalledError, ensure_local_etcd
 from kubelab.image_cli import add_image_commands
 from kubelab.output import print_table
+from kubelab.users import add_user_commands
 from kubelet.settings import KubeletSettings, parse_labels, parse_taint
 
 __all__ = ["build_parser", "main"]
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     apiserver.set_defaults(handler=cmd_apiserver)
     _add_components(commands)
     add_image_commands(commands)
+    add_user_commands(commands, _add_state_dir)
     return parser
 
 
