@@ -207,6 +207,11 @@ class Scheduler:
             self.cache.forget(pod.key)
             self.queue.requeue_error(pod.key)
             self.recorder.event(pod.obj, "Warning", "FailedScheduling", f"Binding rejected: {exc}")
+        except Exception:
+            # Never leave the pod assumed and in flight: it would not be scheduled again.
+            log.exception("scheduler: binding %s to %s failed", pod.key, result.node)
+            self.cache.forget(pod.key)
+            self.queue.requeue_error(pod.key)
         else:
             self.cache.finish_binding(pod.key)
             self.queue.done(pod.key)
