@@ -25,6 +25,8 @@ VERSIONS = [pytest.param(v, id=v) for v in kubectl_versions()] + [pytest.param(N
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApiServer]:
     with start_cluster(request, str(request.param), tmp_path_factory.mktemp("identity")) as running:
         kubectl("create", "serviceaccount", "robot", kubeconfig=running.kubeconfig)
+        kubectl("create", "rolebinding", "robot-view", "--clusterrole", "view", "--serviceaccount", "default:robot",
+                kubeconfig=running.kubeconfig)
         kubectl("run", "bound", "--image", "busybox", "--overrides",
                 '{"spec": {"serviceAccountName": "robot"}}', kubeconfig=running.kubeconfig)
         yield running
@@ -83,7 +85,9 @@ def test_create_token_and_authenticate_with_it(server: RunningApiServer, version
     user = json.loads(kubectl("auth", "whoami", "-o", "json", kubeconfig=config, version=version).stdout)
     assert user["status"]["userInfo"]["username"] == "system:serviceaccount:default:robot"
     listed = kubectl("get", "serviceaccounts", "-o", "name", kubeconfig=config, version=version).stdout
-    assert "serviceaccount/robot" in listed.split()
+    assert "serviceaccount/robot" in listed.split()  # the token's account may view (its RoleBinding)
+    denied = kubectl("get", "nodes", kubeconfig=config, version=version, check=False)
+    assert denied.returncode != 0 and 'User "system:serviceaccount:default:robot" cannot list' in denied.stderr
 
 
 @pytest.mark.parametrize("version", VERSIONS)
