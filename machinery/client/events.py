@@ -64,16 +64,18 @@ class EventRecorder:
 
     def __init__(self, client: ApiClient, *, component: str, host: str = "",
                  clock: Callable[[], float] = time.monotonic, max_tries: int = _MAX_TRIES,
-                 retry_delay: float = _RETRY_DELAY) -> None:
+                 retry_delay: float = _RETRY_DELAY, max_pending: int = _MAX_PENDING) -> None:
         self.client = client
         self.component = component
         self.host = host
         self.max_tries = max(1, max_tries)
+        self.max_pending = max(1, max_pending)
         self.retry_delay = retry_delay
         self._clock = clock
         self._pending: asyncio.Queue[tuple[dict[str, Any], str, str, str]] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._seen: dict[_Key, _Seen] = {}
+        self._dropped = 0
 
     def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """Record an event about ``obj`` (``type_``: Normal | Warning); returns at once."""
@@ -82,8 +84,12 @@ class EventRecorder:
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._run(self._pending), name=f"events:{self.component}")
             self._worker.add_done_callback(self._guard)
-        if self._pending.qsize() >= _MAX_PENDING:
-            log.warning("events %s: too many pending events, dropping %s %s", self.component, reason, message)
+        if self._pending.qsize() >= self.max_pending:
+            # One line per outage, not one per event: the count is reported once writes resume.
+            if not self._dropped:
+                log.warning("events %s: %d events pending, dropping new ones until the apiserver takes them",
+                            self.component, self.max_pending)
+            self._dropped += 1
             return
         self._pending.put_nowait((obj, type_, reason, message))
 
@@ -118,6 +124,10 @@ class EventRecorder:
         for attempt in range(1, self.max_tries + 1):
             try:
                 await self._write(obj, type_, reason, message)
+                if self._dropped:
+                    log.warning("events %s: %d events were dropped while too many were pending", self.component,
+                                self._dropped)
+                    self._dropped = 0
                 return
             except asyncio.CancelledError:
                 raise

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from apiserver.server import serve
 from apiserver.settings import ApiServerSettings
 from machinery.client.events import EventRecorder
@@ -71,3 +73,26 @@ async def test_events_recorded_during_an_apiserver_restart_are_written(tmp_path:
         await recorder.close()
     finally:
         await client.close()
+
+
+async def test_events_dropped_during_an_outage_are_logged_once(tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    port = free_port()
+    async with apiserver(tmp_path, port) as settings:
+        client = ApiClient.from_kubeconfig(settings.kubeconfig_path, timeout=10)
+        p = await client.create(PODS, pod("web"))
+    recorder = EventRecorder(client, component="kubelet", retry_delay=0.2, max_tries=200, max_pending=3)
+    try:
+        for i in range(10):
+            recorder.event(p, "Normal", f"R{i}", "recorded while the apiserver was down")
+        drops = [r for r in caplog.records if "dropping new ones" in r.getMessage()]
+        assert len(drops) == 1, "one line for the whole outage, not one per dropped event"
+        async with apiserver(tmp_path, port):
+            await asyncio.wait_for(recorder.flush(), 60)
+            written = await reasons(client)
+        await recorder.close()
+    finally:
+        await client.close()
+    dropped = 10 - len(written)
+    assert dropped >= 6
+    assert f"{dropped} events were dropped" in caplog.text
