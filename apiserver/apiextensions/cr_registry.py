@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from apiserver import webhooks
 from apiserver.apiextensions.crd_validation import default_crd, validate_crd
 from apiserver.apiextensions.served import ServedVersion, served_version
 from apiserver.codec import encode
@@ -68,9 +69,17 @@ class CustomResourceRegistry(Registry):
                  namespace_cache: Any = None) -> None:
         super().__init__(resource, storage, mutating_admission, namespace_cache)
         self.served: ServedVersion = served_version(resource)
+        # What mutating webhooks change is pruned and defaulted like the request's own fields.
+        self.mutating_admission = webhooks.with_mutating_webhooks(resource, mutating_admission,
+                                                                  after_patches=self._after_webhooks)
         # Reads need work only when they are served at another version or the schema has defaults.
         self.presents = (self.served.version != self.served.storage_version
                          or b'"default"' in orjson.dumps(self.served.raw_schema))
+
+    def _after_webhooks(self, obj: Obj) -> None:
+        if not self.served.preserve_unknown:
+            self.served.schema.prune(obj)
+        self.served.schema.default(obj)
 
     # ---- storage form <-> served form ------------------------------------------------------
     def present(self, obj: Obj) -> Obj:

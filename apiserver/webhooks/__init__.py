@@ -109,8 +109,12 @@ def _call(scope: RequestScope, resource: ResourceInfo, operation: str, obj: Obj 
                 kind=kind)
 
 
-def with_mutating_webhooks(resource: ResourceInfo, builtin: Mutating | None) -> Mutating:
-    """``builtin`` (a registry's mutating admission), then the request's mutating webhooks."""
+def with_mutating_webhooks(resource: ResourceInfo, builtin: Mutating | None, *,
+                           after_patches: Callable[[Obj], None] | None = None) -> Mutating:
+    """``builtin`` (a registry's mutating admission), then the request's mutating webhooks.
+
+    ``after_patches(obj)`` runs when a webhook changed the object (custom resources prune and
+    default it again, as Kubernetes decodes a patched custom object)."""
 
     async def admit(obj: Obj, old: Obj | None, dry_run: bool) -> None:
         if builtin is not None:
@@ -123,10 +127,13 @@ def with_mutating_webhooks(resource: ResourceInfo, builtin: Mutating | None) -> 
         call = _call(scope, resource, operation, obj, old, dry_run,
                      options_for(operation, dry_run=dry_run, field_manager=scope.field_manager))
         seen = call.object
-        await dispatcher.mutate(call, scope.warnings)
+        if not await dispatcher.mutate(call, scope.warnings):
+            return
         view = _VIEW.get() if scope.subresource else None
         if view is not None and seen is not None and seen is not obj:
             view.write_back(obj, seen)
+        if after_patches is not None:
+            after_patches(obj)
 
     return admit
 

@@ -150,8 +150,10 @@ class AdmissionWebhooks:
         return verdict
 
     # ---- mutating ----------------------------------------------------------------------------
-    async def mutate(self, call: Call, warnings: list[str]) -> None:
-        """Run the matching mutating webhooks; ``call.object`` is patched in place."""
+    async def mutate(self, call: Call, warnings: list[str]) -> int:
+        """Run the matching mutating webhooks; ``call.object`` is patched in place.
+
+        Returns how many webhook calls changed the object."""
         changes = 0
         called_at: dict[int, int] = {}  # index of an IfNeeded webhook -> changes seen when it ran
         hooks = self.source.mutating()
@@ -161,8 +163,9 @@ class AdmissionWebhooks:
             if hook.reinvocation_policy == "IfNeeded":
                 called_at[index] = changes
         for index, seen in called_at.items():
-            if changes > seen:
-                await self._mutate_once(hooks[index], call, warnings)
+            if changes > seen and await self._mutate_once(hooks[index], call, warnings):
+                changes += 1
+        return changes
 
     async def _mutate_once(self, hook: Webhook, call: Call, warnings: list[str]) -> bool:
         seen_as = self._wants(hook, call)

@@ -3,8 +3,9 @@
 Kubernetes' behaviour checked here: ``deployments/scale`` and a custom resource's ``scale`` are
 sent as ``autoscaling/v1`` Scale (and a mutating webhook's Scale patch reaches the object);
 ``pods/binding`` and ``pods/eviction`` are CREATE with a Binding and an Eviction; custom objects
-pass through mutating webhooks; on create, mutating webhooks see no ``uid`` or
-``creationTimestamp`` (filled afterwards, whatever a webhook set) and validating ones see both.
+pass through mutating webhooks, and what these change is pruned and defaulted; on create,
+mutating webhooks see no ``uid`` or ``creationTimestamp`` (filled afterwards, whatever a webhook
+set) and validating ones see both.
 """
 
 from __future__ import annotations
@@ -209,8 +210,10 @@ async def test_custom_objects_pass_mutating_webhooks(api: Api, hooks: HookServer
     status, body = await api.request("POST", CRDS, widget_crd())
     assert status == 201, body
     await established(api, "widgets.example.com")
+    # A label, a field the schema does not know (pruned) and a defaulted field removed (defaulted again).
     hooks.behaviours["/wlabel"] = patch_answer({"op": "add", "path": "/metadata/labels", "value": {"seen": "yes"}},
-                                               {"op": "add", "path": "/spec/color", "value": "blue"})
+                                               {"op": "add", "path": "/spec/bogus", "value": 1},
+                                               {"op": "remove", "path": "/spec/color"})
     await configure_and_wait(api, hooks, MUTATING, "wlabel",
                              hook("wlabel.kubelab.test", hooks, "/wlabel", "example.com", "widgets",
                                   ["CREATE"]))
@@ -218,8 +221,12 @@ async def test_custom_objects_pass_mutating_webhooks(api: Api, hooks: HookServer
                                                        "metadata": {"name": "m"}, "spec": {"size": 2}})
     assert status == 201, body
     _, stored = await api.request("GET", f"{WIDGETS}/m")
-    assert stored["metadata"]["labels"] == {"seen": "yes"} and stored["spec"]["color"] == "blue"
-    request = requests_at(hooks, "/wlabel")[-1]
+    assert stored["metadata"]["labels"] == {"seen": "yes"}
+    assert stored["spec"] == {"size": 2, "color": "red"}
+    status, body = await api.request("POST", WIDGETS, {"apiVersion": "example.com/v1", "kind": "Widget",
+                                                       "metadata": {"name": "n"}, "spec": {"size": 3}})
+    assert status == 201 and body["spec"] == {"size": 3, "color": "red"}
+    request = next(r for r in requests_at(hooks, "/wlabel") if r["name"] == "m")
     assert request["kind"] == {"group": "example.com", "version": "v1", "kind": "Widget"}
     assert request["object"]["spec"] == {"size": 2, "color": "red"}  # defaulted before the webhooks
 
