@@ -50,6 +50,7 @@ _MAX_BACKOFF = 10.0
 _INITIAL_BACKOFF = 0.2
 INACTIVITY_TIMEOUT = 90.0
 """Seconds without any watch event (bookmarks included) before a watch is taken for dead."""
+_RESCHEDULE_SLACK = 1.0
 
 
 class ListWatcher(Protocol):
@@ -208,10 +209,15 @@ class SharedInformer:
                                    timeout_seconds=timeout, allow_bookmarks=True)
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout_at(loop.time() + self.inactivity_timeout) as silence:
+            deadline = loop.time() + self.inactivity_timeout
+            slack = min(_RESCHEDULE_SLACK, self.inactivity_timeout / 10)
+            async with asyncio.timeout_at(deadline) as silence:
                 async for event in stream:
                     self._apply(event)
-                    silence.reschedule(loop.time() + self.inactivity_timeout)
+                    now = loop.time()
+                    if now + self.inactivity_timeout - deadline > slack:  # not a new timer per event
+                        deadline = now + self.inactivity_timeout
+                        silence.reschedule(deadline)
             return True
         except TimeoutError:
             if not silence.expired():
