@@ -30,10 +30,11 @@ def line(type_: str, obj: dict[str, Any]) -> bytes:
 
 class ScriptedServer:
     """``/api/v1/namespaces``: lists answer ``lists`` in turn (the last one repeats); each watch
-    runs the next step of ``watches``: a list of lines to send, then ``"silent"`` (keep the
-    connection open, send nothing), ``"close"`` or ``"410"`` (answer the request with a 410)."""
+    runs the next step of ``watches``: a list of lines to send and pauses (seconds), then
+    ``"silent"`` (keep the connection open, send nothing), ``"close"`` or ``"410"`` (answer the
+    request with a 410)."""
 
-    def __init__(self, lists: list[list[dict[str, Any]]], watches: list[list[bytes | str]]) -> None:
+    def __init__(self, lists: list[list[dict[str, Any]]], watches: list[list[bytes | str | float]]) -> None:
         self.lists = lists
         self.watches = watches
         self.list_calls = 0
@@ -61,6 +62,8 @@ class ScriptedServer:
                 await asyncio.sleep(3600)
             elif item == "close":
                 break
+            elif isinstance(item, float):
+                await asyncio.sleep(item)
             else:
                 assert isinstance(item, bytes)
                 await response.write(item)
@@ -113,11 +116,30 @@ async def test_silent_watch_is_reconnected_from_last_resource_version(
     assert sorted(informer.store.keys()) == ["a", "b"]
 
 
+async def test_a_watch_that_keeps_talking_is_not_cut(serve: Callable[[ScriptedServer], Any]) -> None:
+    """Events closer together than the inactivity timeout keep the watch, for longer than it."""
+    step: list[bytes | str | float] = []
+    for rv in range(6, 46):
+        step += [line("MODIFIED", namespace("a", str(rv))), 0.1]
+    server = ScriptedServer(lists=[[namespace("a", "5")]], watches=[[*step, "close"]])
+    client = await serve(server)
+    informer = SharedInformer(client, NAMESPACES, inactivity_timeout=1.5)
+    try:
+        await informer.start()
+        await wait_until(server, lambda: len(server.watch_from) >= 2)
+    finally:
+        await informer.stop()
+        await client.close()
+    assert server.watch_from[:2] == ["5", "45"], "one watch carried all 40 events (4 s: past the timeout)"
+    assert informer.inactive_watches == 0
+
+
 @pytest.mark.parametrize("expired", [
     pytest.param([line("ERROR", EXPIRED)], id="error-event"),
     pytest.param(["410"], id="http-410"),
 ])
-async def test_expired_watch_relists(serve: Callable[[ScriptedServer], Any], expired: list[bytes | str]) -> None:
+async def test_expired_watch_relists(serve: Callable[[ScriptedServer], Any],
+                                     expired: list[bytes | str | float]) -> None:
     server = ScriptedServer(lists=[[namespace("a", "5"), namespace("b", "6")], [namespace("a", "20")]],
                             watches=[[line("MODIFIED", namespace("a", "7")), "close"], expired])
     client = await serve(server)
