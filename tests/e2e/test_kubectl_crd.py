@@ -5,7 +5,10 @@ columns, a short name and categories) applied with ``kubectl apply``, then every
 types on its objects: apply (client- and server-side), get by short name and category, ``get all``,
 describe, explain, patch, scale, delete; bad objects refused with the field named; deleting the
 CRD removes the objects. When Istio's CRD bundle is present at ``/tmp/kl/istio-crds.yaml`` (kept
-out of the repository) it is applied too and every CRD must be Established within 2 s.
+out of the repository) it is applied to a fresh apiserver, client-side and server-side, and every
+CRD must be Established within 2 s of the apply returning; with Bookinfo's networking samples at
+``/tmp/kl/istio-samples`` those apply too, and a VirtualService that breaks the schema or a CEL
+rule is refused with the field named.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from kubelab.testing import start_apiserver
+from kubelab.testing import RunningApiServer, kubectl, start_apiserver
 from tests.e2e.kubectl_harness import KubectlCluster
+from tests.e2e.pyclient import client, new_client
 from tests.etcd_server import EtcdServer
 
 pytestmark = pytest.mark.kubectl
@@ -27,6 +31,7 @@ pytestmark = pytest.mark.kubectl
 VERSIONS = [pytest.param(None, id="kubectl"), pytest.param("1.27", id="1.27"), pytest.param("1.29", id="1.29"),
             pytest.param("1.33", id="1.33")]
 ISTIO_BUNDLE = Path("/tmp/kl/istio-crds.yaml")
+ISTIO_SAMPLES = Path("/tmp/kl/istio-samples")  # Bookinfo's samples/bookinfo/networking/*.yaml
 
 GADGET_CRD = """\
 apiVersion: apiextensions.k8s.io/v1
@@ -198,13 +203,91 @@ def test_deleting_the_crd_removes_objects(kube: KubectlCluster) -> None:
             or "the server could not find the requested resource" in result.stderr)
 
 
+def _fresh_server(kube: KubectlCluster, request: pytest.FixtureRequest, workdir: Path) -> RunningApiServer:
+    """A new apiserver on the module's store (a CRD bundle is timed on an empty cluster)."""
+    if kube.store == "etcd":
+        etcd: EtcdServer = request.getfixturevalue("etcd_server")
+        return start_apiserver(workdir, store="etcd", etcd_servers=[etcd.client_url],
+                               etcd_prefix=f"/kubectl-crd-{time.time_ns()}")
+    return start_apiserver(workdir, store=kube.store)
+
+
+def _established_count(server: RunningApiServer) -> int:
+    api = new_client(server)
+    try:
+        crds = client.ApiextensionsV1Api(api).list_custom_resource_definition().items
+    finally:
+        api.close()
+    return sum(1 for crd in crds for c in crd.status.conditions or [] if c.type == "Established" and c.status == "True")
+
+
 @pytest.mark.skipif(not ISTIO_BUNDLE.exists(), reason="Istio's CRD bundle is not at /tmp/kl/istio-crds.yaml")
 @pytest.mark.parametrize("server_side", [False, True], ids=["client-side", "server-side"])
-def test_istio_bundle_established_within_two_seconds(kube: KubectlCluster, server_side: bool) -> None:
-    started = time.monotonic()
-    kube.run("apply", "-f", str(ISTIO_BUNDLE), *(["--server-side"] if server_side else []), timeout=120)
-    kube.run("wait", "--for=condition=Established", "crd", "-l", "app=istio-pilot", "--timeout=30s")
-    elapsed = time.monotonic() - started
-    names = kube.run("get", "crd", "-o", "name").stdout
-    assert "virtualservices.networking.istio.io" in names
-    assert elapsed < 2.0 + 10.0  # kubectl's own start-up and discovery are part of this figure
+def test_istio_bundle_established_within_two_seconds(
+    kube: KubectlCluster, server_side: bool, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    count = ISTIO_BUNDLE.read_text().count("\nkind: CustomResourceDefinition")
+    with _fresh_server(kube, request, tmp_path / "istio") as server:
+        started = time.monotonic()
+        kubectl("apply", "-f", str(ISTIO_BUNDLE), *(["--server-side"] if server_side else []),
+                kubeconfig=server.kubeconfig, timeout=120)
+        applied = time.monotonic()
+        while _established_count(server) < count:
+            assert time.monotonic() - applied < 30, "the bundle's CRDs are not all Established"
+            time.sleep(0.02)
+        established = time.monotonic()
+    # The target is 2 s from the start of the apply, with kubectl's own start-up and discovery
+    # inside that figure; on a loaded machine only the server's share is held to it.
+    assert established - applied < 2.0, f"Established {established - applied:.2f}s after the apply returned"
+    assert established - started < 2.0 + 10.0, f"apply to all Established took {established - started:.2f}s"
+
+
+ISTIO_BROKEN = {
+    "schema": ("""\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews-bad-weight
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews, subset: v1}
+      weight: ninety
+""", 'The VirtualService "reviews-bad-weight" is invalid: spec.http[0].route[0].weight: Invalid value: '
+     '"string": spec.http[0].route[0].weight in body must be of type integer: "string"'),
+    "cel": ("""\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews-bad-timeout
+spec:
+  hosts: [reviews]
+  http:
+  - timeout: 500us
+    route:
+    - destination: {host: reviews}
+""", 'The VirtualService "reviews-bad-timeout" is invalid: spec.http[0].timeout: Invalid value: "string": '
+     "must be a valid duration greater than 1ms"),
+}
+
+
+@pytest.mark.skipif(not ISTIO_BUNDLE.exists() or not ISTIO_SAMPLES.is_dir(),
+                    reason="Istio's CRD bundle and Bookinfo samples are not under /tmp/kl")
+def test_istio_samples_apply_and_broken_objects_are_invalid(kube: KubectlCluster) -> None:
+    kube.run("apply", "-f", str(ISTIO_BUNDLE), timeout=120)
+    kube.run("wait", "--for=condition=Established", "crd", "-l", "app=istio-pilot", "--timeout=60s")
+    ns = kube.namespace("bookinfo")
+    samples = sorted(p for p in ISTIO_SAMPLES.glob("*.yaml") if "namespace:" not in p.read_text())
+    assert samples
+    for sample in samples:
+        kube.run("apply", "-n", ns, "-f", str(sample))
+    kinds = kube.run("get", "virtualservices,destinationrules", "-n", ns, "-o", "name").stdout
+    assert "virtualservice.networking.istio.io/reviews" in kinds
+    assert "destinationrule.networking.istio.io/reviews" in kinds
+    route = json.loads(kube.run("get", "virtualservice", "reviews", "-n", ns, "-o", "json").stdout)
+    assert route["spec"]["hosts"] == ["reviews"]
+    for case, (text, message) in ISTIO_BROKEN.items():
+        result = kube.run("apply", "-n", ns, "-f", str(kube.write(f"{ns}-{case}.yaml", text)), check=False)
+        assert result.returncode != 0, case
+        assert message in result.stderr, (case, result.stderr)
