@@ -311,6 +311,9 @@ class KeyRouter:
         first, _, second = root.partition("/")
         if not first or "/" in second:
             raise ValueError(f"key root {root!r} must be one or two segments")
+        routed = self.double.get(first, {}).get(second) if second else self.single.get(first)
+        if routed is not None and routed is not cache:
+            raise ValueError(f"key root {root!r} already holds {routed.resource.group_resource}")
         if second:
             if first in self.single:
                 raise ValueError(f"key root {root!r} would be shadowed by the root {first!r}")

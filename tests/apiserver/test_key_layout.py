@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from apiserver.storage import open_storage
 from apiserver.storage.interface import Storage
 from apiserver.storage.memory import MemoryStorage
 from apiserver.watchcache import KeyRouter, WatchCache, WatchCaches
-from machinery.resources import RESOURCES, ResourceInfo
+from machinery.resources import PODS, RESOURCES, ResourceInfo
 from tests.apiserver.conftest import embedded_api
 from tests.etcd_server import EtcdServer
 
@@ -127,7 +128,7 @@ def test_keys_outside_every_root_route_nowhere(key: str) -> None:
 
 def test_router_refuses_roots_that_would_shadow_each_other() -> None:
     router = KeyRouter()
-    pods = WatchCache(RESOURCES[1])
+    pods = WatchCache(PODS)
     router.add("services/specs", pods)
     with pytest.raises(ValueError, match="first segment"):
         router.add("services", pods)
@@ -136,6 +137,9 @@ def test_router_refuses_roots_that_would_shadow_each_other() -> None:
         router.add("pods/extra", pods)
     with pytest.raises(ValueError, match="one or two segments"):
         router.add("a/b/c", pods)
+    with pytest.raises(ValueError, match="already holds pods"):
+        router.add("pods", WatchCache(PODS))
+    router.add("pods", pods)  # the same cache again: a no-op
 
 
 def test_removed_custom_resource_stops_routing() -> None:
@@ -203,12 +207,14 @@ def test_earlier_roots_are_the_group_qualified_names_of_moved_kinds() -> None:
     assert not any(r.endswith(".authentication.k8s.io") for r in roots), "review kinds are never stored"
 
 
-async def test_migration_moves_every_earlier_key_and_marks_the_layout() -> None:
+async def test_migration_moves_every_earlier_key_and_marks_the_layout(caplog: pytest.LogCaptureFixture) -> None:
     storage = MemoryStorage()
     await storage.start()
     await _write_earlier_layout(storage)
-    moved = await migrate_key_layout(storage)
+    with caplog.at_level(logging.INFO, logger="apiserver.keylayout"):
+        moved = await migrate_key_layout(storage)
     assert moved == len(EARLIER)
+    assert [r.getMessage().split(" to ")[0] for r in caplog.records] == [f"moved {len(EARLIER)} objects"]
     keys = await _all_keys(storage)
     expected = {new: value for new, value in EARLIER.values()} | UNCHANGED
     expected[LAYOUT_KEY] = LAYOUT_VERSION
