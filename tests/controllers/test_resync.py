@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from controllers.settings import ControllerManagerSettings
+from machinery.client import ApiClient
 from machinery.client.workqueue import RateLimitingQueue
 from machinery.resources import DEPLOYMENTS, REPLICASETS
 from tests.controllers.helpers import cluster, eventually, manager, template
@@ -31,6 +32,13 @@ async def test_resync_reenqueues_every_key_periodically(tmp_path: Path) -> None:
             "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "d"}}, "template": template({"app": "d"})}})
         async with manager(client, resync_seconds=0.2) as mgr:
             await eventually(lambda: _true("deployment" in mgr.running and "replicaset" in mgr.running))
+            async def settled() -> bool:
+                d = await client.get(DEPLOYMENTS, "d", namespace="default")
+                rss = (await client.list(REPLICASETS, namespace="default"))["items"]
+                return (len(rss) == 3 and (d.get("status") or {}).get("observedGeneration") == 1
+                        and all((rs.get("status") or {}).get("observedGeneration") == 1 for rs in rss))
+            await eventually(settled, timeout=30, what="controllers settled")
+            before = await versions(client)
             added = {name: count_adds(mgr.running[name].queue) for name in ("replicaset", "deployment")}
 
             async def resynced() -> bool:
@@ -38,6 +46,15 @@ async def test_resync_reenqueues_every_key_periodically(tmp_path: Path) -> None:
                 return (all(rs[k] >= 3 for k in ("default/a", "default/b"))
                         and d["default/d"] >= 3)
             await eventually(resynced, timeout=30, what="three resyncs of every key")
+            assert await versions(client) == before, "a resync that finds nothing to do writes nothing"
+
+
+async def versions(client: ApiClient) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for resource in (REPLICASETS, DEPLOYMENTS):
+        for o in (await client.list(resource, namespace="default"))["items"]:
+            found[f"{resource.plural}/{o['metadata']['name']}"] = o["metadata"]["resourceVersion"]
+    return found
 
 
 def count_adds(queue: RateLimitingQueue) -> Counter[str]:
