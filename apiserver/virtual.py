@@ -103,7 +103,9 @@ def _route(resource: VirtualResource) -> Callable[[web.Request], Awaitable[web.S
                 f"the server does not allow this method on the requested resource ({request.method})")
         request[VERB] = "create"
         check_acceptable(request)
-        body = parse_object(await request.read(), request.content_type)
+        # The header as sent: aiohttp reports a missing one as application/octet-stream, but a body
+        # without Content-Type is JSON to Kubernetes (the Python client sends reviews so).
+        body = parse_object(await request.read(), request.headers.get("Content-Type"))
         _check_type(body, resource)
         call = VirtualCall(ctx=request.app[CONTEXT], request=request, user=request[USER], resource=resource,
                            namespace=request.match_info.get("namespace"), name=request.match_info.get("name"),
