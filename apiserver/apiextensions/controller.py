@@ -66,9 +66,16 @@ class ApiExtensions:
         key = (resource.group, resource.version, resource.plural)
         found = self._registries.get(key)
         if found is None or found.resource is not resource:
-            found = CustomResourceRegistry(resource, self.storage, None, self.namespace_cache)
+            crd_name = f"{resource.plural}.{resource.group}"  # validated: <plural>.<group>
+            found = CustomResourceRegistry(resource, self.storage, None, self.namespace_cache,
+                                           terminating=lambda: self._terminating(crd_name))
             self._registries[key] = found
         return found
+
+    def _terminating(self, name: str) -> bool:
+        """Whether CRD ``name`` is marked for deletion (read from the watch cache)."""
+        crd = self.caches.get(CUSTOMRESOURCEDEFINITIONS).get(CUSTOMRESOURCEDEFINITIONS.storage_key(None, name))
+        return crd is not None and bool(crd["metadata"].get("deletionTimestamp"))
 
     # ---- lifecycle --------------------------------------------------------------------------
     async def restore(self) -> None:

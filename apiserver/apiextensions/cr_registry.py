@@ -19,6 +19,7 @@ hooks, so every verb keeps the generic semantics (preconditions, finalizers, dry
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -31,8 +32,8 @@ from apiserver.registry import DeleteOptions, MutatingAdmission, Registry, Write
 from apiserver.storage.interface import KeyValue, Storage
 from machinery import api
 from machinery.api.names import Errors
-from machinery.api.validation import _metadata as validate_metadata
-from machinery.errors import BadRequestError, StatusCause, invalid
+from machinery.api.validation import validate_object_meta
+from machinery.errors import BadRequestError, MethodNotAllowedError, StatusCause, invalid
 from machinery.resources import ResourceInfo
 
 Obj = dict[str, Any]
@@ -66,9 +67,11 @@ class CustomResourceRegistry(Registry):
 
     def __init__(self, resource: ResourceInfo, storage: Storage,
                  mutating_admission: MutatingAdmission | None = None,
-                 namespace_cache: Any = None) -> None:
+                 namespace_cache: Any = None, *, terminating: Callable[[], bool] = lambda: False) -> None:
         super().__init__(resource, storage, mutating_admission, namespace_cache)
         self.served: ServedVersion = served_version(resource)
+        self.terminating = terminating
+        """Whether the CRD is being deleted: creates are then refused, as kube-apiserver does."""
         # What mutating webhooks change is pruned and defaulted like the request's own fields.
         self.mutating_admission = webhooks.with_mutating_webhooks(resource, mutating_admission,
                                                                   after_patches=self._after_webhooks)
@@ -95,6 +98,12 @@ class CustomResourceRegistry(Registry):
         if obj.get("apiVersion") == self.served.storage_api_version:
             return encode(obj)
         return encode(dict(obj, apiVersion=self.served.storage_api_version))
+
+    async def create(self, namespace: str | None, obj: Obj, opts: WriteOptions) -> tuple[Obj, list[str]]:
+        # Also reached by a server-side apply that creates. The CRD's clean-up would miss the object.
+        if self.terminating():
+            raise MethodNotAllowedError("create not allowed while custom resource definition is terminating")
+        return await super().create(namespace, obj, opts)
 
     # ---- strategy ----------------------------------------------------------------------------
     def _prepare_for_create(self, obj: Obj) -> None:
@@ -130,7 +139,7 @@ class CustomResourceRegistry(Registry):
         if self.mutating_admission is not None:
             await self.mutating_admission(obj, old, opts.dry_run)
         errs = Errors()
-        validate_metadata(errs, r.kind, obj, old)
+        validate_object_meta(errs, r.kind, obj, old)
         causes: list[StatusCause] = list(errs.causes)
         causes.extend(self.served.schema.validate(obj, old))
         if causes:

@@ -30,7 +30,9 @@ _NAME_RULES: dict[str, Callable[[str], list[str]]] = {
 }
 
 
-def _metadata(errs: Errors, kind: str, obj: Obj, old: Obj | None) -> None:
+def validate_object_meta(errs: Errors, kind: str, obj: Obj, old: Obj | None) -> None:
+    """ObjectMeta's rules (name, namespace, labels, annotations, finalizers, immutable fields),
+    added to ``errs``; :func:`validate_object` runs it for every kind, custom resources call it."""
     meta = obj.get("metadata") or {}
     name, generate = meta.get("name"), meta.get("generateName")
     rule = _NAME_RULES.get(kind, names.dns1123_subdomain)
@@ -382,7 +384,7 @@ def validate_object(obj: Obj, old: Obj | None) -> None:
     kind = str(obj.get("kind", ""))
     errs = Errors()
     if kind not in _NO_METADATA_CHECKS:
-        _metadata(errs, kind, obj, old)
+        validate_object_meta(errs, kind, obj, old)
     check = CHECKS.get(kind)
     if check is not None:
         check(errs, obj, old)

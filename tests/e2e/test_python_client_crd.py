@@ -284,3 +284,33 @@ def test_watch_sees_added_modified_deleted_in_order(custom: Any, token: str) -> 
         ("MODIFIED", f"{token}-a", "large"),
         ("DELETED", f"{token}-a", "large"),
     ]
+
+
+def test_create_refused_while_the_crd_is_terminating(module_api: Any, token: str) -> None:
+    ext = client.ApiextensionsV1Api(module_api)
+    custom = client.CustomObjectsApi(module_api)
+    plural, kind = f"doomed{token}", f"Doomed{token}"
+    name = f"{plural}.{GROUP}"
+    ext.create_custom_resource_definition(crd_body(plural, kind, short=f"dm{token}"))
+    wait_established(ext, name)
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "spec": {"size": "small"},
+            "metadata": {"name": "held", "finalizers": ["example.com/hold"]}}
+    custom.create_namespaced_custom_object(GROUP, VERSION, NS, plural, body)
+    ext.delete_custom_resource_definition(name)
+
+    def terminating() -> bool:
+        crd = ext.read_custom_resource_definition(name)
+        return any(c.type == "Terminating" and c.status == "True" for c in crd.status.conditions or [])
+
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not terminating():
+        assert time.monotonic() < deadline, "the CRD never became Terminating"
+        time.sleep(0.05)
+    with pytest.raises(ApiException) as err:
+        custom.create_namespaced_custom_object(GROUP, VERSION, NS, plural, dict(body, metadata={"name": "late"}))
+    status = status_of(err)
+    assert status["code"] == 405 and status["reason"] == "MethodNotAllowed"
+    assert status["message"] == "create not allowed while custom resource definition is terminating"
+    # Releasing the last object lets the CRD go.
+    custom.patch_namespaced_custom_object(GROUP, VERSION, NS, plural, "held", {"metadata": {"finalizers": None}})
+    wait_gone(ext.read_custom_resource_definition, name)
