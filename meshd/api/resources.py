@@ -371,6 +371,8 @@ def _decode(tp: Any, data: Any, path: str) -> Any:
         if isinstance(data, bool) or not isinstance(data, int | float):
             raise ResourceError(f"{path}: expected a number, got {type(data).__name__}")
         return float(data)
+    if tp is Any:
+        return data  # opaque payload (DiscoveryResponse.resources), decoded later by its type
     if tp in (int, str, bool):
         if not isinstance(data, tp) or (tp is int and isinstance(data, bool)):
             raise ResourceError(f"{path}: expected {tp.__name__}, got {type(data).__name__}")
