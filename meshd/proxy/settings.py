@@ -93,11 +93,10 @@ class ProxySettings:
     ready_port: int = READY_PORT
     app_host: str = "127.0.0.1"
     """Inbound traffic goes to ``app_host:<original port>``."""
-    app_port_map: dict[int, int] = field(default_factory=dict)
-    """Tests: original inbound port → the app's real port (several sidecars on one host)."""
 
     original_dst: OriginalDst | None = None
-    """None: SO_ORIGINAL_DST (iptables REDIRECT in a pod)."""
+    """None: SO_ORIGINAL_DST (iptables REDIRECT in a pod). Tests inject a lookup (inbound: it names the
+    app port, so several sidecars share one host)."""
     explicit_destination_header: bool = False
     """Tests and benchmarks: HTTP requests may name their ClusterIP:port in ``x-kubelab-original-dst``."""
 

@@ -1,0 +1,153 @@
+"""The workload certificate: key in memory, CSR to meshd's ``Certificates.Certify``, rotation at half-life.
+
+:class:`CertManager` owns the proxy's identity material. On start (and at every rotation) it makes
+a fresh ECDSA P-256 key that never leaves the process, sends a CSR with the projected
+service-account token over TLS (meshd verified against the mesh root under the name
+``istiod.istio-system.svc``), and rebuilds the TLS contexts (:mod:`meshd.proxy.mtls`).
+
+Rotation: at ``not_before + life * (0.5 ± 0.02)`` (Istio's half-life with jitter). A failed
+renewal is retried with capped exponential backoff while the current certificate keeps serving;
+only once it has expired do new connections fail. ``istio_agent_cert_expiry_seconds`` (seconds
+left) is exported by :mod:`meshd.proxy.telemetry`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc  # type: ignore[import-untyped,unused-ignore]
+import grpc.aio  # type: ignore[import-untyped,unused-ignore]
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from meshd.api.protocol import CERTIFY_METHOD, CertifyRequest, CertifyResponse, deserializer, serializer
+from meshd.proxy.mtls import TlsContexts, build_contexts
+from meshd.proxy.settings import ProxySettings
+
+__all__ = ["CertManager", "CertificateError", "grpc_channel"]
+
+log = logging.getLogger(__name__)
+
+
+class CertificateError(Exception):
+    """meshd did not sign (unreachable, refused, or returned something unusable)."""
+
+
+def grpc_channel(target: str, settings: ProxySettings, root_pem: bytes, *, chain_pem: bytes | None = None,
+                 key_pem: bytes | None = None) -> grpc.aio.Channel:
+    """A TLS channel to meshd (mTLS when a workload certificate is given)."""
+    creds = grpc.ssl_channel_credentials(root_certificates=root_pem, private_key=key_pem,
+                                         certificate_chain=chain_pem)
+    options = [
+        ("grpc.ssl_target_name_override", settings.meshd_server_name),
+        ("grpc.default_authority", settings.meshd_server_name),
+        ("grpc.enable_http_proxy", 0),
+        ("grpc.keepalive_time_ms", 20_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 2_000),
+    ]
+    return grpc.aio.secure_channel(target, creds, options=options)
+
+
+class CertManager:
+    """Current certificate and contexts; :meth:`run` keeps them fresh."""
+
+    def __init__(self, settings: ProxySettings, *, rng: random.Random | None = None,
+                 clock: Callable[[], datetime.datetime] | None = None) -> None:
+        self.settings = settings
+        self._rng = rng or random.Random()
+        self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
+        self.chain_pem: bytes = b""
+        self.key_pem: bytes = b""
+        self.leaf: x509.Certificate | None = None
+        self.contexts: TlsContexts | None = None
+        self.rotations = 0
+        self.ready = asyncio.Event()
+        self.listeners: list[Callable[[], None]] = []
+        """Called after each new certificate (the xDS client reconnects with it lazily)."""
+
+    @property
+    def root_pem(self) -> bytes:
+        return Path(self.settings.root_cert_path).read_bytes()
+
+    def expiry_seconds(self) -> float:
+        if self.leaf is None:
+            return 0.0
+        return (self.leaf.not_valid_after_utc - self._clock()).total_seconds()
+
+    async def certify(self) -> None:
+        """Get a new certificate now (raises :class:`CertificateError`)."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        identity = self.settings.identity
+        csr = (x509.CertificateSigningRequestBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "cluster.local")]))
+               .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(identity.uri)]),
+                              critical=False)
+               .sign(key, hashes.SHA256()))
+        try:
+            token = Path(self.settings.token_path).read_text().strip()
+            root_pem = self.root_pem
+        except OSError as exc:
+            raise CertificateError(f"cannot read the token or the mesh root: {exc}") from None
+        request = CertifyRequest(csr=csr.public_bytes(serialization.Encoding.PEM).decode(), token=token,
+                                 validity_seconds=self.settings.cert_validity_seconds)
+        channel = grpc_channel(self.settings.ca_address, self.settings, root_pem)
+        try:
+            call = channel.unary_unary(CERTIFY_METHOD, request_serializer=serializer,
+                                       response_deserializer=deserializer(CertifyResponse))
+            response: CertifyResponse = await call(request, timeout=10)
+        except grpc.aio.AioRpcError as exc:
+            raise CertificateError(f"Certify: {exc.code().name}: {exc.details()}") from None
+        finally:
+            await channel.close()
+        if not response.cert_chain:
+            raise CertificateError("Certify: empty certificate chain")
+        chain = response.cert_chain
+        # The chain is leaf first, root last; we present leaf + intermediates.
+        presented = chain[:-1] if len(chain) > 1 else chain
+        chain_pem = "".join(c if c.endswith("\n") else c + "\n" for c in presented).encode()
+        key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+        try:
+            leaf = x509.load_pem_x509_certificate(chain[0].encode())
+            contexts = build_contexts(chain_pem, key_pem, root_pem)
+        except (ValueError, OSError) as exc:
+            raise CertificateError(f"Certify: unusable certificate: {exc}") from None
+        self.chain_pem, self.key_pem, self.leaf, self.contexts = chain_pem, key_pem, leaf, contexts
+        self.rotations += 1
+        self.ready.set()
+        log.info("workload certificate for %s valid until %s", identity.uri, leaf.not_valid_after_utc.isoformat())
+        for callback in self.listeners:
+            callback()
+
+    def next_rotation_delay(self) -> float:
+        """Seconds until the rotation point (half of the granted life, ±2 % jitter)."""
+        assert self.leaf is not None
+        life = (self.leaf.not_valid_after_utc - self.leaf.not_valid_before_utc).total_seconds()
+        at = self.leaf.not_valid_before_utc + datetime.timedelta(seconds=life * (0.5 + self._rng.uniform(-0.02, 0.02)))
+        return max(0.0, (at - self._clock()).total_seconds())
+
+    async def run(self) -> None:
+        """Certify until it works, then rotate forever (cancel to stop)."""
+        backoff = 0.2
+        while True:
+            if self.leaf is not None:
+                await asyncio.sleep(self.next_rotation_delay())
+            while True:
+                try:
+                    await self.certify()
+                    backoff = 0.2
+                    break
+                except CertificateError as exc:
+                    log.warning("%s; retrying in %.1fs (current certificate: %.0fs left)", exc, backoff,
+                                self.expiry_seconds())
+                    await asyncio.sleep(backoff * self._rng.uniform(0.8, 1.2))
+                    backoff = min(backoff * 2, 30.0)

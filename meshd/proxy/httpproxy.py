@@ -1,0 +1,369 @@
+"""HTTP request handling: route, fault, pick, retry, forward; telemetry and access log for each request.
+
+Called by the HTTP/1.1 server protocol (:mod:`meshd.proxy.http1`) with a buffered request and its
+connection's :class:`ConnContext`.
+
+Outbound (:meth:`HttpProxy.outbound`, reporter ``source``):
+
+1. trace headers (:mod:`meshd.proxy.tracing`); the listener's :class:`RouteTable` (none: 404
+   ``NR``); the first matching route (none: 404 ``NR``);
+2. faults: abort (``FI``) or delay (``DI``) for their percentage of requests;
+3. the destination cluster by weight (missing: 503 ``NC``; no endpoint: 503 ``UH``), then
+   up to ``1 + attempts`` tries, each to an endpoint the balancer picks (not one already tried
+   when another exists), with the per-try timeout, Envoy's ``retry_on`` classes
+   (:func:`retriable_failure`, :func:`retriable_response`) and a fully jittered exponential
+   backoff from 25 ms (capped at 250 ms); the route timeout bounds all of it (504 ``UT``);
+4. to a meshed endpoint the request carries ``x-kubelab-peer-metadata`` (our workload's
+   telemetry labels and the destination service), which the destination sidecar strips.
+
+Inbound (:meth:`HttpProxy.inbound`, reporter ``destination``): peer metadata read and stripped,
+``X-Forwarded-Client-Cert`` replaced (set from the verified peer on mTLS, removed otherwise),
+forwarded to the app on ``app_host:<port>`` (no retries).
+
+Later features slot in between steps 1 and 3 (header manipulation, mirroring, redirects: see
+:mod:`meshd.proxy.routing`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from meshd.api.resources import Cluster, Endpoint, Listener
+from meshd.proxy.config import ConfigStore
+from meshd.proxy.http1 import Request, Response, ServerProtocol, forwardable_headers, serialize_request
+from meshd.proxy.mtls import xfcc
+from meshd.proxy.routing import CompiledRoute, RequestView
+from meshd.proxy.settings import ProxySettings
+from meshd.proxy.telemetry import Telemetry
+from meshd.proxy.tracing import ensure_trace_headers
+from meshd.proxy.upstream import ConnectFailure, Http1Pool, wants_mtls
+
+__all__ = ["PEER_METADATA_HEADER", "ConnContext", "HttpProxy", "WorkloadMeta", "retriable_failure",
+           "retriable_response"]
+
+PEER_METADATA_HEADER = "x-kubelab-peer-metadata"
+EXPLICIT_DST_HEADER = "x-kubelab-original-dst"
+_GRPC_CODES = {"cancelled": "1", "deadline-exceeded": "4", "resource-exhausted": "8", "internal": "13",
+               "unavailable": "14"}
+BACKOFF_BASE = 0.025
+BACKOFF_MAX = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadMeta:
+    """A workload's telemetry labels."""
+
+    workload: str = "unknown"
+    namespace: str = "unknown"
+    app: str = "unknown"
+    version: str = "unknown"
+    canonical_service: str = "unknown"
+    canonical_revision: str = "latest"
+
+    @classmethod
+    def from_labels(cls, workload: str, namespace: str, labels: dict[str, str]) -> WorkloadMeta:
+        app = labels.get("app") or labels.get("app.kubernetes.io/name") or ""
+        version = labels.get("version") or labels.get("app.kubernetes.io/version") or ""
+        return cls(workload=workload or "unknown", namespace=namespace or "unknown", app=app or "unknown",
+                   version=version or "unknown",
+                   canonical_service=labels.get("service.istio.io/canonical-name") or app or workload or "unknown",
+                   canonical_revision=labels.get("service.istio.io/canonical-revision") or version or "latest")
+
+    def header(self, service: str) -> str:
+        return (f"w={self.workload};ns={self.namespace};app={self.app};ver={self.version};"
+                f"cs={self.canonical_service};cr={self.canonical_revision};svc={service}")
+
+    @classmethod
+    def parse(cls, value: str) -> tuple[WorkloadMeta, str]:
+        fields = dict(part.partition("=")[::2] for part in value.split(";"))
+        meta = cls(workload=fields.get("w") or "unknown", namespace=fields.get("ns") or "unknown",
+                   app=fields.get("app") or "unknown", version=fields.get("ver") or "unknown",
+                   canonical_service=fields.get("cs") or "unknown", canonical_revision=fields.get("cr") or "latest")
+        return meta, fields.get("svc", "")
+
+
+@dataclass(slots=True)
+class ConnContext:
+    """What a downstream connection knows about itself."""
+
+    direction: str
+    listener: Listener | None = None
+    port: int = 0
+    peer_identity: str = ""
+    ssl_object: Any = None
+    local: str = "-"
+    remote: str = "-"
+
+
+@functools.lru_cache(maxsize=256)
+def _retry_set(retry_on: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(v.strip() for v in retry_on)
+
+
+def retriable_failure(retry_on: frozenset[str], *, connect: bool) -> bool:
+    """Envoy: resets retry under ``reset``/``5xx``/``gateway-error``, connect failures also under ``connect-failure``.
+
+    ``refused-stream`` (an HTTP/2 REFUSED_STREAM: nothing was processed) is treated like a connect failure.
+    """
+    if connect and ("connect-failure" in retry_on or "refused-stream" in retry_on):
+        return True
+    return bool(retry_on & {"reset", "5xx", "gateway-error"})
+
+
+def retriable_response(retry_on: frozenset[str], status: int, grpc_status: str) -> bool:
+    if "5xx" in retry_on and status >= 500:
+        return True
+    if "gateway-error" in retry_on and status in (502, 503, 504):
+        return True
+    if "retriable-4xx" in retry_on and status == 409:
+        return True
+    if str(status) in retry_on:
+        return True
+    return bool(grpc_status) and any(_GRPC_CODES.get(name) == grpc_status for name in retry_on)
+
+
+class _Outcome:
+    __slots__ = ("cluster", "endpoint", "flags", "upstream")
+
+    def __init__(self) -> None:
+        self.flags = "-"
+        self.cluster = "-"
+        self.endpoint: Endpoint | None = None
+        self.upstream = "-"
+
+
+class HttpProxy:
+    """Forwards HTTP requests for the outbound and inbound listeners."""
+
+    def __init__(self, settings: ProxySettings, store: ConfigStore, certs: Any, telemetry: Telemetry, *,
+                 rng: random.Random | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.certs = certs
+        self.telemetry = telemetry
+        self.rng = rng or random.Random()
+        self.pool = Http1Pool()
+        self.me = WorkloadMeta.from_labels(settings.workload_name, settings.namespace, settings.labels)
+        self.identity = settings.identity.uri
+        self._time_second = -1
+        self._time_text = ""
+
+    # --- outbound --------------------------------------------------------------------------------
+
+    async def outbound(self, req: Request, conn: ServerProtocol) -> Response:
+        ctx: ConnContext = conn.context
+        start = time.perf_counter()
+        headers = req.headers
+        ensure_trace_headers(headers)
+        outcome = _Outcome()
+        listener = ctx.listener
+        snapshot = self.store.snapshot
+        if self.settings.explicit_destination_header:
+            explicit = req.header(EXPLICIT_DST_HEADER)
+            if explicit:
+                headers[:] = [(k, v) for k, v in headers if k != EXPLICIT_DST_HEADER]
+                host, _, port = explicit.rpartition(":")
+                listener = snapshot.listener(host, int(port))
+        cluster: Cluster | None = None
+        if listener is None:
+            outcome.flags = "NR"
+            resp = Response(404, [], b"")
+        else:
+            resp, cluster = await self._route(req, listener, snapshot, outcome)
+        self._record("source", req, resp, start, ctx, outcome, cluster)
+        return resp
+
+    async def _route(self, req: Request, listener: Listener, snapshot: Any,
+                     outcome: _Outcome) -> tuple[Response, Cluster | None]:
+        table = snapshot.routes.get(listener.route_config)
+        authority = req.header("host") or ""
+        route: CompiledRoute | None = None
+        if table is not None:
+            view = RequestView(req.method, req.path, authority, dict(req.headers))
+            route = table.route(view)
+        if route is None:
+            outcome.flags = "NR"
+            return Response(404, [], b""), None
+        fault = route.fault
+        if fault is not None:
+            if fault.abort is not None and self.rng.random() * 100 < fault.abort.percentage:
+                outcome.flags = "FI"
+                return Response(fault.abort.http_status, [("content-type", "text/plain")], b"fault filter abort"), None
+            if fault.delay is not None and self.rng.random() * 100 < fault.delay.percentage:
+                outcome.flags = "DI"
+                await asyncio.sleep(fault.delay.fixed_delay_ms / 1000)
+        name = route.pick(self.rng.random())
+        balancer = snapshot.clusters.get(name) if name else None
+        if balancer is None:
+            outcome.flags = "NC"
+            return Response(503, [], b"no healthy upstream"), None
+        outcome.cluster = balancer.cluster.name
+        try:
+            if route.timeout > 0:
+                async with asyncio.timeout(route.timeout):
+                    resp = await self._tries(req, route, balancer, outcome)
+            else:
+                resp = await self._tries(req, route, balancer, outcome)
+        except TimeoutError:
+            outcome.flags = "UT"
+            resp = Response(504, [], b"upstream request timeout")
+        return resp, balancer.cluster
+
+    async def _tries(self, req: Request, route: CompiledRoute, balancer: Any, outcome: _Outcome) -> Response:
+        policy = route.retries
+        attempts = 1 + (policy.attempts if policy is not None else 0)
+        retry_on = _retry_set(policy.retry_on) if policy is not None else frozenset()
+        per_try = policy.per_try_timeout_ms / 1000 if policy is not None and policy.per_try_timeout_ms else 0.0
+        cluster: Cluster = balancer.cluster
+        tried: list[Endpoint] = []
+        forward = forwardable_headers(req.headers)
+        resp: Response | None = None
+        for attempt in range(attempts):
+            if attempt:
+                await asyncio.sleep(self.rng.uniform(0, min(BACKOFF_MAX, BACKOFF_BASE * (2 ** attempt - 1))))
+            endpoint = balancer.pick(tried)
+            if endpoint is None:
+                outcome.flags = "UH"
+                return Response(503, [], b"no healthy upstream")
+            tried.append(endpoint)
+            outcome.endpoint = endpoint
+            outcome.upstream = f"{endpoint.address}:{endpoint.port}"
+            mtls = wants_mtls(cluster, endpoint)
+            headers = [*forward, (PEER_METADATA_HEADER, self.me.header(cluster.service))] if mtls else forward
+            balancer.started(endpoint)
+            try:
+                resp = await self._send(req, headers, endpoint.address, endpoint.port, mtls, endpoint.identity,
+                                        cluster.connect_timeout_ms / 1000, per_try)
+            except ConnectFailure:
+                outcome.flags = "UF"
+                resp = None
+                if retriable_failure(retry_on, connect=True):
+                    continue
+                return Response(503, [], b"upstream connect error")
+            except (ConnectionError, TimeoutError) as exc:
+                outcome.flags = "UT" if isinstance(exc, TimeoutError) else "UC"
+                resp = None
+                if retriable_failure(retry_on, connect=False):
+                    continue
+                return Response(504 if isinstance(exc, TimeoutError) else 503, [], b"upstream reset")
+            finally:
+                balancer.finished(endpoint)
+            outcome.flags = "-"
+            if attempt + 1 < attempts and retriable_response(retry_on, resp.status, resp.header("grpc-status") or ""):
+                outcome.flags = "URX"
+                continue
+            return resp
+        if resp is not None:
+            return resp
+        return Response(504 if outcome.flags == "UT" else 503, [], b"upstream connect error")
+
+    async def _send(self, req: Request, headers: list[tuple[str, str]], host: str, port: int, mtls: bool,
+                    identity: str, connect_timeout: float, timeout: float) -> Response:
+        tls = None
+        if mtls:
+            contexts = self.certs.contexts if self.certs is not None else None
+            if contexts is None:
+                raise ConnectFailure("no workload certificate yet")
+            tls = contexts.client
+        data = serialize_request(req, headers)
+        for _ in range(2):
+            conn = await self.pool.acquire(host, port, tls=tls, identity=identity if mtls else "",
+                                           timeout=connect_timeout)
+            reused = conn.reused > 0
+            future = conn.send(data, head=req.method == "HEAD")
+            try:
+                resp = await (asyncio.wait_for(future, timeout) if timeout else future)
+            except TimeoutError:
+                conn.close()
+                raise
+            except ConnectionError:
+                conn.close()
+                if reused:
+                    continue  # an idle keep-alive connection the server had closed: try a fresh one
+                raise
+            if resp.keep_alive:
+                self.pool.release(host, port, mtls, conn)
+            return resp
+        raise ConnectionResetError("upstream closed the connection")
+
+    # --- inbound ---------------------------------------------------------------------------------
+
+    async def inbound(self, req: Request, conn: ServerProtocol) -> Response:
+        ctx: ConnContext = conn.context
+        start = time.perf_counter()
+        peer = WorkloadMeta()
+        service = ""
+        kept: list[tuple[str, str]] = []
+        for key, value in req.headers:
+            if key == PEER_METADATA_HEADER:
+                if ctx.peer_identity:
+                    peer, service = WorkloadMeta.parse(value)
+            elif key != "x-forwarded-client-cert":
+                kept.append((key, value))
+        if ctx.peer_identity:
+            kept.append(("x-forwarded-client-cert", xfcc(self.identity, ctx.ssl_object)))
+        req.headers = kept
+        ensure_trace_headers(kept)
+        outcome = _Outcome()
+        outcome.cluster = f"inbound|{ctx.port}||"
+        outcome.upstream = f"{self.settings.app_host}:{ctx.port}"
+        try:
+            resp = await self._send(req, forwardable_headers(kept), self.settings.app_host, ctx.port, False, "",
+                                    10.0, 0.0)
+        except ConnectFailure:
+            outcome.flags = "UF"
+            resp = Response(503, [], b"upstream connect error")
+        except (ConnectionError, TimeoutError):
+            outcome.flags = "UC"
+            resp = Response(503, [], b"upstream reset")
+        self._record("destination", req, resp, start, ctx, outcome, None, peer=peer, service=service)
+        return resp
+
+    # --- telemetry -------------------------------------------------------------------------------
+
+    def _record(self, reporter: str, req: Request, resp: Response, start: float, ctx: ConnContext,
+                outcome: _Outcome, cluster: Cluster | None, *, peer: WorkloadMeta | None = None,
+                service: str = "") -> None:
+        duration_ms = (time.perf_counter() - start) * 1000
+        if reporter == "source":
+            src, src_principal = self.me, self.identity if self.certs is not None else "unknown"
+            ep = outcome.endpoint
+            dst = WorkloadMeta.from_labels(ep.workload, ep.namespace, ep.labels) if ep is not None else WorkloadMeta()
+            dst_principal = (ep.identity or "unknown") if ep is not None else "unknown"
+            service = cluster.service if cluster is not None else (req.header("host") or "unknown")
+            security = "unknown"
+        else:
+            src = peer or WorkloadMeta()
+            src_principal = ctx.peer_identity or "unknown"
+            dst, dst_principal = self.me, self.identity
+            service = service or (req.header("host") or "unknown").rsplit(":", 1)[0]
+            security = "mutual_tls" if ctx.peer_identity else "none"
+        parts = service.split(".")
+        labels = (reporter, src.workload, src.namespace, src_principal, src.app, src.version, src.canonical_service,
+                  src.canonical_revision, dst.workload, dst.namespace, dst_principal, dst.app, dst.version, service,
+                  parts[0], parts[1] if len(parts) > 2 else dst.namespace, dst.canonical_service,
+                  dst.canonical_revision, "grpc" if resp.header("grpc-status") is not None else "http",
+                  str(resp.status), resp.header("grpc-status") or "", outcome.flags, security)
+        self.telemetry.request(labels, duration_ms, len(req.body), len(resp.body))
+        if self.settings.access_log:
+            self.telemetry.access_log(self._log_line(req, resp, duration_ms, ctx, outcome))
+
+    def _log_line(self, req: Request, resp: Response, duration_ms: float, ctx: ConnContext,
+                  outcome: _Outcome) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._time_second:
+            self._time_second = second
+            self._time_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        stamp = f"{self._time_text}.{int((now - second) * 1000):03d}Z"
+        details = "via_upstream" if outcome.flags in ("-", "URX") else outcome.flags.lower()
+        return (f'[{stamp}] "{req.method} {req.path} HTTP/{req.version}" {resp.status} {outcome.flags} {details} - '
+                f'"-" {len(req.body)} {len(resp.body)} {int(duration_ms)} - "{req.header("x-forwarded-for") or "-"}" '
+                f'"{req.header("user-agent") or "-"}" "{req.header("x-request-id") or "-"}" '
+                f'"{req.header("host") or "-"}" "{outcome.upstream}" {outcome.cluster} - {ctx.local} {ctx.remote} - '
+                f'{"default" if ctx.direction == "outbound" else "-"}')
