@@ -13,7 +13,7 @@ resync). Guarantees, as the kubelet's ``podWorkers``:
 * a failing sync (an apiserver that is away, a status write that did not land) is retried with
   per-key exponential backoff (``retry_base`` doubling to ``retry_max``) until it succeeds,
   never dropped; its log stays bounded: a traceback for the first :data:`TRACEBACK_FAILURES`
-  failures of a key, then one line per retry.
+  failures of a key (none for an unreachable apiserver), then one line per retry.
 
 The periodic resync (``KubeletSettings.sync_frequency``) comes from the group's pod informer,
 whose resync hands every pod to :meth:`PodWorkers.update` again.
@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+
+from machinery.errors import ServiceUnavailableError
 
 __all__ = ["TRACEBACK_FAILURES", "PodWorkers"]
 
@@ -102,7 +104,7 @@ class PodWorkers:
                         failures = self._failures.get(key, 0) + 1
                         self._failures[key] = failures
                         delay = min(self._retry_base * 2 ** min(failures - 1, 64), self._retry_max)
-                        if failures <= TRACEBACK_FAILURES:
+                        if failures <= TRACEBACK_FAILURES and not isinstance(exc, ServiceUnavailableError):
                             log.exception("sync of pod %s failed (retry %d in %.1fs)", key, failures, delay)
                         else:
                             log.warning("sync of pod %s failed (retry %d in %.1fs): %s: %s", key, failures, delay,

@@ -10,8 +10,10 @@ resets the key's backoff; returns when the queue shuts down; cancelling ``run_wo
 and awaits its workers.
 
 Logs stay bounded however long a key keeps failing: a conflict (our cache was behind) is one
-info line; other errors log a traceback for the first :data:`TRACEBACK_RETRIES` failures of a
-key, then one warning line per retry (whose rate the backoff already bounds).
+info line; an apiserver that cannot be reached (:class:`ServiceUnavailableError`, routine during
+a restart) one warning line per retry; other errors log a traceback for the first
+:data:`TRACEBACK_RETRIES` failures of a key, then one warning line per retry (whose rate the
+backoff already bounds).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from machinery.client.workqueue import RateLimitingQueue, ShutDown
-from machinery.errors import ConflictError
+from machinery.errors import ConflictError, ServiceUnavailableError
 
 __all__ = ["TRACEBACK_RETRIES", "process_next", "run_workers"]
 
@@ -35,7 +37,7 @@ TRACEBACK_RETRIES = 3
 def _log_failure(name: str, key: str, failures: int, exc: Exception) -> None:
     if isinstance(exc, ConflictError):
         log.info("%s: conflict syncing %r, retrying: %s", name, key, exc)
-    elif failures <= TRACEBACK_RETRIES:
+    elif failures <= TRACEBACK_RETRIES and not isinstance(exc, ServiceUnavailableError):
         log.warning("%s: error syncing %r (failure %d), retrying", name, key, failures, exc_info=exc)
     else:
         log.warning("%s: error syncing %r (failure %d), retrying: %s: %s", name, key, failures,
