@@ -3,7 +3,9 @@
 Called by ``controllers.server`` (the process) and by tests. With ``leader_elect`` only the holder
 of the ``kube-controller-manager`` Lease runs controllers (two managers can run; one acts); losing
 the lease cancels them. Each controller runs as a named, guarded task: a controller that crashes is
-logged and restarted after a pause instead of silently vanishing.
+logged and restarted after a pause instead of silently vanishing. Nothing is given up on: every
+controller's workqueue retries a failing key until it syncs (``ControllerManagerSettings.workqueue``),
+and the shared informers resync every ``resync_seconds`` so each key is synced again periodically.
 """
 
 from __future__ import annotations
