@@ -40,6 +40,7 @@ from apiserver.printing.config import (
 )
 from apiserver.printing.network import ENDPOINTS_COLUMNS, SERVICE_COLUMNS, endpoints_cells, service_cells
 from apiserver.printing.pods import POD_COLUMNS, pod_cells, pod_row_conditions
+from apiserver.printing.rbac import BINDING_COLUMNS, binding_cells
 from apiserver.printing.workloads import (
     DEPLOYMENT_COLUMNS,
     REPLICASET_COLUMNS,
@@ -78,6 +79,8 @@ _PRINTERS: dict[tuple[str, str], Printer] = {
     ("apps", "Deployment"): Printer(DEPLOYMENT_COLUMNS, deployment_cells),
     ("apps", "ReplicaSet"): Printer(REPLICASET_COLUMNS, replicaset_cells),
     ("coordination.k8s.io", "Lease"): Printer(LEASE_COLUMNS, lease_cells),
+    ("rbac.authorization.k8s.io", "RoleBinding"): Printer(BINDING_COLUMNS, binding_cells),
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding"): Printer(BINDING_COLUMNS, binding_cells),
 }
 
 

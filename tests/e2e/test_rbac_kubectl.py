@@ -65,6 +65,9 @@ def test_roles_bindings_and_can_i(module_cluster: RunningApiServer, version: str
     wait_answer(server, version, "yes", "list", "nodes", "--as", user)
     got = run("get", "rolebinding", "reads", "-n", ns, "-o", "jsonpath={.roleRef.kind}/{.roleRef.name}").stdout
     assert got == "Role/pod-reader"
+    table = run("get", "rolebinding", "reads", "-n", ns, "-o", "wide").stdout.splitlines()
+    assert table[0].split() == ["NAME", "ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"]
+    assert table[1].split()[:2] == ["reads", "Role/pod-reader"] and table[1].split()[3] == user
 
 
 @pytest.mark.parametrize("version", VERSIONS)
