@@ -3,12 +3,17 @@
 ones are left alone), whose Endpoints name where this apiserver listens for pods — the advertise
 address (the host on the pod network) or the bind address — and are rewritten on every start, as
 kube-apiserver's endpoint reconciler keeps them, so in-cluster clients reach it through the
-Service's ClusterIP."""
+Service's ClusterIP.
+
+The system namespaces also get their ``default`` ServiceAccount and ``kube-root-ca.crt`` ConfigMap
+at start (the controller-manager keeps them in every namespace; making the first ones here lets
+pods in the system namespaces start before it has run, or in a cluster without one)."""
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+from typing import Any
 
 from apiserver.context import ApiContext
 from apiserver.registry import WriteOptions
@@ -76,6 +81,27 @@ async def ensure_kubernetes_endpoints(ctx: ApiContext, port: int) -> None:
         except ConflictError:
             continue
     log.warning("could not set the endpoints of default/kubernetes")
+
+
+async def _create_missing(ctx: ApiContext, plural: str, namespace: str, body: dict[str, Any]) -> None:
+    resource = lookup("", "v1", plural)
+    assert resource is not None
+    if await ctx.storage.get(resource.storage_key(namespace, body["metadata"]["name"])) is not None:
+        return
+    try:
+        await ctx.registry(resource).create(namespace, body, WriteOptions())
+    except AlreadyExistsError:
+        pass
+
+
+async def ensure_system_identities(ctx: ApiContext, ca_pem: str) -> None:
+    """The ``default`` ServiceAccount and ``kube-root-ca.crt`` of each system namespace."""
+    for ns in SYSTEM_NAMESPACES:
+        await _create_missing(ctx, "serviceaccounts", ns, {
+            "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}})
+        await _create_missing(ctx, "configmaps", ns, {
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kube-root-ca.crt", "namespace": ns},
+            "data": {"ca.crt": ca_pem}})
 
 
 async def ensure_system_namespaces(ctx: ApiContext) -> None:

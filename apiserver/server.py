@@ -23,7 +23,12 @@ from typing import Any
 from aiohttp import web
 
 from apiserver.app import make_app
-from apiserver.bootstrap import ensure_kubernetes_endpoints, ensure_kubernetes_service, ensure_system_namespaces
+from apiserver.bootstrap import (
+    ensure_kubernetes_endpoints,
+    ensure_kubernetes_service,
+    ensure_system_identities,
+    ensure_system_namespaces,
+)
 from apiserver.compaction import run_compactor
 from apiserver.context import ApiContext
 from apiserver.keylayout import migrate_key_layout
@@ -96,6 +101,7 @@ async def serve(settings: ApiServerSettings, *, started: asyncio.Event | None = 
         _write_client_files(settings, pki, host, port)
         await ensure_kubernetes_service(ctx, port)
         await ensure_kubernetes_endpoints(ctx, port)
+        await ensure_system_identities(ctx, pki.ca_pem.decode())
         compactor = asyncio.create_task(run_compactor(storage, settings), name="compactor")
         trimmer = asyncio.create_task(run_memory_trimmer(), name="memory-trimmer")
         _tune_gc()
