@@ -163,7 +163,11 @@ class ProbeManager:
         return default if worker is None else worker.result
 
     def _spec(self, pod: dict[str, Any], name: str) -> Mapping[str, Any]:
-        return next((c for c in (pod.get("spec") or {}).get("containers") or [] if c.get("name") == name), {})
+        """The app container, or native sidecar (``restartPolicy: Always`` init container), named ``name``."""
+        spec = pod.get("spec") or {}
+        probed = [*(spec.get("containers") or []),
+                  *(c for c in spec.get("initContainers") or [] if c.get("restartPolicy") == "Always")]
+        return next((c for c in probed if c.get("name") == name), {})
 
     def is_started(self, pod: dict[str, Any], status: ContainerStatus) -> bool:
         if status.state is not ContainerState.RUNNING:
@@ -227,7 +231,8 @@ class ProbeManager:
         the probe says otherwise, so a kubelet restart does not flap pods out of their endpoints."""
         field = "ready" if kind == "readinessProbe" else "started"
         container_id = f"{self.runtime.name}://{status.id}"
-        for previous in (pod.get("status") or {}).get("containerStatuses") or []:
+        status_ = pod.get("status") or {}
+        for previous in [*(status_.get("containerStatuses") or []), *(status_.get("initContainerStatuses") or [])]:
             if previous.get("containerID") == container_id:
                 return bool(previous.get(field))
         return False

@@ -6,6 +6,13 @@ attempt, ``restartCount`` from the attempt number, ``CrashLoopBackOff`` waiting 
 phase rules (a crash-looping container counts as stopped, so ``Always`` pods stay Running),
 the conditions ``PodReadyToStartContainers``, ``Initialized``, ``ContainersReady``, ``Ready``
 and ``PodScheduled`` whose ``lastTransitionTime`` only moves when their status changes.
+
+Native sidecars (KEP-753: an init container with ``restartPolicy: Always``, see
+:func:`is_sidecar`) appear in ``initContainerStatuses`` with ``started`` and ``ready``; the pod
+is Initialized once every regular init container completed and every sidecar started (or once
+any app container ran); ContainersReady and Ready also wait for the sidecars' readiness; a
+running sidecar keeps the phase Running, an exited one does not count (so a Job's pod whose app
+containers are done is Succeeded or Failed once its sidecars were stopped).
 """
 
 from __future__ import annotations
@@ -17,7 +24,13 @@ from typing import Any
 
 from kubelet.runtime.interface import ContainerKind, ContainerState, ContainerStatus, SandboxState, SandboxStatus
 
-__all__ = ["Waiting", "compute_pod_status", "latest_attempts", "qos_class", "rfc3339"]
+__all__ = ["Waiting", "compute_pod_status", "is_sidecar", "latest_attempts", "qos_class", "rfc3339"]
+
+
+def is_sidecar(container: Mapping[str, Any]) -> bool:
+    """A native sidecar: an init container with ``restartPolicy: Always`` (Kubernetes'
+    ``IsRestartableInitContainer``); it keeps running beside the app containers."""
+    return container.get("restartPolicy") == "Always"
 
 
 @dataclass(frozen=True)
@@ -98,13 +111,20 @@ def _waiting(waiting: Waiting) -> dict[str, str]:
     return out
 
 
-def _phase(pod: dict[str, Any], statuses: list[dict[str, Any]], init_done: bool, init_failed: bool,
-           terminal: bool) -> str:
-    """Kubernetes' getPhase for regular containers."""
+def _phase(pod: dict[str, Any], statuses: list[dict[str, Any]], sidecars: list[dict[str, Any]],
+           pending_init: int, init_failed: bool, terminal: bool) -> str:
+    """Kubernetes' getPhase: ``statuses`` of the regular containers, ``sidecars`` of the running
+    restartable init containers' statuses, ``pending_init`` init steps not yet done."""
     policy = (pod.get("spec") or {}).get("restartPolicy", "Always")
     if init_failed:
         return "Failed"
     waiting = running = stopped = succeeded = 0
+    for status in sidecars:
+        state, last = status["state"], status["lastState"]
+        if "running" in state:
+            running += 1
+        elif "waiting" in state and "terminated" not in last:
+            waiting += 1
     for status in statuses:
         state, last = status["state"], status["lastState"]
         if "running" in state:
@@ -120,7 +140,7 @@ def _phase(pod: dict[str, Any], statuses: list[dict[str, Any]], init_done: bool,
                 waiting += 1
     if terminal and running == 0 and waiting == 0:
         return "Succeeded" if stopped == succeeded else "Failed"
-    if not init_done or waiting > 0:
+    if (pending_init and not _any_regular_started(statuses)) or waiting > 0:
         return "Pending"
     if running > 0:
         return "Running"
@@ -133,6 +153,12 @@ def _phase(pod: dict[str, Any], statuses: list[dict[str, Any]], init_done: bool,
             return "Failed"
         return "Running"
     return "Pending"
+
+
+def _any_regular_started(statuses: list[dict[str, Any]]) -> bool:
+    """Kubernetes' HasAnyRegularContainerStarted (a crash-looping one counts: it ran)."""
+    return any("running" in s["state"] or "terminated" in s["state"] or "terminated" in s["lastState"]
+               for s in statuses)
 
 
 def _condition(type_: str, ok: bool, now: str, old: Mapping[str, dict[str, Any]], reason: str = "",
@@ -188,20 +214,6 @@ def compute_pod_status(
     old_conditions = {c.get("type", ""): c for c in old.get("conditions") or []}
     attempts = latest_attempts(containers)
 
-    init_statuses: list[dict[str, Any]] = []
-    init_done, init_failed, pending_init = True, False, []
-    for container in spec.get("initContainers") or []:
-        found = attempts.get(container["name"])
-        init_statuses.append(_container_status(container, found, waiting.get(container["name"]), False, runtime))
-        latest = found[0] if found else None
-        if latest is None or latest.kind is not ContainerKind.INIT or latest.state is not ContainerState.EXITED \
-                or latest.exit_code != 0:
-            init_done = False
-            pending_init.append(str(container["name"]))
-            if latest is not None and latest.state is ContainerState.EXITED and latest.exit_code != 0 \
-                    and spec.get("restartPolicy") == "Never":
-                init_failed = True
-
     statuses: list[dict[str, Any]] = []
     unready: list[str] = []
     for container in spec.get("containers") or []:
@@ -213,8 +225,39 @@ def compute_pod_status(
         statuses.append(container_status)
         if not container_status["ready"]:
             unready.append(name)
+    regular_started = _any_regular_started(statuses)
 
-    phase = _phase(pod, statuses, init_done, init_failed, terminal)
+    init_statuses: list[dict[str, Any]] = []
+    sidecar_statuses: list[dict[str, Any]] = []
+    init_failed, pending_init = False, []
+    unready_sidecars: list[str] = []
+    for container in spec.get("initContainers") or []:
+        name = str(container["name"])
+        found = attempts.get(name)
+        latest = found[0] if found else None
+        if is_sidecar(container):
+            running = latest is not None and latest.state is ContainerState.RUNNING
+            started = running and latest is not None and (is_started is None or is_started(latest))
+            ready = started and latest is not None and is_ready(latest)
+            container_status = _container_status(container, found, waiting.get(name), ready, runtime, started)
+            init_statuses.append(container_status)
+            sidecar_statuses.append(container_status)
+            if not started:
+                pending_init.append(name)
+            if not ready:
+                unready_sidecars.append(name)
+            continue
+        init_statuses.append(_container_status(container, found, waiting.get(name), False, runtime))
+        if latest is None or latest.kind is not ContainerKind.INIT or latest.state is not ContainerState.EXITED \
+                or latest.exit_code != 0:
+            pending_init.append(name)
+            if latest is not None and latest.state is ContainerState.EXITED and latest.exit_code != 0 \
+                    and spec.get("restartPolicy") == "Never":
+                init_failed = True
+    init_done = not pending_init or regular_started
+    unready = [*unready_sidecars, *unready]
+
+    phase = _phase(pod, statuses, sidecar_statuses, len(pending_init), init_failed, terminal)
     sandbox_ready = sandbox is not None and sandbox.state is SandboxState.READY
     containers_ready = not unready and init_done and not terminal
     unready_message = f"containers with unready status: [{' '.join(unready)}]"

@@ -9,8 +9,15 @@ once for a pod. It is level-triggered, like the kubelet's ``SyncPod``/``SyncTerm
   (Always / OnFailure / Never) with CrashLoopBackOff (``base`` doubling to ``max``); write the
   status computed by ``kubelet.status`` through ``pods/{name}/status`` (a merge patch carrying
   the resourceVersion it was computed from, so a stale write is a 409 and is retried);
-* a pod with ``deletionTimestamp``: stop its containers within ``deletionGracePeriodSeconds``,
-  write the terminal status, then ``DELETE`` with ``gracePeriodSeconds=0`` and a uid precondition;
+* native sidecars (KEP-753: init containers with ``restartPolicy: Always``) start in order with
+  the other init containers, but the next one starts as soon as the sidecar is *started*
+  (running, and its startupProbe passed), not when it exits; they are restarted whenever they
+  exit (CrashLoopBackOff applies, whatever the pod's ``restartPolicy``); once every app container
+  exited for good (``Never``/``OnFailure``: a Job's pod) the sidecars are stopped in reverse
+  order and the pod becomes Succeeded or Failed;
+* a pod with ``deletionTimestamp``: stop its app containers, then its sidecars in reverse order,
+  all within ``deletionGracePeriodSeconds``; write the terminal status, then ``DELETE`` with
+  ``gracePeriodSeconds=0`` and a uid precondition;
 * a pod gone from the API (``pod is None``): kill and remove whatever the runtime still has.
 
 The runtime is any :class:`kubelet.runtime.interface.ContainerRuntime`. Real nodes pass
@@ -44,7 +51,7 @@ from kubelet.runtime.interface import (
     SandboxState,
     SandboxStatus,
 )
-from kubelet.status import Waiting, compute_pod_status, latest_attempts
+from kubelet.status import Waiting, compute_pod_status, is_sidecar, latest_attempts
 from kubelet.volumes import VolumeError, VolumeManager, container_mounts
 from machinery.client.rest import ApiClient
 from machinery.errors import ConflictError, NotFoundError
@@ -243,20 +250,15 @@ class PodSyncer:
             latest = await self._kill_unhealthy(pod, latest, features.probes)
         started = (pod, sandbox, volume_paths)
 
-        init_done = True
-        for container in spec.get("initContainers") or []:
-            found = latest.get(container["name"])
-            current = found[0] if found else None
-            if current is not None and current.state is ContainerState.EXITED and current.exit_code == 0:
-                continue
-            init_done = False
-            if current is None:
-                await self._start(started, container, ContainerKind.INIT, 0, waiting)
-            elif current.state is ContainerState.EXITED and policy != "Never":
-                await self._restart(key, started, container, current, waiting)
-            break
-        if init_done:
-            for container in spec.get("containers") or []:
+        regular = list(spec.get("containers") or [])
+        initialized = any(str(c["name"]) in latest for c in regular)
+        if initialized and self._app_containers_done(policy, regular, latest):
+            # A Job's pod: the app containers are done for good; its sidecars must not keep it alive.
+            await self._stop_sidecars(pod, latest)
+            await self._write_status(key, pod, waiting=waiting)
+            return
+        if await self._sync_init_containers(key, pod, started, latest, initialized, waiting):
+            for container in regular:
                 found = latest.get(container["name"])
                 current = found[0] if found else None
                 if current is None:
@@ -273,6 +275,77 @@ class PodSyncer:
             elif any(k in v for v in spec.get("volumes") or [] for k in _REFRESHED_VOLUMES):
                 self._requeue(key, features.volume_refresh)
 
+    async def _sync_init_containers(self, key: str, pod: dict[str, Any],
+                                    started: tuple[dict[str, Any], SandboxStatus, dict[str, str]],
+                                    latest: dict[str, tuple[ContainerStatus, ContainerStatus | None]],
+                                    initialized: bool, waiting: dict[str, Waiting]) -> bool:
+        """Advance the init sequence by one step; True once the app containers may run.
+
+        Before initialization, the first init container not yet done is started (or restarted)
+        and nothing after it runs: a regular one is done when it exited 0, a sidecar when it is
+        started. After it, regular init containers are left alone and exited sidecars restarted."""
+        spec = pod.get("spec") or {}
+        policy = str(spec.get("restartPolicy") or "Always")
+        for container in spec.get("initContainers") or []:
+            sidecar = is_sidecar(container)
+            if initialized and not sidecar:
+                continue
+            found = latest.get(container["name"])
+            current = found[0] if found else None
+            if current is not None:
+                if not sidecar and current.state is ContainerState.EXITED and current.exit_code == 0:
+                    continue
+                if sidecar and current.state is not ContainerState.EXITED:
+                    if initialized or self._sidecar_started(pod, current):
+                        continue
+                    return False  # wait for its startup before the next init step
+            if current is None:
+                await self._start(started, container, ContainerKind.INIT, 0, waiting)
+            elif current.state is ContainerState.EXITED and (sidecar or policy != "Never"):
+                await self._restart(key, started, container, current, waiting)
+            if not initialized:
+                return False
+        return True
+
+    def _sidecar_started(self, pod: dict[str, Any], status: ContainerStatus) -> bool:
+        """Running, and past its startupProbe when it has one (the kubelet's ``started``)."""
+        if status.state is not ContainerState.RUNNING:
+            return False
+        return self.features is None or self.features.probes.is_started(pod, status)
+
+    @staticmethod
+    def _app_containers_done(policy: str, regular: list[dict[str, Any]],
+                             latest: dict[str, tuple[ContainerStatus, ContainerStatus | None]]) -> bool:
+        """Every app container exited and none will be restarted (never under ``Always``)."""
+        if policy == "Always" or not regular:
+            return False
+        for container in regular:
+            found = latest.get(container["name"])
+            if found is None or found[0].state is not ContainerState.EXITED \
+                    or should_restart(policy, found[0].exit_code):
+                return False
+        return True
+
+    async def _stop_sidecars(self, pod: dict[str, Any],
+                             latest: dict[str, tuple[ContainerStatus, ContainerStatus | None]],
+                             deadline: float | None = None) -> None:
+        """Stop the running sidecars one by one in reverse order (preStop hooks included), each
+        with what is left of the grace period (``deadline``, loop time; default: the pod's
+        ``terminationGracePeriodSeconds`` from now)."""
+        loop = asyncio.get_running_loop()
+        if deadline is None:
+            deadline = loop.time() + float((pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+        for container in reversed((pod.get("spec") or {}).get("initContainers") or []):
+            found = latest.get(container["name"])
+            if not is_sidecar(container) or found is None or found[0].state is ContainerState.EXITED:
+                continue
+            self._event(pod, "Normal", "Killing", f"Stopping container {container['name']}")
+            grace = max(deadline - loop.time(), 0.0)
+            if self.features is not None:
+                await self._stop_one(pod, container, found[0], grace)
+            else:
+                await self.runtime.stop_container(found[0].id, timeout=grace)
+
     def _context(self, pod: dict[str, Any], sandbox: SandboxStatus | None) -> PodContext:
         pod_ip = sandbox.ip if sandbox is not None else str((pod.get("status") or {}).get("podIP") or "")
         allocatable = self.features.allocatable if self.features is not None else NodeAllocatable()
@@ -283,7 +356,9 @@ class PodSyncer:
                               ) -> dict[str, tuple[ContainerStatus, ContainerStatus | None]]:
         """Stop running containers that failed liveness/startup probes (they restart as crashed)."""
         killed = False
-        specs = {str(c["name"]): c for c in (pod.get("spec") or {}).get("containers") or []}
+        spec = pod.get("spec") or {}
+        specs = {str(c["name"]): c for c in [*(spec.get("containers") or []),
+                                             *(c for c in spec.get("initContainers") or [] if is_sidecar(c))]}
         for name, (current, _previous) in latest.items():
             if current.state is not ContainerState.RUNNING or not probes.liveness_failed(current):
                 continue
@@ -424,15 +499,22 @@ class PodSyncer:
         grace = meta.get("deletionGracePeriodSeconds")
         if grace is None:
             grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
-        running = [c for c in await self.runtime.list_containers(uid) if c.state is not ContainerState.EXITED]
+        spec = pod.get("spec") or {}
+        sidecars = {str(c["name"]) for c in spec.get("initContainers") or [] if is_sidecar(c)}
+        latest = latest_attempts(await self.runtime.list_containers(uid))
+        running = [c for c, _ in latest.values() if c.state is not ContainerState.EXITED and c.name not in sidecars]
         for container in running:
             self._event(pod, "Normal", "Killing", f"Stopping container {container.name}")
+        deadline = asyncio.get_running_loop().time() + float(grace)
         if self.features is not None:
             self.features.probes.remove_pod(uid)
-            spec = pod.get("spec") or {}
             specs = {str(c["name"]): c for c in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]}
             await asyncio.gather(*(self._stop_one(pod, specs.get(c.name, {"name": c.name}), c, float(grace))
                                    for c in running))
+        else:
+            await asyncio.gather(*(self.runtime.stop_container(c.id, timeout=float(grace)) for c in running))
+        # App containers first, then the sidecars in reverse order with what is left of the grace.
+        await self._stop_sidecars(pod, latest, deadline)
         await self._stop_all(uid, timeout=float(grace))
         await self.runtime.stop_pod_sandbox(uid)
         if await self.runtime.pod_sandbox_status(uid) is not None:

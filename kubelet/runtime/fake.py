@@ -5,7 +5,10 @@ Used by ``kubelet.hollow`` (one instance per hollow node) and by tests. It imple
 with timers on the event loop:
 
 * a started container becomes ``running`` after ``start_delay`` seconds;
-* init containers exit 0 (``Completed``) ``start_delay`` seconds after running;
+* init containers exit 0 (``Completed``) ``start_delay`` seconds after running, except native
+  sidecars (``restartPolicy: Always``), which run until stopped like app containers;
+* app containers of a pod annotated ``kubelab.dev/fake-complete-after: "<seconds>"`` exit 0
+  that long after running (a Job's work); :meth:`FakeRuntime.simulate_exit` ends any container;
 * a container whose image contains ``crash`` (or whose pod carries the annotation
   ``kubelab.dev/fake-crash: "true"``) exits with code 1 (``Error``) ``crash_after`` seconds
   after running;
@@ -48,9 +51,11 @@ from kubelet.runtime.interface import (
     SandboxStatus,
 )
 
-__all__ = ["CRASH_ANNOTATION", "NOT_READY_ANNOTATION", "FakeRuntime", "FakeRuntimeSettings", "SimulatedOutput"]
+__all__ = ["COMPLETE_AFTER_ANNOTATION", "CRASH_ANNOTATION", "NOT_READY_ANNOTATION", "FakeRuntime",
+           "FakeRuntimeSettings", "SimulatedOutput"]
 
 CRASH_ANNOTATION = "kubelab.dev/fake-crash"
+COMPLETE_AFTER_ANNOTATION = "kubelab.dev/fake-complete-after"
 NOT_READY_ANNOTATION = "kubelab.dev/fake-not-ready"
 VERSION = "0.1.0"
 
@@ -107,6 +112,8 @@ class FakeRuntime:
         self._pods: dict[str, dict[str, Any]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._output: dict[str, SimulatedOutput] = {}
+        self._sidecars: set[str] = set()
+        """Ids of init containers with ``restartPolicy: Always`` (they keep running)."""
         self._ids = itertools.count(1)
         self._handler: EventHandler | None = None
 
@@ -176,6 +183,7 @@ class FakeRuntime:
             self._cancel_timer(container.id)
             del self._containers[container.id]
             self._output.pop(container.id, None)
+            self._sidecars.discard(container.id)
         sandbox = self._sandboxes.pop(pod_uid, None)
         self._pods.pop(pod_uid, None)
         if sandbox is not None:
@@ -205,6 +213,8 @@ class FakeRuntime:
             state=ContainerState.CREATED, created_at=_now(),
         )
         self._containers[status.id] = status
+        if kind is ContainerKind.INIT and container.get("restartPolicy") == "Always":
+            self._sidecars.add(status.id)
         return status.id
 
     async def start_container(self, container_id: str) -> None:
@@ -224,10 +234,26 @@ class FakeRuntime:
             f"hollow container {status.name} started: image {status.image}, attempt {status.attempt}, pod IP "
             f"{sandbox.ip if sandbox else 'none'} (simulated: no process runs)")
         self._emit(RuntimeEventType.CONTAINER_STARTED, status.pod_uid, container_id)
-        if status.kind is ContainerKind.INIT and not self._crashes(status):
-            self._later(container_id, self.settings.start_delay, lambda cid: self._exit(cid, 0, "Completed"))
-        elif self._crashes(status):
+        complete_after = self._complete_after(status)
+        if self._crashes(status):
             self._later(container_id, self.settings.crash_after, lambda cid: self._exit(cid, 1, "Error"))
+        elif status.kind is ContainerKind.INIT and container_id not in self._sidecars:
+            self._later(container_id, self.settings.start_delay, lambda cid: self._exit(cid, 0, "Completed"))
+        elif complete_after is not None:
+            self._later(container_id, complete_after, lambda cid: self._exit(cid, 0, "Completed"))
+
+    def _complete_after(self, status: ContainerStatus) -> float | None:
+        if status.kind is not ContainerKind.REGULAR:
+            return None
+        annotations = (self._pods.get(status.pod_uid, {}).get("metadata") or {}).get("annotations") or {}
+        try:
+            return float(annotations[COMPLETE_AFTER_ANNOTATION])
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def simulate_exit(self, container_id: str, exit_code: int = 1) -> None:
+        """End a running container now, as if its process exited with ``exit_code`` (tests)."""
+        self._exit(container_id, exit_code, "Completed" if exit_code == 0 else "Error")
 
     def _crashes(self, status: ContainerStatus) -> bool:
         return "crash" in status.image or _flag(self._pods.get(status.pod_uid, {}), CRASH_ANNOTATION)
