@@ -6,7 +6,8 @@ The operator (:mod:`tests.e2e.kopf_operators.labtask`) runs as users run one: ``
 official Python client and assert what the handlers leave behind: handler results and patches in
 ``status`` (through the ``/status`` subresource), kopf's finalizer holding a deleted object until
 the delete handler succeeds, field and update handlers, timer ticks and daemon heartbeats, and an
-Event posted by a handler (``kopf.info``).
+Event posted by a handler (``kopf.info``). Without ``--standalone`` kopf keeps its peering
+keep-alives in a ``KopfPeering`` (merge patches of a CR's status without a subresource).
 """
 
 from __future__ import annotations
@@ -60,6 +61,23 @@ LABTASK_CRD: dict[str, Any] = {
 }
 
 
+PEERING_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "kopfpeerings.kopf.dev"},
+    "spec": {
+        "group": "kopf.dev",
+        "scope": "Namespaced",
+        "names": {"plural": "kopfpeerings", "singular": "kopfpeering", "kind": "KopfPeering"},
+        "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+            "type": "object",
+            "properties": {"status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+        }}}],
+    },
+}
+"""kopf's peering resource as its documentation declares it (no status subresource)."""
+
+
 def eventually(probe: Callable[[], T | None], what: str, timeout: float = DEADLINE_SECONDS) -> T:
     """Poll ``probe`` until it returns something other than None (or fail naming ``what``)."""
     deadline = time.monotonic() + timeout
@@ -74,12 +92,14 @@ def eventually(probe: Callable[[], T | None], what: str, timeout: float = DEADLI
 class Operator:
     """``kopf run`` in a subprocess, logging to a file that failures print."""
 
-    def __init__(self, server: RunningApiServer, namespace: str, log_path: Path) -> None:
+    def __init__(self, server: RunningApiServer, namespace: str, log_path: Path, *, peering: str | None = None
+                 ) -> None:
         self.log_path = log_path
         env = {**os.environ, "KUBECONFIG": str(server.kubeconfig), "PYTHONPATH": str(Path.cwd())}
         self._log = log_path.open("w")
+        coordination = ["--peering", peering] if peering else ["--standalone"]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "kopf", "run", "--standalone", "--namespace", namespace, "--verbose",
+            [sys.executable, "-m", "kopf", "run", *coordination, "--namespace", namespace, "--verbose",
              str(OPERATOR)],
             stdout=self._log, stderr=subprocess.STDOUT, env=env,
         )
@@ -232,3 +252,40 @@ def test_handler_posts_an_event(custom: Any, namespace: str, operator: Operator,
     assert found.type == "Normal" and found.message == "accepted a small task"
     assert found.involved_object.kind == "LabTask" and found.involved_object.api_version == f"{GROUP}/{VERSION}"
     assert found.involved_object.namespace == namespace and found.involved_object.uid
+
+
+def test_peering_keepalives_and_clean_exit(module_cluster: RunningApiServer, tmp_path: Path) -> None:
+    """Without ``--standalone`` kopf announces itself in a KopfPeering's status and removes itself on exit."""
+    api = new_client(module_cluster)
+    try:
+        ext = client.ApiextensionsV1Api(api)
+        ext.create_custom_resource_definition(PEERING_CRD)
+
+        def established() -> bool | None:
+            crd = ext.read_custom_resource_definition("kopfpeerings.kopf.dev")
+            return True if any(c.type == "Established" and c.status == "True"
+                               for c in crd.status.conditions or []) else None
+
+        eventually(established, "the KopfPeering CRD to be Established")
+        namespace = f"kopf-peering-{uuid.uuid4().hex[:8]}"
+        client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+        custom = client.CustomObjectsApi(api)
+        custom.create_namespaced_custom_object("kopf.dev", "v1", namespace, "kopfpeerings", {
+            "apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "lab"}})
+
+        def peers() -> dict[str, Any]:
+            obj = custom.get_namespaced_custom_object("kopf.dev", "v1", namespace, "kopfpeerings", "lab")
+            found: dict[str, Any] = obj.get("status") or {}
+            return found
+
+        operator = Operator(module_cluster, namespace, tmp_path / "operator.log", peering="lab")
+        try:
+            announced = eventually(lambda: peers() or None, "the operator's keep-alive in the peering")
+        finally:
+            code = operator.stop()
+        assert code == 0, operator.log()[-4000:]
+        [(identity, info)] = announced.items()
+        assert info["priority"] == 0 and info["lifetime"] > 0 and info["lastseen"]
+        eventually(lambda: True if identity not in peers() else None, "the operator to leave the peering")
+    finally:
+        api.close()
