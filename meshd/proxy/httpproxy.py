@@ -128,10 +128,11 @@ def retriable_response(retry_on: frozenset[str], status: int, grpc_status: str) 
 
 
 class _Outcome:
-    __slots__ = ("cluster", "endpoint", "flags", "upstream")
+    __slots__ = ("cluster", "delayed", "endpoint", "flags", "upstream")
 
     def __init__(self) -> None:
         self.flags = "-"
+        self.delayed = False
         self.cluster = "-"
         self.endpoint: Endpoint | None = None
         self.upstream = "-"
@@ -195,7 +196,7 @@ class HttpProxy:
                 outcome.flags = "FI"
                 return Response(fault.abort.http_status, [("content-type", "text/plain")], b"fault filter abort"), None
             if fault.delay is not None and self.rng.random() * 100 < fault.delay.percentage:
-                outcome.flags = "DI"
+                outcome.delayed = True
                 await asyncio.sleep(fault.delay.fixed_delay_ms / 1000)
         name = route.pick(self.rng.random())
         balancer = snapshot.clusters.get(name) if name else None
@@ -330,6 +331,8 @@ class HttpProxy:
                 outcome: _Outcome, cluster: Cluster | None, *, peer: WorkloadMeta | None = None,
                 service: str = "") -> None:
         duration_ms = (time.perf_counter() - start) * 1000
+        if outcome.delayed:  # Envoy lists every flag: a delayed request that then failed is "DI,UF"
+            outcome.flags = "DI" if outcome.flags == "-" else "DI," + outcome.flags
         if reporter == "source":
             src, src_principal = self.me, self.identity if self.certs is not None else "unknown"
             ep = outcome.endpoint

@@ -10,7 +10,8 @@ Transports and protocols rather than streams: ``data_received`` writes straight 
 transport (no intermediate queue or task per chunk), and flow control is the transports' own
 (a peer whose write buffer fills pauses our reading; ``resume_writing`` resumes it). A half-close
 (EOF) is passed on where the transport supports it; TLS transports cannot half-close, so an EOF
-there closes both sides once written.
+there (``close_notify``) closes both sides once written: a TLS client that half-closes before reading
+the whole response loses its tail, as asyncio's TLS transport shuts down on EOF.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ class Half(asyncio.Protocol):
         peer = self.peer
         if peer is None or peer.transport is None:
             return None
-        if peer.transport.can_write_eof():
+        own_tls = self.transport is not None and self.transport.get_extra_info("sslcontext") is not None
+        if not own_tls and peer.transport.can_write_eof():
             peer.transport.write_eof()
             if peer.eof:
                 self._close_both()
