@@ -124,7 +124,7 @@ async def test_server_first_tcp_through_both_sidecars_without_delay(mesh: Mesh, 
     server = await mesh.proxy("mail", app_port=smtp_like)
     ip = mesh.cluster_ip()
     client = await mesh.proxy("sender", original_dst=lambda sock: (ip, 25))
-    clusters, rc, listener = mesh.http_service("mail", ip, 25, {"": [mesh.endpoint(server, smtp_like, name="mail")]},
+    clusters, _, listener = mesh.http_service("mail", ip, 25, {"": [mesh.endpoint(server, smtp_like, name="mail")]},
                                                protocol="tcp")
     mesh.push(clusters, [], [listener], Inbound(default_mtls_mode="STRICT"))
     await client.wait_ready()

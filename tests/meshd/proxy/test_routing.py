@@ -7,6 +7,7 @@ import math
 import random
 import socket
 import time
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -28,14 +29,15 @@ from meshd.api.resources import (
 from meshd.proxy.balancer import Balancer
 from meshd.proxy.httpproxy import retriable_failure, retriable_response
 from meshd.proxy.proxy import Proxy
-from tests.meshd.proxy.harness import Mesh
+from tests.meshd.proxy.harness import Handler, Mesh
 
 FQDN = "reviews.default.svc.cluster.local"
 V1 = cluster_name(FQDN, 9080, "v1")
 V2 = cluster_name(FQDN, 9080, "v2")
 
 
-async def canary(mesh: Mesh, routes: list[Route], handler: object = None, **cluster_kw: object) -> tuple[Proxy, str]:
+async def canary(mesh: Mesh, routes: list[Route], handler: Handler | None = None,
+                 **cluster_kw: Any) -> tuple[Proxy, str]:
     """reviews v1 and v2 (each an app behind its own sidecar), a client sidecar, the given routes."""
     endpoints = {}
     for version in ("v1", "v2"):
