@@ -103,7 +103,8 @@ class EventRecorder:
             await self._pending.join()
 
     async def close(self) -> None:
-        """Flush, then stop the writer task."""
+        """Flush, then stop the writer task (while the apiserver is away, flushing waits for the
+        retries: callers that must not wait bound this with a timeout)."""
         await self.flush()
         if self._worker is not None:
             self._worker.cancel()
