@@ -7,6 +7,12 @@ DeleteOptions, Status).
 
 from machinery.api.admissionregistration import MutatingWebhookConfiguration, ValidatingWebhookConfiguration
 from machinery.api.apps import Deployment, ReplicaSet
+from machinery.api.authorization import (
+    LocalSubjectAccessReview,
+    SelfSubjectAccessReview,
+    SelfSubjectRulesReview,
+    SubjectAccessReview,
+)
 from machinery.api.base import K8sModel
 from machinery.api.core import ConfigMap, Endpoints, Event, Namespace, Secret, Service, ServiceAccount
 from machinery.api.meta import DeleteOptions, Status
@@ -22,6 +28,7 @@ TOP_LEVEL: tuple[type[K8sModel], ...] = (
 )
 
 TOP_LEVEL += (Role, ClusterRole, RoleBinding, ClusterRoleBinding)
+TOP_LEVEL += (SubjectAccessReview, LocalSubjectAccessReview, SelfSubjectAccessReview, SelfSubjectRulesReview)
 
 
 def _api_version(group: str, version: str) -> str:
@@ -34,8 +41,8 @@ for _model in TOP_LEVEL:
     _group, _version, _kind = _model.k8s_gvk
     KINDS[(_api_version(_group, _version), _kind)] = _model
 # DeleteOptions is sent under several group versions; any served one is fine.
-for _av in ("meta.k8s.io/v1", "apps/v1", "coordination.k8s.io/v1", "policy/v1", "autoscaling/v1", "rbac.authorization.k8s.io/v1",
-            "admissionregistration.k8s.io/v1"):
+for _av in ("meta.k8s.io/v1", "apps/v1", "coordination.k8s.io/v1", "policy/v1", "autoscaling/v1",
+            "rbac.authorization.k8s.io/v1", "admissionregistration.k8s.io/v1"):
     KINDS[(_av, "DeleteOptions")] = DeleteOptions
 
 
