@@ -26,7 +26,7 @@ def can_i(server: RunningApiServer, version: str | None, *args: str) -> str:
     return done.stdout.strip()
 
 
-def wait_answer(server: RunningApiServer, version: str | None, want: str, *args: str, timeout: float = 30) -> None:
+def wait_answer(server: RunningApiServer, version: str | None, want: str, *args: str, timeout: float = 60) -> None:
     """A new binding reaches the authorizer through the watch cache: wait for the answer to change."""
     deadline = time.monotonic() + timeout
     while (got := can_i(server, version, *args)) != want:

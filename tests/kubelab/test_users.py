@@ -30,7 +30,7 @@ def kubelab(*args: str) -> subprocess.CompletedProcess[str]:
                           check=False)
 
 
-def until_allowed(kubeconfig: Path, *can_i: str, timeout: float = 30) -> None:
+def until_allowed(kubeconfig: Path, *can_i: str, timeout: float = 60) -> None:
     """The new binding reaches the authorizer through the watch cache: wait for it."""
     deadline = time.monotonic() + timeout
     while kubectl("auth", "can-i", *can_i, kubeconfig=kubeconfig, check=False).stdout.strip() != "yes":
