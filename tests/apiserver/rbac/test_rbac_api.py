@@ -278,3 +278,25 @@ async def test_default_roles_are_aggregated(api: Api) -> None:
     assert {"rolebindings", "pods"} <= {res for rule in admin["rules"] for res in rule.get("resources", [])}
     status, binding = await api.request("GET", f"{RBAC}/clusterrolebindings/cluster-admin")
     assert binding["subjects"] == [{"kind": "Group", "apiGroup": RBAC_GROUP, "name": "system:masters"}]
+
+
+async def test_restart_repairs_defaults_unless_autoupdate_is_false(tmp_path: Path) -> None:
+    async with embedded_api(tmp_path, store="sqlite") as api:
+        for name, annotations in (("system:basic-user", {}),
+                                  ("system:aggregate-to-view",
+                                   {"rbac.authorization.kubernetes.io/autoupdate": "false"})):
+            status, role = await api.request("GET", f"{RBAC}/clusterroles/{name}")
+            role["rules"] = [{"verbs": ["get"], "apiGroups": [""], "resources": ["configmaps"]}]
+            role["metadata"]["annotations"] = annotations
+            status, body = await api.request("PUT", f"{RBAC}/clusterroles/{name}", role)
+            assert status == 200, body
+        status, _ = await api.request("DELETE", f"{RBAC}/clusterrolebindings/system:discovery")
+        assert status == 200
+    async with embedded_api(tmp_path, store="sqlite") as api:
+        _, basic = await api.request("GET", f"{RBAC}/clusterroles/system:basic-user")
+        resources = {res for rule in basic["rules"] for res in rule.get("resources", [])}
+        assert {"configmaps", "selfsubjectaccessreviews"} <= resources, "repaired additively"
+        _, frozen = await api.request("GET", f"{RBAC}/clusterroles/system:aggregate-to-view")
+        assert frozen["rules"] == [{"verbs": ["get"], "apiGroups": [""], "resources": ["configmaps"]}]
+        status, _ = await api.request("GET", f"{RBAC}/clusterrolebindings/system:discovery")
+        assert status == 200, "a deleted default binding is created again"
