@@ -7,9 +7,8 @@ mutate). Only fields that are unset get a value; nothing already present is chan
 from collections.abc import Callable
 from typing import Any
 
-from machinery.api.validation_webhooks import default_configuration
-
 from machinery.api.validation_rbac import default_subjects
+from machinery.api.validation_webhooks import default_configuration
 
 Obj = dict[str, Any]
 
