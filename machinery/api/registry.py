@@ -7,6 +7,13 @@ DeleteOptions, Status).
 
 from machinery.api.admissionregistration import MutatingWebhookConfiguration, ValidatingWebhookConfiguration
 from machinery.api.apps import Deployment, ReplicaSet
+from machinery.api.authentication import (
+    SelfSubjectReview,
+    SelfSubjectReviewV1alpha1,
+    SelfSubjectReviewV1beta1,
+    TokenRequest,
+    TokenReview,
+)
 from machinery.api.authorization import (
     LocalSubjectAccessReview,
     SelfSubjectAccessReview,
@@ -29,6 +36,7 @@ TOP_LEVEL: tuple[type[K8sModel], ...] = (
 
 TOP_LEVEL += (Role, ClusterRole, RoleBinding, ClusterRoleBinding)
 TOP_LEVEL += (SubjectAccessReview, LocalSubjectAccessReview, SelfSubjectAccessReview, SelfSubjectRulesReview)
+TOP_LEVEL += (TokenReview, TokenRequest, SelfSubjectReview, SelfSubjectReviewV1beta1, SelfSubjectReviewV1alpha1)
 
 
 def _api_version(group: str, version: str) -> str:

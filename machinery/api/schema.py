@@ -129,7 +129,8 @@ def _finish_property(name: str, prop: dict[str, Any], schemas: dict[str, Any]) -
 @functools.cache
 def _build() -> dict[str, dict[str, Any]]:
     models = _all_models()
-    names = {m.__name__: f"{m.k8s_prefix}.{m.__name__}" for m in models}
+    # A kind served in several versions has one class per version; ``k8s_definition`` names it.
+    names = {m.__name__: f"{m.k8s_prefix}.{getattr(m, 'k8s_definition', '') or m.__name__}" for m in models}
     _, top = models_json_schema([(m, "validation") for m in TOP_LEVEL], ref_template="#/$defs/{model}")
     raw: dict[str, Any] = top.get("$defs", {})
     schemas: dict[str, dict[str, Any]] = {n: dict(s) for n, s in SCALAR_SCHEMAS.items()}
