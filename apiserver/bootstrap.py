@@ -5,9 +5,9 @@ address (the host on the pod network) or the bind address — and are rewritten 
 kube-apiserver's endpoint reconciler keeps them, so in-cluster clients reach it through the
 Service's ClusterIP.
 
-The system namespaces also get their ``default`` ServiceAccount and ``kube-root-ca.crt`` ConfigMap
-at start (the controller-manager keeps them in every namespace; making the first ones here lets
-pods in the system namespaces start before it has run, or in a cluster without one)."""
+The system namespaces also get their ``default`` ServiceAccount at start (the controller-manager
+keeps one in every namespace; making the first ones here lets pods in the system namespaces be
+admitted with their token volume before it has run)."""
 
 from __future__ import annotations
 
@@ -94,14 +94,11 @@ async def _create_missing(ctx: ApiContext, plural: str, namespace: str, body: di
         pass
 
 
-async def ensure_system_identities(ctx: ApiContext, ca_pem: str) -> None:
-    """The ``default`` ServiceAccount and ``kube-root-ca.crt`` of each system namespace."""
+async def ensure_system_identities(ctx: ApiContext) -> None:
+    """The ``default`` ServiceAccount of each system namespace."""
     for ns in SYSTEM_NAMESPACES:
         await _create_missing(ctx, "serviceaccounts", ns, {
             "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}})
-        await _create_missing(ctx, "configmaps", ns, {
-            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kube-root-ca.crt", "namespace": ns},
-            "data": {"ca.crt": ca_pem}})
 
 
 async def ensure_system_namespaces(ctx: ApiContext) -> None:

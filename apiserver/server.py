@@ -101,7 +101,7 @@ async def serve(settings: ApiServerSettings, *, started: asyncio.Event | None = 
         _write_client_files(settings, pki, host, port)
         await ensure_kubernetes_service(ctx, port)
         await ensure_kubernetes_endpoints(ctx, port)
-        await ensure_system_identities(ctx, pki.ca_pem.decode())
+        await ensure_system_identities(ctx)
         compactor = asyncio.create_task(run_compactor(storage, settings), name="compactor")
         trimmer = asyncio.create_task(run_memory_trimmer(), name="memory-trimmer")
         _tune_gc()

@@ -125,6 +125,9 @@ def subnet(dclient: docker.DockerClient) -> str:
 async def client(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ApiClient]:
     async with embedded_api(tmp_path_factory.mktemp("apiserver")) as api:
         api_client = ApiClient.from_kubeconfig(api.settings.kubeconfig_path)
+        # What the controller-manager's root CA publisher would do: pods' token volumes read it.
+        await api_client.create(CONFIGMAPS, {"metadata": {"name": "kube-root-ca.crt", "namespace": NS},
+                                             "data": {"ca.crt": (api.settings.pki_dir / "ca.crt").read_text()}})
         try:
             yield api_client
         finally:
