@@ -40,6 +40,7 @@ from apiserver.settings import ApiServerSettings
 from kubelab import laptop, launcher, supervision
 from kubelab.etcd import EtcdNotInstalledError, ensure_local_etcd
 from kubelab.image_cli import add_image_commands
+from kubelab.mesh_cli import add_mesh_commands
 from kubelab.output import print_table
 from kubelab.users import add_user_commands
 from kubelet.settings import KubeletSettings, parse_labels, parse_taint
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     apiserver.set_defaults(handler=cmd_apiserver)
     _add_components(commands)
     add_image_commands(commands)
+    add_mesh_commands(commands)
     add_user_commands(commands, _add_state_dir)
     return parser
 

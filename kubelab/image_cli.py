@@ -17,7 +17,7 @@ def add_image_commands(commands: Any) -> None:
     image = commands.add_parser("image", help="build, load and list the kubelab/* container images (no registry)")
     verbs = image.add_subparsers(dest="image_command", required=True, metavar="COMMAND")
     build = verbs.add_parser("build", help="build images locally (default: all); existing tags are kept")
-    build.add_argument("names", nargs="*", metavar="NAME", help="busybox, python, nginx (default: all)")
+    build.add_argument("names", nargs="*", metavar="NAME", help="busybox, python, nginx, proxyv2 (default: all)")
     build.add_argument("--force", action="store_true", help="rebuild even if the tag exists")
     build.set_defaults(handler=cmd_image_build)
     load = verbs.add_parser("load", help="load images from a `docker save` tar")

@@ -1,4 +1,5 @@
-"""Container images without a registry: ``kubelab/busybox:1.35``, ``kubelab/python:3.11``, ``kubelab/nginx:1.22``.
+"""Container images without a registry: ``kubelab/busybox:1.35``, ``kubelab/python:3.11``, ``kubelab/nginx:1.22``,
+``kubelab/proxyv2:<kubelab version>``.
 
 Called by ``kubelab image build|load|ls`` (:mod:`kubelab.cli`), by tests through :func:`ensure_images`, and by
 anything that packages a Python program as a pod image (:func:`build_app_image`). Nothing here pulls: the
@@ -12,6 +13,11 @@ images are assembled on this host and handed to the local Docker daemon.
   mirror host name is written by this module or kept in an image.
 * app images -- ``FROM kubelab/python:3.11``; requirements are installed on the host with
   ``pip install --target`` and copied in, so the build needs no network.
+* proxyv2 -- the mesh sidecar and its ``istio-init`` step: ``FROM kubelab/python:3.11`` (which has
+  Debian's ``iptables``) with the proxy's dependencies at the host's installed versions
+  (``pip install --target``) and the ``meshd.api`` and ``meshd.proxy`` packages; entrypoint
+  ``python3 -m meshd.proxy``, user 1337 (the injector runs ``istio-init`` as root). The image is
+  labelled with a hash of the packaged source, so a changed proxy rebuilds it.
 
 Guarantees: builds are idempotent (an existing tag is kept unless ``force``, or unless it was built by an
 older recipe: every image carries the label ``kubelab.dev/recipe`` with its recipe's revision from
@@ -22,12 +28,15 @@ versions, never ``latest``; a failed build leaves no tag behind and raises :clas
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import io
 import json
 import logging
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tarfile
 import tempfile
 import time
@@ -42,6 +51,7 @@ __all__ = [
     "BUSYBOX",
     "IMAGES",
     "NGINX",
+    "PROXYV2",
     "PYTHON",
     "BuildResult",
     "ImageBuildError",
@@ -62,11 +72,23 @@ REPOSITORY_PREFIX = "kubelab/"
 BUSYBOX = "kubelab/busybox:1.35"
 PYTHON = "kubelab/python:3.11"
 NGINX = "kubelab/nginx:1.22"
-IMAGES: dict[str, str] = {"busybox": BUSYBOX, "python": PYTHON, "nginx": NGINX}
+PROXYV2 = "kubelab/proxyv2:0.1.0"
+"""The mesh sidecar image (tag: kubelab's version); the injector's default."""
+IMAGES: dict[str, str] = {"busybox": BUSYBOX, "python": PYTHON, "nginx": NGINX, "proxyv2": PROXYV2}
 """Short name (``kubelab image build NAME``) -> tag."""
 RECIPE_LABEL = "kubelab.dev/recipe"
-RECIPES: dict[str, int] = {BUSYBOX: 1, PYTHON: 1, NGINX: 2}
+SOURCE_LABEL = "kubelab.dev/source"
+"""On images that package kubelab code: a hash of that code (a mismatch rebuilds the image)."""
+RECIPES: dict[str, int] = {BUSYBOX: 1, PYTHON: 1, NGINX: 2, PROXYV2: 2}
 """Tag -> revision of its recipe (nginx 2: stopped with SIGQUIT). An image labelled otherwise is rebuilt."""
+PROXY_REQUIREMENTS = ("orjson", "grpcio", "httptools", "cryptography", "uvloop", "h2")
+"""What ``meshd.proxy`` imports beyond the standard library (pinned to the host's installed versions)."""
+PROXY_PACKAGES = ("meshd/__init__.py", "meshd/api", "meshd/proxy")
+"""The kubelab source copied into the proxy image (relative to the repository root)."""
+HOST_LIBDIR = Path("/usr/lib") / (sysconfig.get_config_var("MULTIARCH") or "x86_64-linux-gnu")
+PROXY_HOST_LIBRARIES = ("libstdc++.so.6",)
+"""Shared libraries grpcio needs that the python image lacks, copied from this (bookworm) host's
+``libstdc++6`` package: the same distribution as the image, so the same file apt would install."""
 
 BUSYBOX_BINARY = Path("/bin/busybox")
 APT_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
@@ -289,11 +311,90 @@ def _build_nginx(client: docker.DockerClient, progress: Progress) -> None:
         raise ImageBuildError(f"{NGINX}: docker build (STOPSIGNAL) failed: {exc}") from exc
 
 
+def _source_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def _source_files() -> list[Path]:
+    root = _source_root()
+    files: list[Path] = []
+    for entry in PROXY_PACKAGES:
+        path = root / entry
+        found = [path] if path.is_file() else sorted(path.rglob("*.py"))
+        files.extend(p for p in found if "__pycache__" not in p.parts)
+    return files
+
+
+def source_hash() -> str:
+    """A hash of the proxy image's kubelab source (paths and contents)."""
+    digest = hashlib.sha256()
+    root = _source_root()
+    for path in _source_files():
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _pinned_requirements() -> list[str]:
+    pins = []
+    for name in PROXY_REQUIREMENTS:
+        try:
+            pins.append(f"{name}=={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            pins.append(name)
+    return pins
+
+
+def _build_proxyv2(client: docker.DockerClient, progress: Progress) -> None:
+    if not image_exists(client, PYTHON):
+        build_image(client, PYTHON, progress=progress)
+    root = _source_root()
+    with tempfile.TemporaryDirectory(prefix="kubelab-proxyv2-") as workdir:
+        context = Path(workdir)
+        for path in _source_files():
+            target = context / "src" / path.relative_to(root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+        for library in PROXY_HOST_LIBRARIES:
+            found = (HOST_LIBDIR / library).resolve()
+            if not found.is_file():
+                raise ImageBuildError(f"{PROXYV2}: {HOST_LIBDIR / library} is missing on this host (apt-get install "
+                                      "libstdc++6)")
+            (context / "lib").mkdir(exist_ok=True)
+            shutil.copyfile(found, context / "lib" / library)
+        requirements = _pinned_requirements()
+        progress(f"{PROXYV2}: pip install --target (host) {' '.join(requirements)}")
+        _pip_install(requirements, context / "site")
+        for junk in [*(context / "site").glob("*.dist-info"), *(context / "site").rglob("__pycache__"),
+                     *(context / "site").glob("bin")]:
+            shutil.rmtree(junk, ignore_errors=True)
+        lines = [f"FROM {PYTHON}", f"COPY lib/ {HOST_LIBDIR}/", f"COPY site/ {SITE_PACKAGES}/",
+                 f"COPY src/ {SITE_PACKAGES}/",
+                 f"LABEL {SOURCE_LABEL}={source_hash()}", "ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1",
+                 f'USER {PROXY_UID}:{PROXY_UID}', 'ENTRYPOINT ["python3", "-m", "meshd.proxy"]', "CMD []"]
+        (context / "Dockerfile").write_text("\n".join(lines) + "\n")
+        progress(f"{PROXYV2}: docker build FROM {PYTHON}")
+        try:
+            client.images.build(path=str(context), tag=PROXYV2, rm=True, forcerm=True, pull=False)
+        except (docker.errors.BuildError, docker.errors.APIError) as exc:
+            raise ImageBuildError(f"{PROXYV2}: docker build failed: {exc}") from exc
+
+
+def _source_of(client: docker.DockerClient, tag: str) -> str:
+    try:
+        labels = client.images.get(tag).labels or {}
+    except docker.errors.APIError as exc:
+        raise ImageBuildError(f"cannot inspect image {tag}: {exc}") from exc
+    return str(labels.get(SOURCE_LABEL, ""))
+
+
 _BUILDERS: dict[str, Callable[[docker.DockerClient, Progress], None]] = {
     BUSYBOX: _build_busybox,
     PYTHON: _build_python,
     NGINX: _build_nginx,
+    PROXYV2: _build_proxyv2,
 }
+_SOURCE_HASHES: dict[str, Callable[[], str]] = {PROXYV2: source_hash}
+"""Images that package kubelab code: rebuilt when the code changed."""
 
 
 def _resolve(name: str) -> str:
@@ -315,10 +416,15 @@ def build_image(
     previous = _image_id(client, tag)
     if previous is not None and not force:
         recipe = _recipe_of(client, tag)
-        if recipe == str(RECIPES[tag]):
+        source = _SOURCE_HASHES.get(tag)
+        stale_source = source is not None and _source_of(client, tag) != source()
+        if recipe == str(RECIPES[tag]) and not stale_source:
             report(f"{tag}: present, skipped (use --force to rebuild)")
             return BuildResult(tag=tag, built=False, seconds=time.monotonic() - started)
-        report(f"{tag}: built by recipe {recipe or 'without a revision'}, rebuilding with recipe {RECIPES[tag]}")
+        if stale_source:
+            report(f"{tag}: its packaged source changed, rebuilding")
+        else:
+            report(f"{tag}: built by recipe {recipe or 'without a revision'}, rebuilding with recipe {RECIPES[tag]}")
     _BUILDERS[tag](client, report)
     _label_recipe(client, tag)
     if previous is not None and previous != _image_id(client, tag):
