@@ -15,8 +15,8 @@ The proxy's own side is one Inbound (:mod:`.inbound`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -27,6 +27,7 @@ from meshd.api.resources import (
     LISTENERS,
     ROUTES,
     Cluster,
+    Inbound,
     Listener,
     Route,
     RouteConfig,
@@ -42,7 +43,7 @@ from meshd.control.compile.routes import http_routes, virtual_service_for
 from meshd.control.compile.scope import ProxyNode, Scope, service_fqdn
 from meshd.control.model import MeshSnapshot, Obj, key_of
 
-__all__ = ["ProxyConfig", "compile_proxy"]
+__all__ = ["ProxyCompiler", "ProxyConfig", "compile_outbound", "compile_proxy", "with_inbound"]
 
 HTTP_PROTOCOLS = ("http", "http2", "grpc")
 
@@ -77,6 +78,20 @@ def _domains(service: Obj, port: int, same_namespace: bool) -> tuple[str, ...]:
 
 def compile_proxy(snapshot: MeshSnapshot, node: ProxyNode, *, root_namespace: str = "istio-system",
                   trust_domain: str = "cluster.local") -> ProxyConfig:
+    """Everything ``node``'s proxy receives from ``snapshot``."""
+    outbound = compile_outbound(snapshot, node, root_namespace=root_namespace, trust_domain=trust_domain)
+    return with_inbound(outbound, compile_inbound(snapshot, node, root_namespace))
+
+
+def with_inbound(outbound: ProxyConfig, inbound: Inbound) -> ProxyConfig:
+    encoded = (encode(inbound),)
+    return replace(outbound, resources={**outbound.resources, INBOUND: encoded},
+                   versions={**outbound.versions, INBOUND: _version(encoded)})
+
+
+def compile_outbound(snapshot: MeshSnapshot, node: ProxyNode, *, root_namespace: str = "istio-system",
+                     trust_domain: str = "cluster.local") -> ProxyConfig:
+    """Clusters, routes and listeners: the same for every proxy of one namespace and label set."""
     scope = Scope(node, snapshot.sidecars, root_namespace)
     visible = sorted((s for s in snapshot.services.values() if scope.sees_service(s)), key=key_of)
     clusters: dict[str, Cluster] = {}
@@ -136,12 +151,36 @@ def compile_proxy(snapshot: MeshSnapshot, node: ProxyNode, *, root_namespace: st
     route_sources = {rc.name: {f"virtual_hosts[{h}].routes[{r}]": route.source
                                for h, vhost in enumerate(rc.virtual_hosts) for r, route in enumerate(vhost.routes)}
                      for rc in route_configs}
-    inbound = compile_inbound(snapshot, node, root_namespace)
     resources = {
         CLUSTERS: tuple(encode(c) for c in sorted(clusters.values(), key=lambda c: c.name)),
         ROUTES: tuple(encode(r) for r in route_configs),
         LISTENERS: tuple(encode(listener) for listener in sorted(listeners, key=lambda x: x.name)),
-        INBOUND: (encode(inbound),),
     }
     return ProxyConfig(resources=resources, versions={t: _version(items) for t, items in resources.items()},
                        errors=tuple(sorted(set(errors))), route_sources=route_sources)
+
+
+class ProxyCompiler:
+    """:func:`compile_proxy` with the outbound part shared by proxies of equal namespace and labels,
+    per snapshot generation (500 replicas of one Deployment cost one outbound compile)."""
+
+    def __init__(self, snapshot: Callable[[], MeshSnapshot], *, root_namespace: str = "istio-system",
+                 trust_domain: str = "cluster.local") -> None:
+        self.snapshot = snapshot
+        self.root_namespace = root_namespace
+        self.trust_domain = trust_domain
+        self._generation = -1
+        self._outbound: dict[tuple[object, ...], ProxyConfig] = {}
+        self.compiles = 0
+
+    def __call__(self, node: ProxyNode) -> ProxyConfig:
+        snapshot = self.snapshot()
+        if snapshot.generation != self._generation:
+            self._generation, self._outbound = snapshot.generation, {}
+        key = (node.namespace, tuple(sorted(node.labels.items())))
+        outbound = self._outbound.get(key)
+        if outbound is None:
+            outbound = self._outbound[key] = compile_outbound(snapshot, node, root_namespace=self.root_namespace,
+                                                              trust_domain=self.trust_domain)
+            self.compiles += 1
+        return with_inbound(outbound, compile_inbound(snapshot, node, self.root_namespace))

@@ -1,0 +1,161 @@
+"""What meshd puts in the cluster at start: its namespace, the ``istiod`` Service and Endpoints,
+and the webhook configurations that point the apiserver at it.
+
+Called once by :mod:`meshd.control.server` (idempotent: create, or update what differs).
+
+* Namespace ``istio-system``.
+* Service ``istiod`` (no selector; ports ``grpc-xds`` 15012, ``https-webhook`` 443 → 15017 as in
+  Istio, and 15017 itself) and its Endpoints, naming the host address meshd listens on (the
+  pod network's gateway on Docker clusters, 127.0.0.1 on hollow ones), as ``default/kubernetes``
+  names the apiserver. Pods dial ``istiod.istio-system.svc:15012``; the apiserver resolves the
+  webhook Service to this endpoint.
+* MutatingWebhookConfiguration ``istio-sidecar-injector`` (Istio's two webhooks: namespaces
+  labelled ``istio-injection=enabled`` unless the pod says ``sidecar.istio.io/inject: "false"``;
+  pods labelled ``sidecar.istio.io/inject: "true"`` in namespaces without the label),
+  ``failurePolicy: Fail``, path ``/inject``.
+* ValidatingWebhookConfiguration ``istio-validator-istio-system`` for the networking.istio.io
+  and security.istio.io kinds, path ``/validate``.
+
+Both webhook configurations carry the mesh root as ``caBundle``.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Any
+
+from machinery.client import ApiClient
+from machinery.errors import AlreadyExistsError, ConflictError, NotFoundError
+from machinery.resources import (
+    ENDPOINTS,
+    MUTATINGWEBHOOKCONFIGURATIONS,
+    NAMESPACES,
+    SERVICES,
+    VALIDATINGWEBHOOKCONFIGURATIONS,
+    ResourceInfo,
+)
+from meshd.api.identity import INJECT_POD_LABEL, INJECTION_LABEL
+from meshd.control.settings import MeshdSettings
+
+__all__ = ["INJECTOR_CONFIG", "SERVICE_NAME", "VALIDATOR_CONFIG", "ensure_bootstrap", "ensure_webhooks"]
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "istiod"
+INJECTOR_CONFIG = "istio-sidecar-injector"
+VALIDATOR_CONFIG = "istio-validator-istio-system"
+_LABELS = {"app": "istiod", "istio": "pilot", "app.kubernetes.io/managed-by": "kubelab-meshd"}
+
+
+def _service_ports(settings: MeshdSettings) -> list[dict[str, Any]]:
+    return [
+        {"name": "grpc-xds", "port": settings.discovery_port, "protocol": "TCP",
+         "targetPort": settings.discovery_port},
+        {"name": "https-webhook", "port": 443, "protocol": "TCP", "targetPort": settings.webhook_port},
+        {"name": "https-webhook-direct", "port": settings.webhook_port, "protocol": "TCP",
+         "targetPort": settings.webhook_port},
+    ]
+
+
+async def _apply(client: ApiClient, resource: ResourceInfo, desired: dict[str, Any],
+                 fields: tuple[str, ...]) -> None:
+    """Create ``desired``, or update its ``fields`` when they differ (re-read on conflict)."""
+    meta = desired["metadata"]
+    namespace = meta.get("namespace")
+    for _ in range(5):
+        try:
+            current = await client.get(resource, meta["name"], namespace=namespace)
+        except NotFoundError:
+            try:
+                await client.create(resource, desired, namespace=namespace)
+                log.info("created %s %s", resource.kind, meta["name"])
+                return
+            except AlreadyExistsError:
+                continue
+        if all(current.get(f) == desired.get(f) for f in fields):
+            return
+        updated = {**current, **{f: desired[f] for f in fields if f in desired}}
+        try:
+            await client.update(resource, updated)
+            log.info("updated %s %s", resource.kind, meta["name"])
+            return
+        except ConflictError:
+            continue
+    raise ConflictError(f"{resource.kind} {meta['name']} kept changing while meshd updated it")
+
+
+async def ensure_bootstrap(client: ApiClient, settings: MeshdSettings) -> None:
+    """Namespace, Service and Endpoints."""
+    try:
+        await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
+                                         "metadata": {"name": settings.namespace}})
+    except AlreadyExistsError:
+        pass
+    ports = _service_ports(settings)
+    service = {"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": SERVICE_NAME, "namespace": settings.namespace, "labels": _LABELS},
+               "spec": {"type": "ClusterIP", "ports": ports}}
+    try:
+        current = await client.get(SERVICES, SERVICE_NAME, namespace=settings.namespace)
+    except NotFoundError:
+        await _apply(client, SERVICES, service, ("spec",))
+    else:
+        if [(p.get("name"), p.get("port"), p.get("targetPort")) for p in current["spec"].get("ports") or []] != \
+                [(p["name"], p["port"], p["targetPort"]) for p in ports]:
+            current["spec"]["ports"] = ports
+            await client.update(SERVICES, current)
+    endpoints = {"apiVersion": "v1", "kind": "Endpoints",
+                 "metadata": {"name": SERVICE_NAME, "namespace": settings.namespace, "labels": _LABELS},
+                 "subsets": [{"addresses": [{"ip": settings.endpoint_address}],
+                              "ports": [{"name": p["name"], "port": p["targetPort"], "protocol": "TCP"}
+                                        for p in ports]}]}
+    await _apply(client, ENDPOINTS, endpoints, ("subsets",))
+
+
+def _client_config(settings: MeshdSettings, path: str, ca_bundle: str) -> dict[str, Any]:
+    return {"service": {"name": SERVICE_NAME, "namespace": settings.namespace, "path": path, "port": 443},
+            "caBundle": ca_bundle}
+
+
+def injector_configuration(settings: MeshdSettings, root_pem: str) -> dict[str, Any]:
+    ca = base64.b64encode(root_pem.encode()).decode()
+    common = {"clientConfig": _client_config(settings, "/inject", ca),
+              "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+              "failurePolicy": "Fail", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+              "reinvocationPolicy": "Never", "timeoutSeconds": 10}
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": INJECTOR_CONFIG, "labels": _LABELS},
+        "webhooks": [
+            {"name": "namespace.sidecar-injector.istio.io", **common,
+             "namespaceSelector": {"matchExpressions": [
+                 {"key": INJECTION_LABEL, "operator": "In", "values": ["enabled"]}]},
+             "objectSelector": {"matchExpressions": [
+                 {"key": INJECT_POD_LABEL, "operator": "NotIn", "values": ["false"]}]}},
+            {"name": "object.sidecar-injector.istio.io", **common,
+             "namespaceSelector": {"matchExpressions": [
+                 {"key": INJECTION_LABEL, "operator": "DoesNotExist"}]},
+             "objectSelector": {"matchExpressions": [
+                 {"key": INJECT_POD_LABEL, "operator": "In", "values": ["true"]}]}},
+        ],
+    }
+
+
+def validator_configuration(settings: MeshdSettings, root_pem: str) -> dict[str, Any]:
+    ca = base64.b64encode(root_pem.encode()).decode()
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": VALIDATOR_CONFIG, "labels": _LABELS},
+        "webhooks": [{
+            "name": "validation.istio.io", "clientConfig": _client_config(settings, "/validate", ca),
+            "rules": [{"operations": ["CREATE", "UPDATE"], "apiGroups": ["networking.istio.io", "security.istio.io"],
+                       "apiVersions": ["*"], "resources": ["*"]}],
+            "failurePolicy": "Fail", "sideEffects": "None", "admissionReviewVersions": ["v1"], "timeoutSeconds": 10,
+        }],
+    }
+
+
+async def ensure_webhooks(client: ApiClient, settings: MeshdSettings, root_pem: str) -> None:
+    await _apply(client, MUTATINGWEBHOOKCONFIGURATIONS, injector_configuration(settings, root_pem), ("webhooks",))
+    await _apply(client, VALIDATINGWEBHOOKCONFIGURATIONS, validator_configuration(settings, root_pem), ("webhooks",))
