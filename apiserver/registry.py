@@ -279,7 +279,7 @@ class Registry:
         obj, warnings = await self._admit(obj, opts, old=None)
         # Kubernetes fills these after mutating admission (a webhook cannot choose them, nor sees
         # them) and before validating admission.
-        obj["metadata"]["uid"] = str(uuid.uuid4())
+        obj["metadata"]["uid"] = obj["metadata"].get("uid") or str(uuid.uuid4())
         obj["metadata"]["creationTimestamp"] = now_rfc3339()
         await webhooks.validate(self.resource, obj, None, opts.dry_run)
         if opts.dry_run:

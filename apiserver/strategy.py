@@ -13,13 +13,18 @@ kinds we serve:
 from __future__ import annotations
 
 import copy
+import uuid
 from typing import Any
 
+from machinery.api.defaults_workloads import generate_job_selector
+
+WORKLOAD_KINDS = frozenset({"Job", "CronJob", "StatefulSet", "DaemonSet", "ReplicationController"})
+
 # Kinds whose controllers report observedGeneration, so generation must move with spec.
-GENERATION_KINDS = frozenset({"Deployment", "ReplicaSet", "Pod"})
+GENERATION_KINDS = frozenset({"Deployment", "ReplicaSet", "Pod"}) | WORKLOAD_KINDS
 
 # Kinds with a status that clients may only change through the /status subresource.
-STATUS_KINDS = frozenset({"Pod", "Deployment", "ReplicaSet", "Node", "Namespace", "Service"})
+STATUS_KINDS = frozenset({"Pod", "Deployment", "ReplicaSet", "Node", "Namespace", "Service"}) | WORKLOAD_KINDS
 
 
 def prepare_for_create(obj: dict[str, Any]) -> None:
@@ -38,8 +43,12 @@ def prepare_for_create(obj: dict[str, Any]) -> None:
         obj["status"] = status
     elif kind == "Namespace":
         obj["status"] = {"phase": "Active"}
-    elif kind in ("Deployment", "ReplicaSet"):
+    elif kind in ("Deployment", "ReplicaSet") or kind in WORKLOAD_KINDS:
         obj["status"] = {}
+    if kind == "Job":
+        # The generated selector names the Job's UID, so the Job gets it now (kept by the registry).
+        meta["uid"] = str(uuid.uuid4())
+        generate_job_selector(obj)
     elif kind == "Service":
         obj["status"] = {"loadBalancer": {}}
 

@@ -128,6 +128,16 @@ RESOURCES: tuple[ResourceInfo, ...] = (
                  subresources=(_scale(), _status("Deployment", "apps"))),
     ResourceInfo("apps", "v1", "ReplicaSet", "replicasets", "replicaset", True, ("rs",), ("all",),
                  subresources=(_scale(), _status("ReplicaSet", "apps"))),
+    ResourceInfo("apps", "v1", "StatefulSet", "statefulsets", "statefulset", True, ("sts",), ("all",),
+                 subresources=(_scale(), _status("StatefulSet", "apps"))),
+    ResourceInfo("apps", "v1", "DaemonSet", "daemonsets", "daemonset", True, ("ds",), ("all",),
+                 subresources=(_status("DaemonSet", "apps"),)),
+    ResourceInfo("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", True),
+    ResourceInfo("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", True,
+                 ("rc",), ("all",), subresources=(_scale(), _status("ReplicationController"))),
+    ResourceInfo("batch", "v1", "Job", "jobs", "job", True, (), ("all",), subresources=(_status("Job", "batch"),)),
+    ResourceInfo("batch", "v1", "CronJob", "cronjobs", "cronjob", True, ("cj",), ("all",),
+                 subresources=(_status("CronJob", "batch"),)),
     ResourceInfo("coordination.k8s.io", "v1", "Lease", "leases", "lease", True),
     ResourceInfo("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration",
                  "mutatingwebhookconfigurations", "mutatingwebhookconfiguration", False, ("mutatingwebhookconfigs",),
@@ -263,6 +273,12 @@ SERVICEACCOUNTS = _must("", "v1", "serviceaccounts")
 EVENTS = _must("", "v1", "events")
 DEPLOYMENTS = _must("apps", "v1", "deployments")
 REPLICASETS = _must("apps", "v1", "replicasets")
+STATEFULSETS = _must("apps", "v1", "statefulsets")
+DAEMONSETS = _must("apps", "v1", "daemonsets")
+CONTROLLERREVISIONS = _must("apps", "v1", "controllerrevisions")
+REPLICATIONCONTROLLERS = _must("", "v1", "replicationcontrollers")
+JOBS = _must("batch", "v1", "jobs")
+CRONJOBS = _must("batch", "v1", "cronjobs")
 LEASES = _must("coordination.k8s.io", "v1", "leases")
 MUTATINGWEBHOOKCONFIGURATIONS = _must("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations")
 VALIDATINGWEBHOOKCONFIGURATIONS = _must("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations")

@@ -7,6 +7,7 @@ mutate). Only fields that are unset get a value; nothing already present is chan
 from collections.abc import Callable
 from typing import Any
 
+from machinery.api.defaults_workloads import WORKLOAD_DEFAULTERS
 from machinery.api.validation_rbac import default_subjects
 from machinery.api.validation_webhooks import default_configuration
 
@@ -210,6 +211,7 @@ DEFAULTERS: dict[str, Callable[[Obj], None]] = {
 }
 
 DEFAULTERS.update(RoleBinding=default_subjects, ClusterRoleBinding=default_subjects)
+DEFAULTERS.update(WORKLOAD_DEFAULTERS)
 
 
 def apply(kind: str, obj: Obj) -> None:

@@ -7,6 +7,7 @@ DeleteOptions, Status).
 
 from machinery.api.admissionregistration import MutatingWebhookConfiguration, ValidatingWebhookConfiguration
 from machinery.api.apps import Deployment, ReplicaSet
+from machinery.api.apps_workloads import ControllerRevision, DaemonSet, StatefulSet
 from machinery.api.authentication import (
     SelfSubjectReview,
     SelfSubjectReviewV1alpha1,
@@ -21,12 +22,14 @@ from machinery.api.authorization import (
     SubjectAccessReview,
 )
 from machinery.api.base import K8sModel
+from machinery.api.batch import CronJob, Job
 from machinery.api.core import ConfigMap, Endpoints, Event, Namespace, Secret, Service, ServiceAccount
 from machinery.api.meta import DeleteOptions, Status
 from machinery.api.misc import Eviction, Lease, Scale
 from machinery.api.node import Node
 from machinery.api.pod import Binding, Pod
 from machinery.api.rbac import ClusterRole, ClusterRoleBinding, Role, RoleBinding
+from machinery.api.replicationcontroller import ReplicationController
 
 TOP_LEVEL: tuple[type[K8sModel], ...] = (
     Namespace, Pod, Service, Endpoints, Node, ConfigMap, Secret, ServiceAccount, Event,
@@ -37,6 +40,7 @@ TOP_LEVEL: tuple[type[K8sModel], ...] = (
 TOP_LEVEL += (Role, ClusterRole, RoleBinding, ClusterRoleBinding)
 TOP_LEVEL += (SubjectAccessReview, LocalSubjectAccessReview, SelfSubjectAccessReview, SelfSubjectRulesReview)
 TOP_LEVEL += (TokenReview, TokenRequest, SelfSubjectReview, SelfSubjectReviewV1beta1, SelfSubjectReviewV1alpha1)
+TOP_LEVEL += (Job, CronJob, StatefulSet, DaemonSet, ControllerRevision, ReplicationController)
 
 
 def _api_version(group: str, version: str) -> str:
@@ -50,7 +54,7 @@ for _model in TOP_LEVEL:
     KINDS[(_api_version(_group, _version), _kind)] = _model
 # DeleteOptions is sent under several group versions; any served one is fine.
 for _av in ("meta.k8s.io/v1", "apps/v1", "coordination.k8s.io/v1", "policy/v1", "autoscaling/v1",
-            "rbac.authorization.k8s.io/v1", "admissionregistration.k8s.io/v1"):
+            "rbac.authorization.k8s.io/v1", "admissionregistration.k8s.io/v1", "batch/v1"):
     KINDS[(_av, "DeleteOptions")] = DeleteOptions
 
 
