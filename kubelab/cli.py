@@ -40,7 +40,7 @@ from apiserver.settings import ApiServerSettings
 from kubelab import laptop, launcher, supervision
 from kubelab.etcd import EtcdNotInstalledError, ensure_local_etcd
 from kubelab.image_cli import add_image_commands
-from kubelab.mesh_cli import add_mesh_commands
+from kubelab.mesh_cli import add_mesh_commands, start_meshd
 from kubelab.output import print_table
 from kubelab.users import add_user_commands
 from kubelet.settings import KubeletSettings, parse_labels, parse_taint
@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="subnet of the Docker pod network (default 10.244.0.0/16 for ~/.kubelab)")
     up.add_argument("--service-cidr", default=None, metavar="CIDR",
                     help="ClusterIP range (default 10.96.0.0/12 for ~/.kubelab)")
+    up.add_argument("--no-mesh", action="store_true", help="do not start the mesh control plane (kubelab meshd)")
     _add_node_lifecycle(up)
     up.set_defaults(handler=cmd_up)
 
@@ -474,6 +475,9 @@ def _up_components(args: argparse.Namespace) -> int:
                 extra_args=["--node-lease-renew-interval", renew])))
         if args.nodes > 0:
             processes += _docker_kubelets(args, renew)
+        if not args.no_mesh:
+            processes.append(start_meshd(state_dir, bind_address=args.dns_ip if args.nodes > 0 else "127.0.0.1",
+                                         ensure_running=lambda name, argv: _ensure_running(state_dir, name, argv)))
     except launcher.NotReadyError as exc:
         print(f"kubelab up failed: {exc}", file=sys.stderr)
         return 1

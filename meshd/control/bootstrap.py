@@ -9,10 +9,9 @@ Called once by :mod:`meshd.control.server` (idempotent: create, or update what d
   pod network's gateway on Docker clusters, 127.0.0.1 on hollow ones), as ``default/kubernetes``
   names the apiserver. Pods dial ``istiod.istio-system.svc:15012``; the apiserver resolves the
   webhook Service to this endpoint.
-* MutatingWebhookConfiguration ``istio-sidecar-injector`` (Istio's two webhooks: namespaces
-  labelled ``istio-injection=enabled`` unless the pod says ``sidecar.istio.io/inject: "false"``;
-  pods labelled ``sidecar.istio.io/inject: "true"`` in namespaces without the label),
-  ``failurePolicy: Fail``, path ``/inject``.
+* MutatingWebhookConfiguration ``istio-sidecar-injector`` as the injector describes it
+  (:func:`meshd.control.injector.webhook_configuration`: Istio's two webhooks, ``failurePolicy:
+  Fail``, path ``/inject``).
 * ValidatingWebhookConfiguration ``istio-validator-istio-system`` for the networking.istio.io
   and security.istio.io kinds, path ``/validate``.
 
@@ -35,7 +34,7 @@ from machinery.resources import (
     VALIDATINGWEBHOOKCONFIGURATIONS,
     ResourceInfo,
 )
-from meshd.api.identity import INJECT_POD_LABEL, INJECTION_LABEL
+from meshd.control import injector
 from meshd.control.settings import MeshdSettings
 
 __all__ = ["INJECTOR_CONFIG", "SERVICE_NAME", "VALIDATOR_CONFIG", "ensure_bootstrap", "ensure_webhooks"]
@@ -119,27 +118,9 @@ def _client_config(settings: MeshdSettings, path: str, ca_bundle: str) -> dict[s
 
 
 def injector_configuration(settings: MeshdSettings, root_pem: str) -> dict[str, Any]:
+    """The injector's own description of its webhook configuration, pointed at this meshd."""
     ca = base64.b64encode(root_pem.encode()).decode()
-    common = {"clientConfig": _client_config(settings, "/inject", ca),
-              "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
-              "failurePolicy": "Fail", "sideEffects": "None", "admissionReviewVersions": ["v1"],
-              "reinvocationPolicy": "Never", "timeoutSeconds": 10}
-    return {
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": INJECTOR_CONFIG, "labels": _LABELS},
-        "webhooks": [
-            {"name": "namespace.sidecar-injector.istio.io", **common,
-             "namespaceSelector": {"matchExpressions": [
-                 {"key": INJECTION_LABEL, "operator": "In", "values": ["enabled"]}]},
-             "objectSelector": {"matchExpressions": [
-                 {"key": INJECT_POD_LABEL, "operator": "NotIn", "values": ["false"]}]}},
-            {"name": "object.sidecar-injector.istio.io", **common,
-             "namespaceSelector": {"matchExpressions": [
-                 {"key": INJECTION_LABEL, "operator": "DoesNotExist"}]},
-             "objectSelector": {"matchExpressions": [
-                 {"key": INJECT_POD_LABEL, "operator": "In", "values": ["true"]}]}},
-        ],
-    }
+    return injector.webhook_configuration(ca, namespace=settings.namespace, service=SERVICE_NAME)
 
 
 def validator_configuration(settings: MeshdSettings, root_pem: str) -> dict[str, Any]:
