@@ -19,6 +19,7 @@ import docker
 import pytest
 
 from kubelab.images import PROXYV2, ensure_images
+from kubelet.runtime.docker import cleanup_cluster
 from meshd.control.injector_template import init_container
 from tests.kubelet import test_docker_kubelet as base
 from tests.kubelet.test_docker_kubelet import SLEEP, DockerKubelet, container, pod_manifest, wait_pod
@@ -32,7 +33,7 @@ client, subnet, kubelet, create_pod = base.client, base.subnet, base.kubelet, ba
 def dclient(docker_client: docker.DockerClient) -> Any:
     ensure_images(docker_client, ["busybox", "proxyv2"])
     yield docker_client
-    base.cleanup_cluster(docker_client, base.CLUSTER)
+    cleanup_cluster(docker_client, base.CLUSTER)
 
 
 def serve(text: str, port: int) -> list[str]:
