@@ -138,6 +138,12 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo("batch", "v1", "Job", "jobs", "job", True, (), ("all",), subresources=(_status("Job", "batch"),)),
     ResourceInfo("batch", "v1", "CronJob", "cronjobs", "cronjob", True, ("cj",), ("all",),
                  subresources=(_status("CronJob", "batch"),)),
+    ResourceInfo("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", True),
+    ResourceInfo("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", True,
+                 ("netpol",)),
+    ResourceInfo("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", True, ("ing",),
+                 subresources=(_status("Ingress", "networking.k8s.io"),), storage_root="ingress"),
+    ResourceInfo("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", False),
     ResourceInfo("coordination.k8s.io", "v1", "Lease", "leases", "lease", True),
     ResourceInfo("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration",
                  "mutatingwebhookconfigurations", "mutatingwebhookconfiguration", False, ("mutatingwebhookconfigs",),
@@ -279,6 +285,10 @@ CONTROLLERREVISIONS = _must("apps", "v1", "controllerrevisions")
 REPLICATIONCONTROLLERS = _must("", "v1", "replicationcontrollers")
 JOBS = _must("batch", "v1", "jobs")
 CRONJOBS = _must("batch", "v1", "cronjobs")
+ENDPOINTSLICES = _must("discovery.k8s.io", "v1", "endpointslices")
+NETWORKPOLICIES = _must("networking.k8s.io", "v1", "networkpolicies")
+INGRESSES = _must("networking.k8s.io", "v1", "ingresses")
+INGRESSCLASSES = _must("networking.k8s.io", "v1", "ingressclasses")
 LEASES = _must("coordination.k8s.io", "v1", "leases")
 MUTATINGWEBHOOKCONFIGURATIONS = _must("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations")
 VALIDATINGWEBHOOKCONFIGURATIONS = _must("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations")

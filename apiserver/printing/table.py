@@ -39,6 +39,7 @@ from apiserver.printing.config import (
     serviceaccount_cells,
 )
 from apiserver.printing.network import ENDPOINTS_COLUMNS, SERVICE_COLUMNS, endpoints_cells, service_cells
+from apiserver.printing.networking import NETWORKING_PRINTERS
 from apiserver.printing.pods import POD_COLUMNS, pod_cells, pod_row_conditions
 from apiserver.printing.rbac import BINDING_COLUMNS, binding_cells
 from apiserver.printing.workloads import (
@@ -82,6 +83,8 @@ _PRINTERS: dict[tuple[str, str], Printer] = {
     ("rbac.authorization.k8s.io", "RoleBinding"): Printer(BINDING_COLUMNS, binding_cells),
     ("rbac.authorization.k8s.io", "ClusterRoleBinding"): Printer(BINDING_COLUMNS, binding_cells),
 }
+
+_PRINTERS.update(NETWORKING_PRINTERS)
 
 
 def printer_for(resource: ResourceInfo) -> Printer:

@@ -177,6 +177,7 @@ _NODE = [
     rule(("get",), "", "serviceaccounts"),
     rule(("create",), "", "serviceaccounts/token"),
     rule(("get", "list", "watch"), "discovery.k8s.io", "endpointslices"),
+    rule(("get", "list", "watch"), "networking.k8s.io", "networkpolicies"),
     rule(("get", "create", "update", "patch", "delete"), "coordination.k8s.io", "leases"),
     rule(("get", "list", "watch"), "node.k8s.io", "runtimeclasses"),
 ]

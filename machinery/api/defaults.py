@@ -7,6 +7,7 @@ mutate). Only fields that are unset get a value; nothing already present is chan
 from collections.abc import Callable
 from typing import Any
 
+from machinery.api.defaults_networking import NETWORKING_DEFAULTERS
 from machinery.api.defaults_workloads import WORKLOAD_DEFAULTERS
 from machinery.api.validation_rbac import default_subjects
 from machinery.api.validation_webhooks import default_configuration
@@ -211,6 +212,7 @@ DEFAULTERS: dict[str, Callable[[Obj], None]] = {
 }
 
 DEFAULTERS.update(RoleBinding=default_subjects, ClusterRoleBinding=default_subjects)
+DEFAULTERS.update(NETWORKING_DEFAULTERS)
 DEFAULTERS.update(WORKLOAD_DEFAULTERS)
 
 

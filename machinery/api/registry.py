@@ -26,6 +26,7 @@ from machinery.api.batch import CronJob, Job
 from machinery.api.core import ConfigMap, Endpoints, Event, Namespace, Secret, Service, ServiceAccount
 from machinery.api.meta import DeleteOptions, Status
 from machinery.api.misc import Eviction, Lease, Scale
+from machinery.api.networking import EndpointSlice, Ingress, IngressClass, NetworkPolicy
 from machinery.api.node import Node
 from machinery.api.pod import Binding, Pod
 from machinery.api.rbac import ClusterRole, ClusterRoleBinding, Role, RoleBinding
@@ -40,6 +41,7 @@ TOP_LEVEL: tuple[type[K8sModel], ...] = (
 TOP_LEVEL += (Role, ClusterRole, RoleBinding, ClusterRoleBinding)
 TOP_LEVEL += (SubjectAccessReview, LocalSubjectAccessReview, SelfSubjectAccessReview, SelfSubjectRulesReview)
 TOP_LEVEL += (TokenReview, TokenRequest, SelfSubjectReview, SelfSubjectReviewV1beta1, SelfSubjectReviewV1alpha1)
+TOP_LEVEL += (EndpointSlice, NetworkPolicy, Ingress, IngressClass)
 TOP_LEVEL += (Job, CronJob, StatefulSet, DaemonSet, ControllerRevision, ReplicationController)
 
 
@@ -54,7 +56,8 @@ for _model in TOP_LEVEL:
     KINDS[(_api_version(_group, _version), _kind)] = _model
 # DeleteOptions is sent under several group versions; any served one is fine.
 for _av in ("meta.k8s.io/v1", "apps/v1", "coordination.k8s.io/v1", "policy/v1", "autoscaling/v1",
-            "rbac.authorization.k8s.io/v1", "admissionregistration.k8s.io/v1", "batch/v1"):
+            "rbac.authorization.k8s.io/v1", "admissionregistration.k8s.io/v1",
+            "networking.k8s.io/v1", "discovery.k8s.io/v1", "batch/v1"):
     KINDS[(_av, "DeleteOptions")] = DeleteOptions
 
 

@@ -41,6 +41,10 @@ KUBERNETES_KEYS: dict[tuple[str, str], str] = {
     ("apps", "deployments"): "/registry/deployments/default/web",
     ("apps", "replicasets"): "/registry/replicasets/default/web",
     ("coordination.k8s.io", "leases"): "/registry/leases/default/web",
+    ("discovery.k8s.io", "endpointslices"): "/registry/endpointslices/default/web",
+    ("networking.k8s.io", "networkpolicies"): "/registry/networkpolicies/default/web",
+    ("networking.k8s.io", "ingresses"): "/registry/ingress/default/web",
+    ("networking.k8s.io", "ingressclasses"): "/registry/ingressclasses/web",
     ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"):
         "/registry/mutatingwebhookconfigurations/web",
     ("admissionregistration.k8s.io", "validatingwebhookconfigurations"):
