@@ -148,6 +148,8 @@ class VolumeManager:
             payload = await self._payload(pod, volume, ctx)
             if payload is None:  # emptyDir (and any type we keep as a plain directory)
                 await asyncio.to_thread(target.mkdir, parents=True, exist_ok=True)
+                # World-writable as Kubernetes makes it: containers running as any uid can use it.
+                await asyncio.to_thread(target.chmod, 0o777)
             else:
                 await asyncio.to_thread(write_atomic, target, payload)
             paths[name] = str(target)

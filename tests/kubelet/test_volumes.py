@@ -88,6 +88,7 @@ async def test_empty_dir_host_path_mounts_and_cleanup(manager: VolumeManager, tm
                 {"name": "host", "hostPath": {"path": str(host), "type": "DirectoryOrCreate"}}])
     paths = await manager.setup(spec, PodContext())
     assert Path(paths["scratch"]).is_dir() and host.is_dir()
+    assert Path(paths["scratch"]).stat().st_mode & 0o777 == 0o777  # any container uid may write (Kubernetes)
     mounts = container_mounts({"volumeMounts": [
         {"name": "scratch", "mountPath": "/cache"},
         {"name": "host", "mountPath": "/data", "readOnly": True, "subPath": "sub"}]}, paths)
