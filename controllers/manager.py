@@ -21,6 +21,7 @@ from controllers.clusterroleaggregation import ClusterRoleAggregationController
 from controllers.deployment import DeploymentController
 from controllers.endpoints import EndpointsController
 from controllers.garbagecollector import GarbageCollectorController
+from controllers.job import JobController
 from controllers.namespace import NamespaceController
 from controllers.nodelifecycle import NodeLifecycleController
 from controllers.podgc import PodGCController
@@ -28,6 +29,7 @@ from controllers.replicaset import ReplicaSetController
 from controllers.rootcacert import RootCACertPublisher
 from controllers.serviceaccount import ServiceAccountController
 from controllers.settings import ControllerManagerSettings
+from controllers.ttlafterfinished import TTLAfterFinishedController
 from machinery.client import ApiClient, InformerFactory
 from machinery.client.leaderelection import LeaderElector
 from machinery.meta import random_suffix
@@ -54,6 +56,8 @@ CONTROLLERS: dict[str, ControllerFactory] = {
     "root-ca-cert-publisher": RootCACertPublisher,
     "podgc": PodGCController,
     "clusterrole-aggregation": ClusterRoleAggregationController,
+    "job": JobController,
+    "ttl-after-finished": TTLAfterFinishedController,
 }
 """Every controller by its ``--controllers`` name."""
 

@@ -31,7 +31,7 @@ def test_controller_selection(selection: tuple[str, ...], name: str, enabled: bo
 def test_registry_has_every_controller() -> None:
     assert set(CONTROLLERS) == {"replicaset", "deployment", "garbagecollector", "endpoints", "nodelifecycle",
                                 "namespace", "serviceaccount", "root-ca-cert-publisher", "podgc",
-                                "clusterrole-aggregation"}
+                                "clusterrole-aggregation", "job", "ttl-after-finished"}
 
 
 async def test_only_the_leader_acts_and_failover(tmp_path: Path) -> None:
