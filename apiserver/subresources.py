@@ -68,6 +68,8 @@ def scale_of(obj: dict[str, Any]) -> dict[str, Any]:
     scale_meta = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
                   if k in meta}
     result_status: dict[str, Any] = {"replicas": int(status.get("replicas") or 0)}
+    if selector is not None and obj.get("kind") == "ReplicationController":
+        selector = {"matchLabels": selector}  # a plain label map
     if selector is not None:
         result_status["selector"] = str(from_label_selector(selector))
     return {"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": scale_meta,

@@ -20,12 +20,14 @@ from typing import Any, Protocol
 from controllers.clusterroleaggregation import ClusterRoleAggregationController
 from controllers.deployment import DeploymentController
 from controllers.endpoints import EndpointsController
+from controllers.endpointslice import EndpointSliceController
 from controllers.garbagecollector import GarbageCollectorController
 from controllers.job import JobController
 from controllers.namespace import NamespaceController
 from controllers.nodelifecycle import NodeLifecycleController
 from controllers.podgc import PodGCController
 from controllers.replicaset import ReplicaSetController
+from controllers.replicationcontroller import ReplicationControllerController
 from controllers.rootcacert import RootCACertPublisher
 from controllers.serviceaccount import ServiceAccountController
 from controllers.settings import ControllerManagerSettings
@@ -50,6 +52,7 @@ CONTROLLERS: dict[str, ControllerFactory] = {
     "deployment": DeploymentController,
     "garbagecollector": GarbageCollectorController,
     "endpoints": EndpointsController,
+    "endpointslice": EndpointSliceController,
     "nodelifecycle": NodeLifecycleController,
     "namespace": NamespaceController,
     "serviceaccount": ServiceAccountController,
@@ -57,6 +60,7 @@ CONTROLLERS: dict[str, ControllerFactory] = {
     "podgc": PodGCController,
     "clusterrole-aggregation": ClusterRoleAggregationController,
     "job": JobController,
+    "replicationcontroller": ReplicationControllerController,
     "ttl-after-finished": TTLAfterFinishedController,
 }
 """Every controller by its ``--controllers`` name."""

@@ -37,7 +37,7 @@ from machinery.client import (
     wait_for_cache_sync,
 )
 from machinery.meta import object_key, utcnow
-from machinery.resources import PODS, REPLICASETS
+from machinery.resources import PODS, REPLICASETS, ResourceInfo
 from machinery.selectors import LabelSelector, from_label_selector
 
 log = logging.getLogger(__name__)
@@ -50,20 +50,29 @@ class ReplicaSetController:
     """Reconciles ReplicaSets with their pods."""
 
     name = "replicaset"
+    resource: ResourceInfo = REPLICASETS
+    """The controller kind (the ReplicationController adapter swaps these three)."""
+    kind = "ReplicaSet"
+    component = "replicaset-controller"
 
     def __init__(self, client: ApiClient, factory: InformerFactory, settings: ControllerManagerSettings,
                  *, clock: Callable[[], datetime] = utcnow) -> None:
         self.client = client
         self.settings = settings
         self.clock = clock
-        self.rs_informer = factory.informer(REPLICASETS)
+        self.rs_informer = factory.informer(self.resource)
         self.pod_informer = factory.informer(PODS)
         self.queue = settings.workqueue(self.name)
         self.expectations = ControllerExpectations()
-        self.recorder = EventRecorder(client, component="replicaset-controller")
+        self.recorder = EventRecorder(client, component=self.component)
         self.rs_informer.add_handler(on_add=self._rs_added, on_update=self._rs_updated, on_delete=self._rs_deleted)
         self.pod_informer.add_handler(on_add=self._pod_added, on_update=self._pod_updated,
                                       on_delete=self._pod_deleted)
+
+    @staticmethod
+    def selector_of(rs: Obj) -> LabelSelector | None:
+        """The pod selector of a controller object (None when invalid)."""
+        return _selector(rs)
 
     async def run(self, workers: int) -> None:
         """Sync ReplicaSets with ``workers`` workers until cancelled."""
@@ -87,7 +96,7 @@ class ReplicaSetController:
         self.queue.add(key)
 
     def _resolve(self, namespace: str, ref: Obj | None) -> Obj | None:
-        if ref is None or ref.get("kind") != "ReplicaSet":
+        if ref is None or ref.get("kind") != self.kind:
             return None
         rs = self.rs_informer.store.get(f"{namespace}/{ref.get('name')}")
         if rs is None or rs["metadata"].get("uid") != ref.get("uid"):
@@ -99,7 +108,7 @@ class ReplicaSetController:
         labels = labels_of(pod)
         out = []
         for rs in self.rs_informer.store.by_index(INDEX_NAMESPACE, ns):
-            sel = _selector(rs)
+            sel = self.selector_of(rs)
             if sel is not None and not sel.empty() and sel.matches(labels):
                 out.append(rs)
         return out
@@ -166,7 +175,7 @@ class ReplicaSetController:
             self.expectations.delete(key)
             return
         needs_sync = self.expectations.satisfied(key)
-        selector = _selector(rs)
+        selector = self.selector_of(rs)
         if selector is None:
             log.warning("replicaset %s: invalid selector, skipping", key)
             return
@@ -186,7 +195,7 @@ class ReplicaSetController:
                                                                                    or 0):
             body = {**rs, "status": status}
             try:
-                await self.client.update(REPLICASETS, body, subresource="status")
+                await self.client.update(self.resource, body, subresource="status")
             except errors.NotFoundError:
                 return
         min_ready = int((rs.get("spec") or {}).get("minReadySeconds") or 0)
@@ -203,12 +212,12 @@ class ReplicaSetController:
             return await self.client.patch(PODS, name, body, namespace=namespace)
 
         async def can_adopt() -> None:
-            fresh = await self.client.get(REPLICASETS, meta["name"], namespace=meta["namespace"])
+            fresh = await self.client.get(self.resource, meta["name"], namespace=meta["namespace"])
             if fresh["metadata"].get("uid") != meta["uid"] or is_terminating(fresh):
                 raise errors.ConflictError(f"replicaset {meta['name']} changed; not adopting pods")
 
-        manager = RefManager(owner=rs, selector=selector, owner_api_version="apps/v1", owner_kind="ReplicaSet",
-                             resource=PODS, patch=patch, can_adopt=can_adopt)
+        manager = RefManager(owner=rs, selector=selector, owner_api_version=self.resource.api_version,
+                             owner_kind=self.kind, resource=PODS, patch=patch, can_adopt=can_adopt)
         return await manager.claim(candidates)
 
     async def _manage(self, rs: Obj, key: str, pods: list[Obj]) -> None:
@@ -220,7 +229,7 @@ class ReplicaSetController:
 
     async def _create(self, rs: Obj, key: str, count: int) -> None:
         meta = rs["metadata"]
-        owner_ref = new_controller_ref(rs, api_version="apps/v1", kind="ReplicaSet")
+        owner_ref = new_controller_ref(rs, api_version=self.resource.api_version, kind=self.kind)
         template = (rs.get("spec") or {}).get("template") or {}
         self.expectations.expect_creations(key, count)
         log.info("replicaset %s: creating %d pods", key, count)

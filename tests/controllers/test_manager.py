@@ -29,9 +29,11 @@ def test_controller_selection(selection: tuple[str, ...], name: str, enabled: bo
 
 
 def test_registry_has_every_controller() -> None:
-    assert set(CONTROLLERS) == {"replicaset", "deployment", "garbagecollector", "endpoints", "nodelifecycle",
+    assert set(CONTROLLERS) == {"replicaset", "deployment", "garbagecollector", "endpoints", "endpointslice",
+                                "nodelifecycle",
                                 "namespace", "serviceaccount", "root-ca-cert-publisher", "podgc",
-                                "clusterrole-aggregation", "job", "ttl-after-finished"}
+                                "clusterrole-aggregation", "job", "ttl-after-finished",
+                                "replicationcontroller"}
 
 
 async def test_only_the_leader_acts_and_failover(tmp_path: Path) -> None:
