@@ -10,6 +10,7 @@ from aiohttp import web
 
 from apiserver.admission import ServiceAllocator, admit_secret
 from apiserver.admission_serviceaccount import ServiceAccountAdmission
+from apiserver.admission_tolerations import with_default_tolerations
 from apiserver.apiextensions.controller import ApiExtensions
 from apiserver.apiextensions.cr_registry import CrdRegistry
 from apiserver.metrics import ApiMetrics
@@ -57,8 +58,9 @@ class ApiContext:
                 obj = orjson.loads(kv.value)
             return obj
 
+        pod_admission = with_default_tolerations(ServiceAccountAdmission(service_account).admit, self.settings)
         hooks: dict[str, MutatingAdmission] = {"Service": allocator.admit, "Secret": admit_secret,
-                                               "Pod": ServiceAccountAdmission(service_account).admit}
+                                               "Pod": pod_admission}
         namespaces = self.caches.get(next(r for r in RESOURCES if r.kind == "Namespace"))
 
         def cached_namespace(name: str) -> dict[str, Any] | None:

@@ -54,6 +54,12 @@ class ApiServerSettings:
     own, e.g. the Docker pod network its kubelets listen on (``kubelab up`` passes it). Kubelets and
     webhooks elsewhere are refused, never dialled (``machinery.netguard``)."""
 
+    default_not_ready_toleration_seconds: int = 300
+    """``tolerationSeconds`` of the not-ready toleration every new pod gets (DefaultTolerationSeconds)."""
+
+    default_unreachable_toleration_seconds: int = 300
+    """``tolerationSeconds`` of the unreachable toleration every new pod gets."""
+
     service_account_issuer: str = "https://kubernetes.default.svc.cluster.local"
     """``iss`` of the service-account tokens this apiserver signs (``--service-account-issuer``)."""
 

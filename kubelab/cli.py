@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -137,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
                            help="networks the apiserver may dial (kubelets) besides loopback and the service CIDR")
     apiserver.add_argument("--advertise-address", default="", metavar="IP",
                            help="where pods reach the apiserver (also listened on; the kubernetes Service's endpoint)")
+    apiserver.add_argument("--default-not-ready-toleration-seconds", type=int, default=300, metavar="S",
+                           help="tolerationSeconds of the not-ready toleration added to every pod")
+    apiserver.add_argument("--default-unreachable-toleration-seconds", type=int, default=300, metavar="S",
+                           help="tolerationSeconds of the unreachable toleration added to every pod")
     apiserver.add_argument("--authorization-mode", choices=["RBAC", "AlwaysAllow"], default="RBAC",
                            help="who may do what: RBAC roles and bindings (default) or AlwaysAllow")
     apiserver.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v: debug)")
@@ -378,7 +383,14 @@ def _apiserver_argv(args: argparse.Namespace, etcd_servers: list[str]) -> list[s
                                       port=args.port,
                                       extra_args=["--service-cidr", service_cidr,
                                                   "--allowed-networks", args.pod_subnet if args.nodes > 0 else "",
-                                                  "--advertise-address", args.dns_ip if args.nodes > 0 else ""])
+                                                  "--advertise-address", args.dns_ip if args.nodes > 0 else "",
+                                                  *_toleration_args(args)])
+
+
+def _toleration_args(args: argparse.Namespace) -> list[str]:
+    """Pods tolerate a failed node as long as the (possibly lab-shortened) pod eviction timeout."""
+    seconds = str(math.ceil(float(getattr(args, "pod_eviction_timeout", 300.0))))
+    return ["--default-not-ready-toleration-seconds", seconds, "--default-unreachable-toleration-seconds", seconds]
 
 
 def _pinned_port(argv: Sequence[str], url: str) -> list[str]:
@@ -621,6 +633,8 @@ def cmd_apiserver(args: argparse.Namespace) -> int:
         settings.service_cidr = args.service_cidr
     settings.allowed_networks = [n.strip() for n in args.allowed_networks.split(",") if n.strip()]
     settings.advertise_address = args.advertise_address
+    settings.default_not_ready_toleration_seconds = args.default_not_ready_toleration_seconds
+    settings.default_unreachable_toleration_seconds = args.default_unreachable_toleration_seconds
     run(settings)
     return 0
 
