@@ -1,4 +1,4 @@
-"""``pods/log`` and ``pods/exec``: the apiserver relays them to the pod's kubelet.
+"""``pods/log``, ``exec``, ``attach`` and ``portforward``: the apiserver relays them to the pod's kubelet.
 
 Called by ``apiserver.subresources.handle`` after authentication. The pod is looked up (404 if
 missing), the container chosen (Kubernetes' 400 when several exist and none is named), and the
@@ -9,14 +9,26 @@ kubelet-client certificate (CN ``kube-apiserver-kubelet-client``, O ``system:mas
 from the cluster CA into the PKI dir by :func:`ensure_kubelet_client_certificate` (idempotent;
 the server may call it at start, the first proxied request does otherwise).
 
+What each client speaks, and what the kubelet is asked (it speaks WebSocket only):
+
+* exec and attach over WebSocket (``v5``/``v4.channel.k8s.io``, kubectl 1.30+, the Python
+  client): frames relayed both ways, text frames included;
+* exec and attach over SPDY/3.1 (kubectl <= 1.29, ``kubectl cp``, the fallback of later ones):
+  translated to a ``v5.channel.k8s.io`` kubelet WebSocket (``apiserver.spdy_streams``);
+* port-forward over WebSocket channels (the Python client): relayed to the kubelet's
+  port-forward WebSocket with the same ``ports``;
+* port-forward over SPDY/3.1, plain (kubectl <= 1.30) or tunnelled in a WebSocket
+  (``SPDY/3.1+portforward.k8s.io``, kubectl 1.31+): one kubelet WebSocket per connection.
+
+A request that is no upgrade gets the kubelet's refusal (hollow pods run no processes) or
+Kubernetes' ``Upgrade request required``.
+
 Guarantees: the kubelet's address passes ``machinery.netguard`` first (loopback, the service
 CIDR and ``--allowed-networks`` only; anything else is a 503 Status naming the address, and is
 never dialled), and the connection is made by the guard's connector. Every failure before the
-stream starts is an ``ApiError`` (a Status for the client); logs are streamed through chunk by
-chunk and end when the kubelet's body ends; exec answers the client's WebSocket upgrade with the
-subprotocol the kubelet accepted and relays binary frames both ways until either side closes.
-SPDY (kubectl <= 1.29, and the fallback of later ones) is refused with a 400 naming what is
-supported.
+stream starts is an ``ApiError`` (a Status for the client): the kubelet is dialled before the
+client's upgrade is answered. Logs are streamed through chunk by chunk and end when the
+kubelet's body ends; relays end when either side closes, and then close the other.
 """
 
 from __future__ import annotations
@@ -26,6 +38,7 @@ import contextlib
 import fcntl
 import logging
 import ssl
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -36,6 +49,17 @@ from cryptography import x509
 
 from apiserver.context import ApiContext
 from apiserver.routing import RequestTarget
+from apiserver.spdy_streams import (
+    PORTFORWARD_PROTOCOL,
+    REMOTECOMMAND_PROTOCOLS,
+    TUNNEL_PROTOCOL,
+    KubeletDial,
+    accept_spdy_upgrade,
+    offered_versions,
+    serve_remote_command,
+    websocket_connection,
+)
+from apiserver.spdy_streams import serve_port_forward as serve_spdy_port_forward
 from machinery.errors import ApiError, BadRequestError, NotFoundError, ServiceUnavailableError, error_from_status
 from machinery.netguard import check_destination, guarded_connector
 from machinery.pki import ClusterPki, identity_from_certificate, write_private_file
@@ -47,9 +71,10 @@ __all__ = [
     "KUBELET_CLIENT_USER",
     "ensure_kubelet_client_certificate",
     "kubelet_client_ssl_context",
+    "pod_attach",
     "pod_exec",
     "pod_log",
-    "pod_unsupported",
+    "pod_portforward",
 ]
 
 log = logging.getLogger(__name__)
@@ -58,6 +83,9 @@ KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"
 KUBELET_CLIENT_GROUP = "system:masters"
 EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 """Remote-command subprotocols relayed, preferred first (kubectl 1.30+ offers only v5)."""
+PORTFORWARD_WS_PROTOCOLS = ("v4.channel.k8s.io", "portforward.k8s.io", "v5.channel.k8s.io")
+"""WebSocket port-forward subprotocols accepted from clients (the Python client offers v5, v4);
+the kubelet is always asked for the first."""
 
 _LOG_PARAMS = ("follow", "tailLines", "timestamps", "previous", "sinceSeconds", "limitBytes")
 _EXEC_PARAMS = ("stdin", "stdout", "stderr", "tty")
@@ -181,79 +209,137 @@ async def pod_log(request: web.Request, ctx: ApiContext, target: RequestTarget) 
             return response
 
 
-async def pod_unsupported(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.StreamResponse:
-    """``pods/attach`` and ``pods/portforward`` are not served: the pod's kubelet says why (a
-    hollow node: its pods run no processes), else a 400 naming what is served."""
-    assert target.name is not None and target.namespace is not None
-    sub = str(target.subresource)
-    fallback = BadRequestError(f"pods/{sub} is not supported by this apiserver (kubelab serves pods/log and "
-                               "pods/exec only)")
-    if sub == "attach":
-        namespace, pod, container, node = await _pod_and_container(ctx, target, request)
-        path = _kubelet_path("attach", namespace, pod, container)
-    else:
-        obj = await ctx.registry(target.resource).get(target.namespace, target.name)
-        node = str((obj.get("spec") or {}).get("nodeName") or "")
-        if not node:
-            raise fallback
-        path = f"/portForward/{quote(target.namespace, safe='')}/{quote(target.name, safe='')}"
-    url = await _kubelet_base(ctx, node) + path
+def _is_upgrade(request: web.Request, protocol: str) -> bool:
+    return request.headers.get("Upgrade", "").lower() == protocol.lower()
+
+
+async def _ask_kubelet(ctx: ApiContext, node: str, path: str, query: list[tuple[str, str]]) -> ApiError:
+    """A request that is not an upgrade: the kubelet's refusal (hollow pods run no processes),
+    else Kubernetes' 400 saying an upgrade is required."""
+    required = BadRequestError("Upgrade request required")
     ssl_context = await asyncio.to_thread(kubelet_client_ssl_context, ctx.settings.pki_dir)
     timeout = aiohttp.ClientTimeout(total=_CONNECT_TIMEOUT * 3, sock_connect=_CONNECT_TIMEOUT)
     connector = guarded_connector(ctx.settings.dial_networks, ssl=ssl_context)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         try:
-            async with session.get(url) as upstream:
-                body = await upstream.read()
-                code = upstream.status
+            async with session.get(await _kubelet_base(ctx, node) + path, params=query) as upstream:
+                body, code = await upstream.read(), upstream.status
         except (TimeoutError, aiohttp.ClientError, OSError) as err:
             raise ServiceUnavailableError(f"cannot reach the kubelet on node {node}: {err}") from err
-    try:
+    with contextlib.suppress(orjson.JSONDecodeError):
         status = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise fallback from None
-    if code == 400 and isinstance(status, dict) and status.get("message"):
-        raise error_from_status(status, http_code=code)
-    raise fallback
+        if code == 400 and isinstance(status, dict) and status.get("message"):
+            return error_from_status(status, http_code=code)
+    return required
+
+
+@contextlib.asynccontextmanager
+async def _kubelet_dialer(ctx: ApiContext, node: str, protocols: tuple[str, ...]) -> AsyncIterator[KubeletDial]:
+    """Open WebSockets to ``node``'s kubelet (one client session for all of them)."""
+    base = await _kubelet_base(ctx, node)
+    ssl_context = await asyncio.to_thread(kubelet_client_ssl_context, ctx.settings.pki_dir)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=_CONNECT_TIMEOUT)
+    connector = guarded_connector(ctx.settings.dial_networks, ssl=ssl_context)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+
+        async def dial(path: str, query: list[tuple[str, str]]) -> aiohttp.ClientWebSocketResponse:
+            try:
+                return await session.ws_connect(base + path, params=query, protocols=protocols, max_msg_size=0,
+                                                autoping=True)
+            except aiohttp.WSServerHandshakeError as err:
+                raise _kubelet_error(err.status, err.message, node) from err
+            except (TimeoutError, aiohttp.ClientError, OSError) as err:
+                raise ServiceUnavailableError(f"cannot reach the kubelet on node {node}: {err}") from err
+
+        yield dial
+
+
+async def pod_exec(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.StreamResponse:
+    """``pods/{name}/exec``: WebSocket (``v5``/``v4.channel.k8s.io``) or SPDY/3.1, relayed to the kubelet."""
+    namespace, pod, container, node = await _pod_and_container(ctx, target, request)
+    command = request.query.getall("command", [])
+    if not command:
+        raise BadRequestError("you must specify at least one command for the container")
+    params: list[tuple[str, str]] = [("command", c) for c in command]
+    return await _remote_command(request, ctx, node, _kubelet_path("exec", namespace, pod, container), params)
+
+
+async def pod_attach(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.StreamResponse:
+    """``pods/{name}/attach``: the container's main process, over the same protocols as exec."""
+    _namespace, _pod, container, node = await _pod_and_container(ctx, target, request)
+    return await _remote_command(request, ctx, node, _kubelet_path("attach", _namespace, _pod, container), [])
+
+
+async def _remote_command(request: web.Request, ctx: ApiContext, node: str, path: str,
+                          params: list[tuple[str, str]]) -> web.StreamResponse:
+    params = params + [(k, request.query[k]) for k in _EXEC_PARAMS if k in request.query]
+    if _is_upgrade(request, "websocket"):
+        protocol = next((p for p in _offered_protocols(request) if p in EXEC_PROTOCOLS), None)
+        if protocol is None:
+            raise BadRequestError(f"a WebSocket stream needs one of the subprotocols {', '.join(EXEC_PROTOCOLS)}")
+        async with _kubelet_dialer(ctx, node, (protocol,)) as dial:
+            upstream = await dial(path, params)
+            async with upstream:
+                downstream = web.WebSocketResponse(protocols=(protocol,), max_msg_size=0)
+                await downstream.prepare(request)
+                await _relay(downstream, upstream)
+                return downstream
+    if _is_upgrade(request, "SPDY/3.1"):
+        offered = offered_versions(request)
+        version = next((v for v in REMOTECOMMAND_PROTOCOLS if v in offered), None)
+        if version is None:
+            raise BadRequestError(f"unable to upgrade: none of the stream protocols {offered} is supported "
+                                  f"(supported: {', '.join(REMOTECOMMAND_PROTOCOLS)})")
+        async with _kubelet_dialer(ctx, node, ("v5.channel.k8s.io",)) as dial:
+            upstream = await dial(path, params)
+            connection = await accept_spdy_upgrade(request, version)
+            flags = {k: request.query.get(k, "").lower() in ("true", "1") for k in _EXEC_PARAMS}
+            await serve_remote_command(connection, upstream, stdin=flags["stdin"], stdout=flags["stdout"],
+                                       stderr=flags["stderr"], tty=flags["tty"])
+            return connection.response
+    raise await _ask_kubelet(ctx, node, path, params)
+
+
+async def pod_portforward(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.StreamResponse:
+    """``pods/{name}/portforward`` as each client speaks it (see ``apiserver.spdy_streams``)."""
+    assert target.name is not None and target.namespace is not None
+    obj = await ctx.registry(target.resource).get(target.namespace, target.name)
+    node = str((obj.get("spec") or {}).get("nodeName") or "")
+    if not node:
+        raise BadRequestError(f"pod {target.name} does not have a host assigned")
+    path = f"/portForward/{quote(target.namespace, safe='')}/{quote(target.name, safe='')}"
+    ports = [("ports", p) for p in request.query.getall("ports", [])]
+    if _is_upgrade(request, "websocket"):
+        offered = _offered_protocols(request)
+        if TUNNEL_PROTOCOL in offered:  # kubectl 1.31+: SPDY inside the WebSocket
+            async with _kubelet_dialer(ctx, node, PORTFORWARD_WS_PROTOCOLS[:1]) as dial:
+                ws = web.WebSocketResponse(protocols=(TUNNEL_PROTOCOL,), max_msg_size=0)
+                await ws.prepare(request)
+                await serve_spdy_port_forward(websocket_connection(ws), dial, path=path)
+                return ws
+        if not ports:
+            raise BadRequestError("at least one port must be given (query parameter ports)")
+        protocol = next((p for p in offered if p in PORTFORWARD_WS_PROTOCOLS), None)
+        async with _kubelet_dialer(ctx, node, PORTFORWARD_WS_PROTOCOLS[:1]) as dial:
+            upstream = await dial(path, ports)
+            async with upstream:
+                downstream = web.WebSocketResponse(protocols=(protocol,) if protocol else (), max_msg_size=0)
+                await downstream.prepare(request)
+                await _relay(downstream, upstream)
+                return downstream
+    if _is_upgrade(request, "SPDY/3.1"):
+        if PORTFORWARD_PROTOCOL not in offered_versions(request):
+            raise BadRequestError(f"unable to upgrade: port-forward needs the stream protocol {PORTFORWARD_PROTOCOL}")
+        async with _kubelet_dialer(ctx, node, PORTFORWARD_WS_PROTOCOLS[:1]) as dial:
+            connection = await accept_spdy_upgrade(request, PORTFORWARD_PROTOCOL)
+            await serve_spdy_port_forward(connection, dial, path=path)
+            return connection.response
+    raise await _ask_kubelet(ctx, node, path, ports)
 
 
 def _offered_protocols(request: web.Request) -> list[str]:
     header = request.headers.get("Sec-WebSocket-Protocol", "")
     return [p.strip() for p in header.split(",") if p.strip()]
-
-
-async def pod_exec(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.StreamResponse:
-    """``pods/{name}/exec`` over a WebSocket (``v5.channel.k8s.io`` / ``v4``): relay to the kubelet."""
-    namespace, pod, container, node = await _pod_and_container(ctx, target, request)
-    command = request.query.getall("command", [])
-    if not command:
-        raise BadRequestError("you must specify at least one command for the container")
-    if request.headers.get("Upgrade", "").lower() != "websocket":
-        raise BadRequestError("pods/exec is served over WebSocket only (v5.channel.k8s.io, kubectl 1.30+); "
-                              "SPDY upgrades are not supported")
-    protocol = next((p for p in _offered_protocols(request) if p in EXEC_PROTOCOLS), None)
-    if protocol is None:
-        raise BadRequestError(f"pods/exec needs one of the WebSocket subprotocols {', '.join(EXEC_PROTOCOLS)}")
-    url = await _kubelet_base(ctx, node) + _kubelet_path("exec", namespace, pod, container)
-    params: list[tuple[str, str]] = [("command", c) for c in command]
-    params += [(k, request.query[k]) for k in _EXEC_PARAMS if k in request.query]
-    ssl_context = await asyncio.to_thread(kubelet_client_ssl_context, ctx.settings.pki_dir)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=_CONNECT_TIMEOUT)
-    connector = guarded_connector(ctx.settings.dial_networks, ssl=ssl_context)
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-        try:
-            upstream = await session.ws_connect(url, params=params, protocols=(protocol,), max_msg_size=0,
-                                                autoping=True)
-        except aiohttp.WSServerHandshakeError as err:
-            refused = f"the kubelet on node {node} refused exec in {pod}/{container}"
-            raise _kubelet_error(err.status, refused, node) from err
-        except (TimeoutError, aiohttp.ClientError, OSError) as err:
-            raise ServiceUnavailableError(f"cannot reach the kubelet on node {node}: {err}") from err
-        async with upstream:
-            downstream = web.WebSocketResponse(protocols=(protocol,), max_msg_size=0)
-            await downstream.prepare(request)
-            await _relay(downstream, upstream)
-            return downstream
 
 
 async def _relay(client: web.WebSocketResponse, kubelet: aiohttp.ClientWebSocketResponse) -> None:

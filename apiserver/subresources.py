@@ -1,7 +1,6 @@
 """Subresources other than ``status``: ``scale``, ``pods/binding``, ``pods/eviction``,
-``namespaces/finalize``; ``pods/log`` and ``pods/exec`` are relayed to the kubelet by
-``apiserver.proxy``; ``portforward`` and ``attach`` are not served: a 400 Status from the pod's
-kubelet saying why (hollow pods run no processes), or naming what is served.
+``namespaces/finalize``; ``pods/log``, ``exec``, ``attach`` and ``portforward`` are relayed to the
+kubelet by ``apiserver.proxy``.
 """
 
 from __future__ import annotations
@@ -48,9 +47,12 @@ async def handle(request: web.Request, ctx: ApiContext, target: RequestTarget) -
     if sub == "exec" and method in ("GET", "POST"):
         request[VERB] = "create"
         return await proxy.pod_exec(request, ctx, target)
-    if sub in ("portforward", "attach") and method in ("GET", "POST"):
+    if sub == "attach" and method in ("GET", "POST"):
         request[VERB] = "create"
-        return await proxy.pod_unsupported(request, ctx, target)
+        return await proxy.pod_attach(request, ctx, target)
+    if sub == "portforward" and method in ("GET", "POST"):
+        request[VERB] = "create"
+        return await proxy.pod_portforward(request, ctx, target)
     raise MethodNotAllowedError(f"the server does not allow this method on the requested resource ({method})")
 
 

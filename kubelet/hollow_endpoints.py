@@ -23,6 +23,7 @@ What a hollow node answers (:class:`HollowStreams` over the node's fake runtime)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import resource
 import tempfile
@@ -32,6 +33,7 @@ from pathlib import Path
 from aiohttp import web
 
 from kubelet.httpserver import PodLookup, kubelet_server_tls, make_nodes_app, start_kubelet_sites
+from kubelet.portforward import PortForwardRefused
 from kubelet.runtime.fake import FakeRuntime
 from kubelet.runtime.interface import ContainerNotFoundError, ContainerState
 from kubelet.streams import ExecSession, LogOptions, StreamSource, UnsupportedStreamError, read_log
@@ -66,6 +68,12 @@ class HollowStreams:
     async def exec(self, namespace: str, pod: str, container: str, command: Sequence[str], *,
                    stdin: bool, tty: bool) -> ExecSession:
         raise UnsupportedStreamError(f"cannot exec in {namespace}/{pod}/{container}: {no_processes(self.node)}")
+
+    async def attach(self, namespace: str, pod: str, container: str, *, stdin: bool, tty: bool) -> ExecSession:
+        raise UnsupportedStreamError(f"cannot attach to {namespace}/{pod}/{container}: {no_processes(self.node)}")
+
+    async def dial(self, namespace: str, pod: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        raise PortForwardRefused(f"cannot forward port {port} of pod {namespace}/{pod}: {no_processes(self.node)}")
 
 
 def _enough_file_descriptors(listeners: int) -> None:

@@ -1,11 +1,12 @@
-"""The kubelet's HTTPS server: container logs and exec, for the apiserver only.
+"""The kubelet's HTTPS server: container logs, exec, attach and port-forward, for the apiserver only.
 
 A Docker kubelet calls :func:`start_kubelet_server` (with a context from
 :func:`kubelet_server_tls`) and advertises the bound port in the Node's
 ``status.daemonEndpoints.kubeletEndpoint.Port``. A hollow kubelet process serves all its nodes
 from one application (:func:`make_nodes_app`) with one listening site per node address
 (:func:`start_kubelet_sites`); each request is answered for the node whose address it came in
-on. The apiserver's ``pods/log`` and ``pods/exec`` (``apiserver.proxy``) are its only clients.
+on. The apiserver's ``pods/log``, ``exec``, ``attach`` and ``portforward`` (``apiserver.proxy``)
+and ``nodes/{name}/proxy`` are its only clients.
 
 Endpoints (the paths and query parameters of Kubernetes' kubelet):
 
@@ -16,9 +17,15 @@ Endpoints (the paths and query parameters of Kubernetes' kubelet):
   (0 stdin, 1 stdout, 2 stderr, 3 the final Status JSON, 4 resize ``{"Width","Height"}``); v5's
   ``0xFF 0x00`` closes stdin. A source that cannot exec at all (hollow pods) answers a channel-3
   ``BadRequest`` Status.
-* ``/attach/{namespace}/{pod}/{container}`` and ``/portForward/{namespace}/{pod}`` -- a 400
-  ``BadRequest`` Status saying why they are not served (for hollow nodes: their pods run no
-  processes).
+  Text messages are accepted too (the Python client sends ``str`` stdin so: the first
+  character is the channel).
+* ``GET /attach/{namespace}/{pod}/{container}?stdin&stdout&stderr&tty`` -- the container's main
+  process over the same protocol (``kubelet.attach``); a container that does not run is a 404
+  before the upgrade.
+* ``GET /portForward/{namespace}/{pod}?ports=80,8080`` -- Kubernetes' WebSocket port-forward
+  (``kubelet.portforward``).
+* On hollow nodes (``refusal`` given) attach and portForward are a 400 ``BadRequest`` Status
+  saying why: their pods run no processes.
 
 Guarantees: TLS with client certificates from the cluster CA is required, and only the
 apiserver's identity (CN ``kube-apiserver-kubelet-client``, O ``system:masters``) is served
@@ -39,6 +46,7 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
+from kubelet.portforward import PORTFORWARD_PROTOCOLS, parse_ports, serve_port_forward
 from kubelet.runtime.interface import ContainerNotFoundError, RuntimeError_
 from kubelet.streams import STDERR, STDOUT, ExecSession, LogOptions, StreamSource, UnsupportedStreamError
 from machinery.pki import ClusterPki, write_private_file
@@ -259,6 +267,52 @@ class _KubeletHandlers:
         await _run_exec(ws, session, stdout=want_stdout, stderr=want_stderr)
         return ws
 
+    async def attach(self, request: web.Request) -> web.StreamResponse:
+        """The container's main process over the exec protocol; refused before the upgrade when the
+        container does not run (kubectl then shows the logs, as on Kubernetes)."""
+        source, namespace, pod, container = self._target(request)
+        tty, want_stdin = _flag(request, "tty"), _flag(request, "stdin")
+        want_stdout, want_stderr = _flag(request, "stdout"), _flag(request, "stderr") and not tty
+        ws = web.WebSocketResponse(protocols=EXEC_PROTOCOLS, max_msg_size=0)
+        if not ws.can_prepare(request).ok:
+            raise web.HTTPBadRequest(text="attach needs a WebSocket upgrade (v5.channel.k8s.io or v4.channel.k8s.io)")
+        try:
+            session = await source.attach(namespace, pod, container, stdin=want_stdin, tty=tty)
+        except ContainerNotFoundError as err:
+            raise web.HTTPNotFound(text=str(err)) from err
+        except UnsupportedStreamError as err:
+            raise web.HTTPBadRequest(text=str(err)) from err
+        except RuntimeError_ as err:
+            raise web.HTTPInternalServerError(text=str(err)) from err
+        try:
+            await ws.prepare(request)
+        except BaseException:
+            await session.close()
+            raise
+        log.info("attach to %s/%s/%s", namespace, pod, container)
+        await _run_exec(ws, session, stdout=want_stdout, stderr=want_stderr)
+        return ws
+
+    async def port_forward(self, request: web.Request) -> web.StreamResponse:
+        """``kubelet.portforward``'s WebSocket protocol to the pod's ports."""
+        node, source = self._node(request)
+        namespace, pod = request.match_info["namespace"], request.match_info["pod"]
+        self._check_pod(node, namespace, pod, None)
+        try:
+            ports = parse_ports(request.query.getall("ports", []) or request.query.getall("port", []))
+        except ValueError as err:
+            raise web.HTTPBadRequest(text=str(err)) from err
+        ws = web.WebSocketResponse(protocols=PORTFORWARD_PROTOCOLS, max_msg_size=0)
+        if not ws.can_prepare(request).ok:
+            raise web.HTTPBadRequest(text="Upgrade request required: port-forward is served over WebSocket "
+                                          f"({', '.join(PORTFORWARD_PROTOCOLS)})")
+        obj = self.pod_lookup(namespace, pod) if self.pod_lookup is not None else None
+        uid = str(((obj or {}).get("metadata") or {}).get("uid") or "")
+        await ws.prepare(request)
+        log.info("port-forward to %s/%s ports %s", namespace, pod, ports)
+        await serve_port_forward(ws, source, namespace=namespace, pod=pod, uid=uid, ports=ports)
+        return ws
+
 
 async def _finish(ws: web.WebSocketResponse, status: Mapping[str, Any]) -> None:
     with contextlib.suppress(ConnectionError, RuntimeError):
@@ -269,9 +323,11 @@ async def _finish(ws: web.WebSocketResponse, status: Mapping[str, Any]) -> None:
 async def _pump_input(ws: web.WebSocketResponse, session: ExecSession) -> None:
     """Client -> process: stdin data, v5 stdin close, terminal resizes; ends when the client closes."""
     async for msg in ws:
-        if msg.type != WSMsgType.BINARY or not msg.data:
+        # The Python client sends str stdin as text frames: the channel is the first character.
+        data = msg.data.encode() if msg.type == WSMsgType.TEXT else msg.data if msg.type == WSMsgType.BINARY else b""
+        if not data:
             continue
-        channel, payload = msg.data[0], msg.data[1:]
+        channel, payload = data[0], data[1:]
         if channel == _STDIN:
             await session.write_stdin(payload)
         elif channel == _RESIZE:
@@ -314,21 +370,20 @@ async def _healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
-def _not_served(node: str) -> str:
-    return f"the kubelet of node {node} does not serve it (kubelab serves logs and exec)"
-
-
 def make_nodes_app(route: NodeRoute, *, pod_lookup: PodLookup | None,
-                   refusal: Refusal = _not_served) -> web.Application:
-    """The application for the nodes ``route`` knows (no listener): one app for many sites."""
-    handlers = _KubeletHandlers(route, pod_lookup, refusal)
+                   refusal: Refusal | None = None) -> web.Application:
+    """The application for the nodes ``route`` knows (no listener): one app for many sites.
+    With ``refusal`` (hollow nodes), attach and port-forward are refused with its reason."""
+    handlers = _KubeletHandlers(route, pod_lookup, refusal or (lambda node: ""))
     app = web.Application(middlewares=[_authorize])
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", handlers.container_logs)
     for method in ("GET", "POST"):
         app.router.add_route(method, "/exec/{namespace}/{pod}/{container}", handlers.exec)
-        app.router.add_route(method, "/attach/{namespace}/{pod}/{container}", handlers.refuse)
-        app.router.add_route(method, "/portForward/{namespace}/{pod}", handlers.refuse)
+        app.router.add_route(method, "/attach/{namespace}/{pod}/{container}",
+                             handlers.refuse if refusal else handlers.attach)
+        app.router.add_route(method, "/portForward/{namespace}/{pod}",
+                             handlers.refuse if refusal else handlers.port_forward)
     return app
 
 

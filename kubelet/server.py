@@ -8,7 +8,8 @@ event recorders, start-up and shutdown.
 Without ``--hollow`` the node is real (:func:`_real_node`): a ``DockerRuntime`` on the cluster's
 pod network, :class:`~kubelet.sync.PodFeatures` (volumes, env, probes, hooks, pod DNS from
 ``resolv_conf_for_pod``), node status from the host (cpu count, ``/proc/meminfo``, images, the
-runtime version, the kubelet server port), the HTTPS logs/exec server (Docker streams limited to
+runtime version, the kubelet server port), the HTTPS streaming server (logs, exec, attach,
+port-forward; Docker streams limited to
 this node's containers of this cluster, listening on the node's InternalIP: the pod network
 gateway, which the apiserver dials; probes may reach the pod's IP, loopback and the pod network
 only, through ``machinery.netguard``), and in the network-agent role the ``ServiceProxy`` and
@@ -206,7 +207,8 @@ async def _real_node(client: ApiClient, settings: KubeletSettings, events_for: C
                                  cert_dir=settings.root_dir / settings.node_name)
         # The apiserver dials the node's InternalIP (the pod network gateway, a host-only bridge address).
         runner, port = await start_kubelet_server(
-            _NodeDockerStreams(docker_client, cluster=settings.cluster_name, node=settings.node_name),
+            _NodeDockerStreams(docker_client, cluster=settings.cluster_name, node=settings.node_name,
+                               allowed=AllowedNetworks.of([settings.pod_subnet])),
             node_name=settings.node_name, host=agent.config.host_ip, port=settings.server_port, tls=tls,
             pod_lookup=lambda ns, name: group_.informer.store.get(f"{ns}/{name}"))
         agent.port = port
@@ -234,10 +236,11 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 
 
 class _NodeDockerStreams(DockerStreams):
-    """Logs/exec over Docker, limited to this node's containers of this cluster (clusters share the engine)."""
+    """Logs, exec, attach and port-forward over Docker, limited to this node's containers of this
+    cluster (clusters share the engine); port-forward dials the pod network only."""
 
-    def __init__(self, client: Any, *, cluster: str, node: str) -> None:
-        super().__init__(client)
+    def __init__(self, client: Any, *, cluster: str, node: str, allowed: AllowedNetworks) -> None:
+        super().__init__(client, allowed=allowed)
         self._scope = [f"{LABEL_CLUSTER}={cluster}", f"{LABEL_NODE}={node}"]
 
     def _find(self, namespace: str, pod: str, container: str, *, previous: bool) -> Any:

@@ -33,12 +33,16 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from kubelet.portforward import PortDialer
 from kubelet.runtime.interface import ContainerNotFoundError, RuntimeError_
+from machinery.netguard import AllowedNetworks, open_connection
 
 __all__ = [
     "STDERR",
     "STDOUT",
+    "AttachSource",
     "DockerFrameDecoder",
+    "DockerSocketSession",
     "DockerStreams",
     "ExecSession",
     "ExecSource",
@@ -58,6 +62,8 @@ _LABEL_NS = "io.kubernetes.pod.namespace"
 _LABEL_POD = "io.kubernetes.pod.name"
 _LABEL_CONTAINER = "io.kubernetes.container.name"
 _LABEL_RESTARTS = "io.kubernetes.container.restartCount"
+_SANDBOX = "POD"
+"""The container name label of a pod's pause container (its network)."""
 
 
 @dataclass(frozen=True)
@@ -113,8 +119,16 @@ class ExecSource(Protocol):
         ...
 
 
-class StreamSource(LogSource, ExecSource, Protocol):
-    """Both halves: what ``kubelet.httpserver.start_kubelet_server`` serves from."""
+class AttachSource(Protocol):
+    """Attaches to containers' main processes."""
+
+    async def attach(self, namespace: str, pod: str, container: str, *, stdin: bool, tty: bool) -> ExecSession:
+        """Join the running process' streams; :class:`ContainerNotFoundError` when it does not run."""
+        ...
+
+
+class StreamSource(LogSource, ExecSource, AttachSource, PortDialer, Protocol):
+    """Every stream: what ``kubelet.httpserver.start_kubelet_server`` serves from."""
 
 
 class UnsupportedStreamError(RuntimeError_):
@@ -228,6 +242,14 @@ class MemoryStreams:
         except OSError as err:
             raise RuntimeError_(f"failed to exec in container: {err}") from err
         return _ProcessSession(process)
+
+    async def attach(self, namespace: str, pod: str, container: str, *, stdin: bool, tty: bool) -> ExecSession:
+        raise UnsupportedStreamError(f"cannot attach to {namespace}/{pod}/{container}: the in-memory stand-in "
+                                     "runs no main process")
+
+    async def dial(self, namespace: str, pod: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """The stand-in's pods share the host's loopback (tests only)."""
+        return await asyncio.open_connection("127.0.0.1", port)
 
 
 class _ProcessSession:
@@ -363,8 +385,10 @@ async def _iterate_in_thread(iterator: Iterator[bytes], on_close: Any = None) ->
 class DockerStreams:
     """A :class:`StreamSource` over a ``docker.DockerClient`` (containers found by pod labels)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, *, allowed: AllowedNetworks | None = None) -> None:
         self._client = client
+        self.allowed = allowed or AllowedNetworks()
+        """Where port-forward may connect: the pod network (loopback only by default)."""
 
     def _find(self, namespace: str, pod: str, container: str, *, previous: bool) -> Any:
         found = self._client.containers.list(all=True, filters={"label": [
@@ -409,11 +433,27 @@ class DockerStreams:
             exec_id, sock = await asyncio.to_thread(start)
         except Exception as err:  # docker.errors.APIError and transport errors stay behind this seam
             raise RuntimeError_(f"failed to exec in container: {err}") from err
-        return _DockerExecSession(api, exec_id, sock, tty=tty)
+        return DockerSocketSession(api, exec_id, sock, tty=tty)
+
+    async def attach(self, namespace: str, pod: str, container: str, *, stdin: bool, tty: bool) -> ExecSession:
+        from kubelet.attach import attach_container  # it builds on this module
+
+        target = await asyncio.to_thread(self._find, namespace, pod, container, previous=False)
+        return await attach_container(self._client.api, target, stdin=stdin, tty=tty)
+
+    async def dial(self, namespace: str, pod: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Connect to the pod's IP (its pause container's address on the cluster network)."""
+        sandbox = await asyncio.to_thread(self._find, namespace, pod, _SANDBOX, previous=False)
+        networks = (sandbox.attrs.get("NetworkSettings") or {}).get("Networks") or {}
+        address = next((str(n.get("IPAddress")) for n in networks.values() if n.get("IPAddress")), "")
+        if not address:
+            raise ConnectionRefusedError(111, f"pod {namespace}/{pod} has no IP address yet")
+        return await open_connection(address, port, self.allowed)
 
 
-class _DockerExecSession:
-    """An :class:`ExecSession` over a hijacked Docker exec socket."""
+class DockerSocketSession:
+    """An :class:`ExecSession` over a hijacked Docker exec socket (``kubelet.attach`` reuses it
+    for attach sockets)."""
 
     def __init__(self, api: Any, exec_id: str, sock: socket.socket, *, tty: bool) -> None:
         self._api = api

@@ -210,18 +210,17 @@ async def test_pod_exec(cluster: KubeletCluster, query: str, stdin: bytes | None
 
 
 @pytest.mark.parametrize(("method", "path", "headers", "code", "message"), [
-    pytest.param("POST", "single/exec?command=ls&stdout=true", {"Upgrade": "SPDY/3.1", "Connection": "Upgrade"},
-                 400, "SPDY upgrades are not supported", id="spdy-refused"),
+    pytest.param("POST", "single/exec?command=ls&stdout=true",
+                 {"Upgrade": "SPDY/3.1", "Connection": "Upgrade", "X-Stream-Protocol-Version": "channel.k8s.io"},
+                 400, "none of the stream protocols ['channel.k8s.io'] is supported", id="spdy-old-protocol"),
     pytest.param("POST", "nosuch/exec?command=ls", {}, 404, 'pods "nosuch" not found', id="no-pod"),
     pytest.param("GET", "multi/exec?command=ls", {}, 400, "choose one of: [app side]", id="several-containers"),
     pytest.param("GET", "single/exec?stdout=true", {}, 400, "at least one command", id="no-command"),
-    pytest.param("GET", "single/portforward", {}, 400,
-                 "cannot port-forward pod default/single: the kubelet of node node-a does not serve it",
-                 id="portforward"),
-    pytest.param("POST", "multi/attach?container=side", {}, 400,
-                 "cannot attach pod default/multi: the kubelet of node node-a does not serve it", id="attach"),
+    pytest.param("GET", "single/portforward?ports=80", {}, 400, "Upgrade request required", id="portforward"),
+    pytest.param("POST", "multi/attach?container=side", {}, 400, "Upgrade request required", id="attach"),
     pytest.param("POST", "pending/attach", {}, 400, "pod pending does not have a host assigned", id="attach-no-node"),
-    pytest.param("POST", "pending/portforward", {}, 400, "pods/portforward is not supported", id="portforward-no-node"),
+    pytest.param("POST", "pending/portforward", {}, 400, "pod pending does not have a host assigned",
+                 id="portforward-no-node"),
 ])
 async def test_exec_refusals(cluster: KubeletCluster, method: str, path: str, headers: dict[str, str], code: int,
                              message: str) -> None:
