@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from controllers.clusterroleaggregation import ClusterRoleAggregationController
+from controllers.cronjob import CronJobController
 from controllers.deployment import DeploymentController
 from controllers.endpoints import EndpointsController
 from controllers.endpointslice import EndpointSliceController
@@ -60,6 +61,7 @@ CONTROLLERS: dict[str, ControllerFactory] = {
     "podgc": PodGCController,
     "clusterrole-aggregation": ClusterRoleAggregationController,
     "job": JobController,
+    "cronjob": CronJobController,
     "replicationcontroller": ReplicationControllerController,
     "ttl-after-finished": TTLAfterFinishedController,
 }
