@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from machinery.protobuf.fields import FieldKind, MessageTable
 from machinery.protobuf.tables_authn import AUTHN_MESSAGES
 from machinery.protobuf.tables_meta import META_MESSAGES
+from machinery.protobuf.tables_networking import DISCOVERY_MESSAGES, NETWORKING_MESSAGES
 from machinery.protobuf.tables_pod import POD_MESSAGES
 from machinery.protobuf.tables_rbac import AUTHZ_MESSAGES, RBAC_MESSAGES
 from machinery.protobuf.tables_workloads import WORKLOAD_MESSAGES
 
 MESSAGES: dict[str, MessageTable] = {**META_MESSAGES, **POD_MESSAGES, **WORKLOAD_MESSAGES, **AUTHN_MESSAGES,
                                    **RBAC_MESSAGES, **AUTHZ_MESSAGES}
+MESSAGES.update({**NETWORKING_MESSAGES, **DISCOVERY_MESSAGES})
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,9 @@ ROOT_KINDS: dict[str, RootKind] = {
                                                  "SelfSubjectRulesReview")},
     "LocalSubjectAccessReview": RootKind("SubjectAccessReview", _AUTHZ),
 }
+ROOT_KINDS.update({kind: RootKind(kind, frozenset({"networking.k8s.io/v1"}))
+                   for kind in ("Ingress", "IngressClass", "NetworkPolicy")})
+ROOT_KINDS["EndpointSlice"] = RootKind("EndpointSlice", frozenset({"discovery.k8s.io/v1"}))
 
 
 def dangling_references() -> list[str]:
