@@ -155,6 +155,11 @@ _CONTROLLER_MANAGER = [
                                        "replicasets/finalizers")),
     rule(("create",), "batch", "jobs"),
     rule(("update", "patch"), "batch", ("jobs/status", "cronjobs/status", "jobs/finalizers")),
+    # statefulset, daemonset and replication controllers
+    rule(("update", "patch"), "apps", ("statefulsets/status", "daemonsets/status", "statefulsets/finalizers",
+                                       "daemonsets/finalizers")),
+    rule(("update", "patch"), "", ("replicationcontrollers/status", "replicationcontrollers/finalizers")),
+    rule(("create",), "", "persistentvolumeclaims"),
     rule(("create",), "coordination.k8s.io", "leases"),
     # the clusterrole-aggregation controller writes rules it gathers from other roles
     rule(("escalate", "update", "patch"), RBAC_GROUP, "clusterroles"),
