@@ -143,7 +143,8 @@ async def test_python_client_discovery_and_networking(tmp_path: Path) -> None:
         assert slice_.metadata.owner_references[0].kind == "Service"
 
         networking = pyclient.client.NetworkingV1Api(api)
-        body = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "allow"},
+        body: dict[str, Any] = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                                "metadata": {"name": "allow"},
                 "spec": {"podSelector": {"matchLabels": {"app": "web"}},
                          "ingress": [{"from": [{"podSelector": {"matchLabels": {"role": "client"}}},
                                                {"ipBlock": {"cidr": "10.244.0.0/16", "except": ["10.244.9.0/24"]}}],
@@ -161,7 +162,7 @@ async def test_python_client_discovery_and_networking(tmp_path: Path) -> None:
         assert raised.value.status == 422
         assert "must be a strict subset of `cidr`" in raised.value.body
 
-        ingress = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web"},
+        ingress: dict[str, Any] = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web"},
                    "spec": {"ingressClassName": "istio",
                             "rules": [{"host": "web.example.com", "http": {"paths": [
                                 {"path": "/", "pathType": "Prefix",
