@@ -77,7 +77,11 @@ class Meshd:
         self.discovery = DiscoveryServer(self.compiler, self.metrics, identity_of_peer=self._identity_of_peer,
                                          debounce_quiet=settings.debounce_quiet, debounce_max=settings.debounce_max,
                                          on_nack=self._nacked)
-        self.certify = CertifyService(self.ca, ApiTokenReviewer(self.client), self.metrics,
+        # TokenReviews get their own client: a burst of sidecars starting must not wait behind the
+        # rate limit that keeps meshd's writes polite.
+        self.review_client = ApiClient.from_kubeconfig(settings.kubeconfig.expanduser(),
+                                                       user_agent="istiod/kubelab") if client is None else client
+        self.certify = CertifyService(self.ca, ApiTokenReviewer(self.review_client), self.metrics,
                                       trust_domain=settings.trust_domain,
                                       default_seconds=settings.default_leaf_seconds,
                                       max_seconds=settings.max_leaf_seconds)
@@ -172,6 +176,7 @@ class Meshd:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.recorder.close(), 2.0)
         await self.client.close()
+        await self.review_client.close()
 
 
 async def serve(settings: MeshdSettings) -> None:
