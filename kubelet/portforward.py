@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from typing import Protocol
 
 from aiohttp import WSMsgType, web
@@ -148,9 +149,12 @@ async def _forward(ws: web.WebSocketResponse, dialer: PortDialer, item: _Port, n
             await ws.send_bytes(bytes([item.error]) + str(err).encode())
             return
         except (OSError, TimeoutError) as err:
-            reason = "i/o timeout" if isinstance(err, TimeoutError) else (err.strerror or str(err)).lower()
+            if isinstance(err, TimeoutError):
+                reason = "i/o timeout"
+            else:
+                reason = (os.strerror(err.errno) if err.errno else str(err)).lower()
             message = (f"error forwarding port {item.port} to pod {namespace}/{pod}, uid {uid}: failed to "
-                       f"connect to port {item.port} in the pod's network: dial tcp :{item.port}: connect: {reason}")
+                       f"connect to port {item.port} in the pod's network: connect: {reason}")
             log.info("%s", message)
             await ws.send_bytes(bytes([item.error]) + message.encode())
             return
