@@ -15,10 +15,15 @@ cluster DNS server listens on the node at the advertised address, so its Endpoin
 ``dns-tcp`` 53/TCP) name that address and the node's service proxy DNATs the ClusterIP to it. Both
 Services without a selector also get an EndpointSlice named after them, labelled
 ``kubernetes.io/service-name`` (no ``managed-by`` label: the EndpointSlice controller leaves them
-alone), rewritten with the Endpoints on every start."""
+alone), rewritten with the Endpoints on every start.
+
+Like k3s, a cluster starts with the ``local-path`` StorageClass (provisioner ``rancher.io/local-path``,
+``WaitForFirstConsumer``, ``Delete``), annotated as the default class; it is created when missing and
+otherwise left as the administrator made it."""
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import logging
 from typing import Any
@@ -159,6 +164,25 @@ async def ensure_system_identities(ctx: ApiContext) -> None:
     for ns in SYSTEM_NAMESPACES:
         await _create_missing(ctx, "serviceaccounts", ns, {
             "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}})
+
+
+DEFAULT_STORAGE_CLASS: dict[str, Any] = {
+    "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+    "metadata": {"name": "local-path", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+    "provisioner": "rancher.io/local-path", "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer",
+}
+
+
+async def ensure_default_storage_class(ctx: ApiContext) -> None:
+    """The ``local-path`` StorageClass, unless it exists."""
+    resource = lookup("storage.k8s.io", "v1", "storageclasses")
+    assert resource is not None
+    if await ctx.storage.get(resource.storage_key(None, "local-path")) is not None:
+        return
+    try:
+        await ctx.registry(resource).create(None, copy.deepcopy(DEFAULT_STORAGE_CLASS), WriteOptions())
+    except AlreadyExistsError:
+        pass
 
 
 async def ensure_system_namespaces(ctx: ApiContext) -> None:

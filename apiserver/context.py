@@ -10,6 +10,7 @@ from aiohttp import web
 
 from apiserver.admission import ServiceAllocator, admit_secret
 from apiserver.admission_serviceaccount import ServiceAccountAdmission
+from apiserver.admission_storageclass import StorageClassAdmission
 from apiserver.admission_tolerations import with_default_tolerations
 from apiserver.apiextensions.controller import ApiExtensions
 from apiserver.apiextensions.cr_registry import CrdRegistry
@@ -62,6 +63,8 @@ class ApiContext:
         hooks: dict[str, MutatingAdmission] = {"Service": allocator.admit, "Secret": admit_secret,
                                                "Pod": pod_admission}
         namespaces = self.caches.get(next(r for r in RESOURCES if r.kind == "Namespace"))
+        classes = self.caches.get(next(r for r in RESOURCES if r.kind == "StorageClass"))
+        hooks["PersistentVolumeClaim"] = StorageClassAdmission(lambda: list(classes.decoded())).admit
 
         def cached_namespace(name: str) -> dict[str, Any] | None:
             return namespaces.get(namespaces.resource.storage_key(None, name))

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from apiserver.app import make_app
 from apiserver.bootstrap import (
+    ensure_default_storage_class,
     ensure_kubernetes_endpoints,
     ensure_kubernetes_service,
     ensure_system_identities,
@@ -102,6 +103,7 @@ async def serve(settings: ApiServerSettings, *, started: asyncio.Event | None = 
         await ensure_kubernetes_service(ctx, port)
         await ensure_kubernetes_endpoints(ctx, port)
         await ensure_system_identities(ctx)
+        await ensure_default_storage_class(ctx)
         compactor = asyncio.create_task(run_compactor(storage, settings), name="compactor")
         trimmer = asyncio.create_task(run_memory_trimmer(), name="memory-trimmer")
         _tune_gc()

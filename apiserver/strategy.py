@@ -25,6 +25,9 @@ GENERATION_KINDS = frozenset({"Deployment", "ReplicaSet", "Pod"}) | WORKLOAD_KIN
 
 # Kinds with a status that clients may only change through the /status subresource.
 STATUS_KINDS = frozenset({"Pod", "Deployment", "ReplicaSet", "Node", "Namespace", "Service"}) | WORKLOAD_KINDS
+# A volume or claim starts Pending; its binder moves it on through /status.
+STORAGE_KINDS = frozenset({"PersistentVolume", "PersistentVolumeClaim"})
+STATUS_KINDS |= STORAGE_KINDS
 
 
 def prepare_for_create(obj: dict[str, Any]) -> None:
@@ -43,6 +46,8 @@ def prepare_for_create(obj: dict[str, Any]) -> None:
         obj["status"] = status
     elif kind == "Namespace":
         obj["status"] = {"phase": "Active"}
+    elif kind in STORAGE_KINDS:
+        obj["status"] = {"phase": "Pending"}
     elif kind in ("Deployment", "ReplicaSet") or kind in WORKLOAD_KINDS:
         obj["status"] = {}
     if kind == "Job":

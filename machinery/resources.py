@@ -144,6 +144,11 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", True, ("ing",),
                  subresources=(_status("Ingress", "networking.k8s.io"),), storage_root="ingress"),
     ResourceInfo("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", False),
+    ResourceInfo("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", False, ("pv",),
+                 subresources=(_status("PersistentVolume"),)),
+    ResourceInfo("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", True,
+                 ("pvc",), subresources=(_status("PersistentVolumeClaim"),)),
+    ResourceInfo("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", False, ("sc",)),
     ResourceInfo("coordination.k8s.io", "v1", "Lease", "leases", "lease", True),
     ResourceInfo("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration",
                  "mutatingwebhookconfigurations", "mutatingwebhookconfiguration", False, ("mutatingwebhookconfigs",),
@@ -289,6 +294,9 @@ ENDPOINTSLICES = _must("discovery.k8s.io", "v1", "endpointslices")
 NETWORKPOLICIES = _must("networking.k8s.io", "v1", "networkpolicies")
 INGRESSES = _must("networking.k8s.io", "v1", "ingresses")
 INGRESSCLASSES = _must("networking.k8s.io", "v1", "ingressclasses")
+PERSISTENTVOLUMES = _must("", "v1", "persistentvolumes")
+PERSISTENTVOLUMECLAIMS = _must("", "v1", "persistentvolumeclaims")
+STORAGECLASSES = _must("storage.k8s.io", "v1", "storageclasses")
 LEASES = _must("coordination.k8s.io", "v1", "leases")
 MUTATINGWEBHOOKCONFIGURATIONS = _must("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations")
 VALIDATINGWEBHOOKCONFIGURATIONS = _must("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations")

@@ -42,6 +42,7 @@ from apiserver.printing.network import ENDPOINTS_COLUMNS, SERVICE_COLUMNS, endpo
 from apiserver.printing.networking import NETWORKING_PRINTERS
 from apiserver.printing.pods import POD_COLUMNS, pod_cells, pod_row_conditions
 from apiserver.printing.rbac import BINDING_COLUMNS, binding_cells
+from apiserver.printing.storage import STORAGE_PRINTERS
 from apiserver.printing.workload_kinds import WORKLOAD_KIND_PRINTERS
 from apiserver.printing.workloads import (
     DEPLOYMENT_COLUMNS,
@@ -86,6 +87,7 @@ _PRINTERS: dict[tuple[str, str], Printer] = {
 }
 
 _PRINTERS.update(NETWORKING_PRINTERS)
+_PRINTERS.update(STORAGE_PRINTERS)
 _PRINTERS.update(WORKLOAD_KIND_PRINTERS)
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from machinery.api.defaults_networking import NETWORKING_DEFAULTERS
+from machinery.api.defaults_storage import STORAGE_DEFAULTERS
 from machinery.api.defaults_workloads import WORKLOAD_DEFAULTERS
 from machinery.api.validation_rbac import default_subjects
 from machinery.api.validation_webhooks import default_configuration
@@ -213,6 +214,7 @@ DEFAULTERS: dict[str, Callable[[Obj], None]] = {
 
 DEFAULTERS.update(RoleBinding=default_subjects, ClusterRoleBinding=default_subjects)
 DEFAULTERS.update(NETWORKING_DEFAULTERS)
+DEFAULTERS.update(STORAGE_DEFAULTERS)
 DEFAULTERS.update(WORKLOAD_DEFAULTERS)
 
 

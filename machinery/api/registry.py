@@ -31,6 +31,7 @@ from machinery.api.node import Node
 from machinery.api.pod import Binding, Pod
 from machinery.api.rbac import ClusterRole, ClusterRoleBinding, Role, RoleBinding
 from machinery.api.replicationcontroller import ReplicationController
+from machinery.api.storage import PersistentVolume, PersistentVolumeClaim, StorageClass
 
 TOP_LEVEL: tuple[type[K8sModel], ...] = (
     Namespace, Pod, Service, Endpoints, Node, ConfigMap, Secret, ServiceAccount, Event,
@@ -42,6 +43,7 @@ TOP_LEVEL += (Role, ClusterRole, RoleBinding, ClusterRoleBinding)
 TOP_LEVEL += (SubjectAccessReview, LocalSubjectAccessReview, SelfSubjectAccessReview, SelfSubjectRulesReview)
 TOP_LEVEL += (TokenReview, TokenRequest, SelfSubjectReview, SelfSubjectReviewV1beta1, SelfSubjectReviewV1alpha1)
 TOP_LEVEL += (EndpointSlice, NetworkPolicy, Ingress, IngressClass)
+TOP_LEVEL += (PersistentVolume, PersistentVolumeClaim, StorageClass)
 TOP_LEVEL += (Job, CronJob, StatefulSet, DaemonSet, ControllerRevision, ReplicationController)
 
 
@@ -57,7 +59,7 @@ for _model in TOP_LEVEL:
 # DeleteOptions is sent under several group versions; any served one is fine.
 for _av in ("meta.k8s.io/v1", "apps/v1", "coordination.k8s.io/v1", "policy/v1", "autoscaling/v1",
             "rbac.authorization.k8s.io/v1", "admissionregistration.k8s.io/v1",
-            "networking.k8s.io/v1", "discovery.k8s.io/v1", "batch/v1"):
+            "networking.k8s.io/v1", "discovery.k8s.io/v1", "batch/v1", "storage.k8s.io/v1"):
     KINDS[(_av, "DeleteOptions")] = DeleteOptions
 
 

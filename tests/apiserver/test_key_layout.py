@@ -45,6 +45,9 @@ KUBERNETES_KEYS: dict[tuple[str, str], str] = {
     ("networking.k8s.io", "networkpolicies"): "/registry/networkpolicies/default/web",
     ("networking.k8s.io", "ingresses"): "/registry/ingress/default/web",
     ("networking.k8s.io", "ingressclasses"): "/registry/ingressclasses/web",
+    ("", "persistentvolumes"): "/registry/persistentvolumes/web",
+    ("", "persistentvolumeclaims"): "/registry/persistentvolumeclaims/default/web",
+    ("storage.k8s.io", "storageclasses"): "/registry/storageclasses/web",
     ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"):
         "/registry/mutatingwebhookconfigurations/web",
     ("admissionregistration.k8s.io", "validatingwebhookconfigurations"):
