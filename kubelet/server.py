@@ -178,11 +178,16 @@ async def _real_node(client: ApiClient, settings: KubeletSettings, events_for: C
     await runtime.start()
     cleanups.append(runtime.close)
 
+    # Pods resolve through the kube-dns ClusterIP, as on Kubernetes (--cluster-dns); the service proxy
+    # DNATs it to the cluster DNS listening on the node (dns_ip), which is the fallback.
+    cluster_dns = await _cluster_dns_ip(client) if settings.dns_ip else ""
+
     def dns_for(pod: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
         policy = (pod.get("spec") or {}).get("dnsPolicy") or "ClusterFirst"
         if not settings.dns_ip or policy not in ("ClusterFirst", "ClusterFirstWithHostNet"):
             return [], [], []
-        conf = resolv_conf_for_pod(str(pod["metadata"].get("namespace") or "default"), settings.dns_ip)
+        conf = resolv_conf_for_pod(str(pod["metadata"].get("namespace") or "default"),
+                                   cluster_dns or settings.dns_ip)
         return list(conf.nameservers), list(conf.searches), list(conf.options)
 
     settings.cpu = str(os.cpu_count() or 1)
@@ -227,6 +232,26 @@ async def _real_node(client: ApiClient, settings: KubeletSettings, events_for: C
         await dns.start()
         cleanups.append(dns.stop)
     return group_
+
+
+async def _cluster_dns_ip(client: ApiClient) -> str:
+    """The ClusterIP of ``kube-system/kube-dns`` ("" when there is none or the apiserver does not answer)."""
+    from machinery.errors import ApiError
+    from machinery.resources import SERVICES
+
+    for attempt in range(10):
+        try:
+            service = await asyncio.wait_for(client.get(SERVICES, "kube-dns", namespace="kube-system"), 10)
+            ip = str((service.get("spec") or {}).get("clusterIP") or "")
+            return "" if ip == "None" else ip
+        except ApiError as exc:
+            if exc.code == 404:
+                return ""
+            log.warning("cannot read kube-system/kube-dns (attempt %d): %s", attempt + 1, exc)
+        except (OSError, TimeoutError) as exc:
+            log.warning("cannot read kube-system/kube-dns (attempt %d): %s", attempt + 1, exc)
+        await asyncio.sleep(1.0)
+    return ""
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

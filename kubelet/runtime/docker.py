@@ -53,6 +53,7 @@ from kubelet.runtime.docker_spec import (
     kind_label,
     parse_docker_time,
     pull_policy,
+    resolv_conf,
     status_from_inspect,
     stop_timeout,
 )
@@ -111,6 +112,17 @@ def _translated(what: str) -> Iterator[None]:
         raise RuntimeError_(f"{what}: {exc.explanation or exc}") from exc
     except docker.errors.DockerException as exc:
         raise RuntimeError_(f"{what}: {exc}") from exc
+
+
+def _write_resolv_conf(pause: Any, text: str) -> None:
+    """Replace the sandbox's resolv.conf (shared by every container of the pod) with ``text``; where the
+    engine's files are out of reach the pod keeps Docker's resolver, which forwards to the same servers."""
+    path = str(pause.attrs.get("ResolvConfPath") or "")
+    try:
+        with open(path, "w") as out:
+            out.write(text)
+    except OSError as exc:
+        log.warning("sandbox %s: cannot write resolv.conf at %r, keeping Docker's: %s", pause.short_id, path, exc)
 
 
 def _host_ports(pod: Mapping[str, Any], host_ip: str) -> dict[str, tuple[str, int]]:
@@ -288,6 +300,8 @@ class DockerRuntime:
         with _translated(f"run sandbox of pod {uid}"):
             pause = self.client.containers.run(self.settings.pause_image, PAUSE_COMMAND, **config)
             pause.reload()
+        if servers:
+            _write_resolv_conf(pause, resolv_conf(servers, searches, options))
         log.info("pod %s: sandbox %s started", uid, pause.short_id)
         return self._sandbox_status(pause)
 

@@ -49,6 +49,7 @@ __all__ = [
     "kind_label",
     "parse_docker_time",
     "pull_policy",
+    "resolv_conf",
     "status_from_inspect",
     "stop_timeout",
 ]
@@ -251,6 +252,18 @@ def container_config(
     config.update(_resources(container))
     config.update(_security(pod, container))
     return config
+
+
+# -- DNS --------------------------------------------------------------------------------------
+def resolv_conf(servers: Sequence[str], searches: Sequence[str], options: Sequence[str]) -> str:
+    """The pod's ``/etc/resolv.conf``, written over the sandbox's own as dockershim did: on a user-defined
+    network Docker would otherwise point every container at its embedded resolver (127.0.0.11) and only
+    forward to ``servers``, so pods would not see the cluster DNS ClusterIP they see on Kubernetes."""
+    lines = [f"search {' '.join(searches)}"] if searches else []
+    lines += [f"nameserver {server}" for server in servers]
+    if options:
+        lines.append(f"options {' '.join(options)}")
+    return "\n".join(lines) + "\n"
 
 
 # -- inspect → status -------------------------------------------------------------------------
