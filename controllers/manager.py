@@ -32,6 +32,7 @@ from controllers.replicationcontroller import ReplicationControllerController
 from controllers.rootcacert import RootCACertPublisher
 from controllers.serviceaccount import ServiceAccountController
 from controllers.settings import ControllerManagerSettings
+from controllers.statefulset import StatefulSetController
 from controllers.ttlafterfinished import TTLAfterFinishedController
 from machinery.client import ApiClient, InformerFactory
 from machinery.client.leaderelection import LeaderElector
@@ -62,6 +63,7 @@ CONTROLLERS: dict[str, ControllerFactory] = {
     "clusterrole-aggregation": ClusterRoleAggregationController,
     "job": JobController,
     "cronjob": CronJobController,
+    "statefulset": StatefulSetController,
     "replicationcontroller": ReplicationControllerController,
     "ttl-after-finished": TTLAfterFinishedController,
 }
