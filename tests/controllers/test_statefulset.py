@@ -214,7 +214,7 @@ async def test_on_delete_replaces_only_deleted_pods(tmp_path: Path) -> None:
                 pod = await client.get(PODS, "web-1", namespace="default")
             except Exception:
                 return False
-            return pod["metadata"]["labels"].get("v") == "2"
+            return bool(pod["metadata"]["labels"].get("v") == "2")
         await eventually(replaced, timeout=30, what="web-1 recreated at the new revision")
         assert "v" not in (await client.get(PODS, "web-0", namespace="default"))["metadata"]["labels"]
 
