@@ -43,7 +43,7 @@ def test_quick_run_measures_every_kill_and_the_outage(bench_run: tuple[subproces
     report = orjson.loads(json_path.read_bytes())
     assert [r["round"] for r in report["rounds"]] == [1, 2, 3]
     for kill in report["rounds"]:
-        assert kill["component"] in {"apiserver", "scheduler", "controller-manager", "kubelet-hollow"}
+        assert kill["component"] in {"apiserver", "scheduler", "controller-manager", "kubelet-hollow", "meshd"}
         assert 0 < kill["restart_delay"] <= kill["converge"]  # the bench waits for the restart, then convergence
     outage = report["results"]["outage"]
     assert outage["down"] >= 10 and 0 < outage["converge"] <= 30

@@ -88,7 +88,7 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Pa
 
 def test_every_killed_component_comes_back_and_down_leaves_nothing(cluster: tuple[Path, str]) -> None:
     state_dir, store = cluster
-    components = ["apiserver", "controller-manager", "kubelet-hollow", "scheduler"]
+    components = ["apiserver", "controller-manager", "kubelet-hollow", "meshd", "scheduler"]
     if store == "etcd":
         components.append("etcd")
     status = supervision.read_status(state_dir)
