@@ -70,6 +70,7 @@ __all__ = [
     "KUBELET_CLIENT_GROUP",
     "KUBELET_CLIENT_USER",
     "ensure_kubelet_client_certificate",
+    "kubelet_base",
     "kubelet_client_ssl_context",
     "pod_attach",
     "pod_exec",
@@ -147,7 +148,8 @@ async def _pod_and_container(ctx: ApiContext, target: RequestTarget,
     return target.namespace, target.name, container, str(spec["nodeName"])
 
 
-async def _kubelet_base(ctx: ApiContext, node_name: str) -> str:
+async def kubelet_base(ctx: ApiContext, node_name: str) -> str:
+    """``https://InternalIP:port`` of the node's kubelet, after the network guard's check."""
     nodes = lookup("", "v1", "nodes")
     assert nodes is not None
     try:
@@ -182,7 +184,7 @@ def _kubelet_error(status: int, text: str, node: str) -> ApiError:
 async def pod_log(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.StreamResponse:
     """``GET pods/{name}/log``: stream the container's log from its kubelet."""
     namespace, pod, container, node = await _pod_and_container(ctx, target, request)
-    url = await _kubelet_base(ctx, node) + _kubelet_path("containerLogs", namespace, pod, container)
+    url = await kubelet_base(ctx, node) + _kubelet_path("containerLogs", namespace, pod, container)
     params = {k: request.query[k] for k in _LOG_PARAMS if k in request.query}
     ssl_context = await asyncio.to_thread(kubelet_client_ssl_context, ctx.settings.pki_dir)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=_CONNECT_TIMEOUT)
@@ -222,7 +224,7 @@ async def _ask_kubelet(ctx: ApiContext, node: str, path: str, query: list[tuple[
     connector = guarded_connector(ctx.settings.dial_networks, ssl=ssl_context)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         try:
-            async with session.get(await _kubelet_base(ctx, node) + path, params=query) as upstream:
+            async with session.get(await kubelet_base(ctx, node) + path, params=query) as upstream:
                 body, code = await upstream.read(), upstream.status
         except (TimeoutError, aiohttp.ClientError, OSError) as err:
             raise ServiceUnavailableError(f"cannot reach the kubelet on node {node}: {err}") from err
@@ -236,7 +238,7 @@ async def _ask_kubelet(ctx: ApiContext, node: str, path: str, query: list[tuple[
 @contextlib.asynccontextmanager
 async def _kubelet_dialer(ctx: ApiContext, node: str, protocols: tuple[str, ...]) -> AsyncIterator[KubeletDial]:
     """Open WebSockets to ``node``'s kubelet (one client session for all of them)."""
-    base = await _kubelet_base(ctx, node)
+    base = await kubelet_base(ctx, node)
     ssl_context = await asyncio.to_thread(kubelet_client_ssl_context, ctx.settings.pki_dir)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=_CONNECT_TIMEOUT)
     connector = guarded_connector(ctx.settings.dial_networks, ssl=ssl_context)

@@ -3,7 +3,9 @@
     /api/v1[/namespaces/{ns}]/{plural}[/{name}[/{subresource}]]
     /apis/{group}/{version}[/namespaces/{ns}]/{plural}[/{name}[/{subresource}]]
 
-``/api/v1/namespaces/{name}[/status|/finalize]`` addresses the namespace itself.
+``/api/v1/namespaces/{name}[/status|/finalize]`` addresses the namespace itself;
+``…/{pods|services|nodes}/{name}/proxy/{path…}`` is the ``proxy`` subresource (the path after
+``proxy`` is the proxied one, read from the request by ``apiserver.resource_proxy``).
 
 Trailing slashes are ignored, as kube-apiserver's router ignores them. A path that misses under
 an API kube-apiserver serves (``/api/...``, ``/apis/<served group>/...``, ``/version/...``) is a
@@ -20,6 +22,8 @@ from machinery.errors import NotFoundError, StatusCause
 from machinery.resources import ResourceInfo, group_versions, lookup, revision
 
 NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
+PROXIED_RESOURCES = frozenset({"pods", "services", "nodes"})
+"""Core resources with a ``proxy`` subresource (``apiserver.resource_proxy``)."""
 
 
 class PageNotFound(Exception):
@@ -82,7 +86,9 @@ def parse_resource_path(path: str) -> RequestTarget | None:
     if rest[0] == "namespaces" and len(rest) >= 3 and rest[2] not in NAMESPACE_SUBRESOURCES:
         namespace, rest = rest[1], rest[2:]
     if len(rest) > 3:
-        raise route_not_found()
+        if rest[2] != "proxy":  # pods|services|nodes/{name}/proxy/{path...}: the rest is the proxied path
+            raise route_not_found()
+        rest = rest[:3]
     plural = rest[0]
     resource = lookup(group, version, plural)
     if resource is None:
@@ -93,6 +99,6 @@ def parse_resource_path(path: str) -> RequestTarget | None:
         raise route_not_found()
     if subresource and resource.subresource(subresource) is None and not (
         resource.kind == "Namespace" and subresource == "finalize"
-    ):
+    ) and not (subresource == "proxy" and group == "" and plural in PROXIED_RESOURCES):
         raise route_not_found()
     return RequestTarget(resource, namespace, name, subresource)

@@ -1,6 +1,6 @@
 """Subresources other than ``status``: ``scale``, ``pods/binding``, ``pods/eviction``,
 ``namespaces/finalize``; ``pods/log``, ``exec``, ``attach`` and ``portforward`` are relayed to the
-kubelet by ``apiserver.proxy``.
+kubelet by ``apiserver.proxy``; ``pods|services|nodes/{name}/proxy`` by ``apiserver.resource_proxy``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver import proxy, webhooks
+from apiserver import proxy, resource_proxy, webhooks
 from apiserver.apiextensions.scale import handle_scale
 from apiserver.codec import parse_object
 from apiserver.context import ApiContext
@@ -50,6 +50,9 @@ async def handle(request: web.Request, ctx: ApiContext, target: RequestTarget) -
     if sub == "attach" and method in ("GET", "POST"):
         request[VERB] = "create"
         return await proxy.pod_attach(request, ctx, target)
+    if sub == "proxy" and target.name is not None:
+        request[VERB] = resource_proxy.proxy_verb(method)
+        return await resource_proxy.handle_proxy(request, ctx, target)
     if sub == "portforward" and method in ("GET", "POST"):
         request[VERB] = "create"
         return await proxy.pod_portforward(request, ctx, target)
