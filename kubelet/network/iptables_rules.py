@@ -34,8 +34,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ChainNames", "EndpointPort", "RuleSet", "ServicePort", "build_rules", "builtin_jumps", "chains_in_save",
-           "cluster_tag", "render_cleanup", "render_restore", "service_ports"]
+__all__ = ["ChainNames", "EndpointPort", "RuleSet", "ServicePort", "build_rules", "builtin_jumps", "chain_hash",
+           "chains_in_save", "cluster_tag", "render_cleanup", "render_restore", "service_ports"]
 
 DEFAULT_AFFINITY_SECONDS = 10800
 MASQ_MARK = "0x4000"
@@ -53,6 +53,10 @@ def cluster_tag(cluster: str) -> str:
 def _hash(text: str, length: int) -> str:
     digest = hashlib.sha256(text.encode()).digest()
     return base64.b32encode(digest).decode()[:length]
+
+
+chain_hash = _hash
+"""The short hash chain names end with (shared with :mod:`kubelet.network.netpol_rules`)."""
 
 
 @dataclass(frozen=True)
@@ -258,12 +262,13 @@ def build_rules(ports: list[ServicePort], *, names: ChainNames, cluster_cidr: st
     return rules
 
 
-def render_restore(rules: RuleSet, *, existing: dict[str, set[str]] | None = None) -> str:
+def render_restore(rules: RuleSet, *, existing: dict[str, set[str]] | None = None,
+                   tables: tuple[str, ...] = ("filter", "nat")) -> str:
     """The ``iptables-restore --noflush`` document: declare (flush) every wanted chain, append its rules,
     and flush + delete ``existing`` chains of the cluster that are no longer wanted."""
     out: list[str] = []
-    for table in ("filter", "nat"):
-        wanted = rules.chains[table]
+    for table in tables:
+        wanted = rules.chains.get(table, {})
         stale = sorted((existing or {}).get(table, set()) - set(wanted))
         out.append(f"*{table}")
         out.extend(f":{name} - [0:0]" for name in [*wanted, *stale])

@@ -34,6 +34,7 @@ from kubelet.network.iptables_rules import (
     render_restore,
     service_ports,
 )
+from kubelet.network.netpol_rules import is_policy_chain
 from machinery.client.informer import SharedInformer
 from machinery.client.rest import ApiClient
 from machinery.meta import object_key
@@ -210,7 +211,9 @@ class ServiceProxy:
         for svc in services:
             ports.extend(service_ports(svc, by_key.get(object_key(svc))))
         rules = build_rules(ports, names=self.names, cluster_cidr=self.cluster_cidr)
-        existing = {table: chains_in_save(await self.iptables.save(table), self.names.prefix)
+        # Network policy chains share the prefix; they belong to kubelet.network.netpol.
+        existing = {table: {c for c in chains_in_save(await self.iptables.save(table), self.names.prefix)
+                            if not is_policy_chain(c, self.names)}
                     for table in ("filter", "nat")}
         text = render_restore(rules, existing=existing)
         await self.iptables.restore(text)
