@@ -1,0 +1,259 @@
+"""Reaching real Docker pods from outside: ``kubectl port-forward`` (1.27-1.33; pod/, svc/, deploy/),
+``kubectl attach``, ``kubectl run -i --rm``, exec and cp over SPDY, the Python client's
+port-forward, attach and str stdin, and the proxy subresources behind ``kubectl proxy``.
+
+One ``kubelab up --nodes 1`` cluster for the module (tests/e2e/docker_harness.py); real kubectl.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from kubelab.images import BUSYBOX, ensure_images
+from kubelab.testing import kubectl, kubectl_binary
+from tests.e2e.docker_harness import DockerCluster, running_cluster
+
+pytestmark = [pytest.mark.docker, pytest.mark.kubectl, pytest.mark.slow]
+
+NS = "reach"
+APPS = f"""\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {NS}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: httpd
+        image: {BUSYBOX}
+        command: ["sh", "-c", "mkdir -p /www && echo hello-from-$(hostname) > /www/index.html
+          && head -c 4000000 /dev/zero > /www/big && exec httpd -f -p 8080 -h /www"]
+        ports: [{{name: http, containerPort: 8080}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: {NS}}}
+spec:
+  selector: {{app: web}}
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: ticker, namespace: {NS}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: {BUSYBOX}
+    stdin: true
+    command: ["sh", "-c", "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 1; done"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: reader, namespace: {NS}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: {BUSYBOX}
+    stdin: true
+    command: ["sh", "-c", "while read line; do echo got:$line; done"]
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient) -> Iterator[DockerCluster]:
+    ensure_images(docker_client, ["busybox"])
+    with running_cluster(tmp_path_factory.mktemp("reach-cluster"), docker_client, "--nodes", "1") as c:
+        c.kubectl("create", "namespace", NS)
+        c.kubectl("apply", "-f", "-", input=APPS)
+        c.kubectl("-n", NS, "rollout", "status", "deployment/web", "--timeout=90s", timeout=100)
+        for pod in ("ticker", "reader"):
+            c.kubectl("-n", NS, "wait", "--for=condition=Ready", f"pod/{pod}", "--timeout=90s", timeout=100)
+        yield c
+
+
+def _web_pod(cluster: DockerCluster) -> str:
+    return str(cluster.kubectl("-n", NS, "get", "pods", "-l", "app=web", "-o",
+                               "jsonpath={.items[0].metadata.name}").stdout)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _port_forward(cluster: DockerCluster, target: str, *mappings: str,
+                  version: str | None = None) -> Iterator[subprocess.Popen[str]]:
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    cache = cluster.state_dir / f"kc-pf-{version}"
+    process = subprocess.Popen([str(kubectl_binary(version)), "port-forward", f"--cache-dir={cache}", "-n", NS,
+                                "--address=127.0.0.1", target, *mappings], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env)
+    assert process.stdout is not None
+    try:
+        for _ in mappings:
+            line = process.stdout.readline()
+            assert line.startswith("Forwarding from 127.0.0.1:"), (line, process.poll())
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _get(port: int, path: str = "/index.html") -> bytes:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as response:
+        body: bytes = response.read()
+        return body
+
+
+@pytest.mark.parametrize("version", ["1.27", "1.29", "1.31", "1.33"])
+def test_kubectl_port_forward_to_a_pod(cluster: DockerCluster, version: str) -> None:
+    pod = _web_pod(cluster)
+    local = _free_port()
+    with _port_forward(cluster, f"pod/{pod}", f"{local}:8080", version=version):
+        assert _get(local) == f"hello-from-{pod}\n".encode()
+        assert len(_get(local, "/big")) == 4_000_000
+
+
+@pytest.mark.parametrize("target", ["svc/web", "deploy/web", "service/web"])
+def test_kubectl_port_forward_to_a_service_or_deployment(cluster: DockerCluster, target: str) -> None:
+    pod = _web_pod(cluster)
+    local = _free_port()
+    mapping = f"{local}:80" if "svc" in target or "service" in target else f"{local}:8080"
+    with _port_forward(cluster, target, mapping):
+        assert _get(local) == f"hello-from-{pod}\n".encode()
+
+
+def test_kubectl_port_forward_to_a_closed_port_reports_and_recovers(cluster: DockerCluster) -> None:
+    pod = _web_pod(cluster)
+    local = _free_port()
+    with _port_forward(cluster, f"pod/{pod}", f"{local}:9999") as process:
+        with socket.create_connection(("127.0.0.1", local), timeout=30) as conn:
+            assert conn.recv(100) == b""
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        assert "error forwarding port 9999" in line and "connection refused" in line, line
+    with _port_forward(cluster, f"pod/{pod}", f"{local}:8080"):
+        assert _get(local).startswith(b"hello-from-")
+
+
+@pytest.mark.parametrize("version", ["1.27", "1.29"])
+def test_kubectl_exec_and_cp_over_spdy(cluster: DockerCluster, tmp_path: Path, version: str) -> None:
+    pod = _web_pod(cluster)
+    def run(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return kubectl(*args, kubeconfig=cluster.kubeconfig, version=version, input=input, check=False, timeout=90)
+
+    done = run("-n", NS, "exec", pod, "--", "sh", "-c", "echo out; echo err >&2; exit 4")
+    assert (done.returncode, done.stdout) == (4, "out\n"), done.stderr
+    assert "command terminated with exit code 4" in done.stderr
+    done = run("-n", NS, "exec", "-i", pod, "--", "cat", input="typed\n")
+    assert (done.returncode, done.stdout) == (0, "typed\n"), done.stderr
+    local = tmp_path / "data.txt"
+    local.write_text("copied " * 5000)
+    done = run("cp", str(local), f"{NS}/{pod}:/tmp/data.txt")
+    assert done.returncode == 0, done.stderr
+    back = tmp_path / "back.txt"
+    done = run("cp", f"{NS}/{pod}:/tmp/data.txt", str(back))
+    assert done.returncode == 0, done.stderr
+    assert back.read_text() == local.read_text()
+
+
+def test_kubectl_attach_streams_the_main_process(cluster: DockerCluster) -> None:
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    process = subprocess.Popen([str(kubectl_binary()), "attach", "-n", NS, "ticker",
+                                f"--cache-dir={cluster.state_dir / 'kc-attach'}"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert process.stdout is not None
+    try:
+        first = process.stdout.readline()
+        second = process.stdout.readline()
+        assert first.startswith("tick-") and second.startswith("tick-"), (first, second)
+        assert int(second.split("-")[1]) == int(first.split("-")[1]) + 1
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_kubectl_run_interactive_rm(cluster: DockerCluster) -> None:
+    done = cluster.kubectl("run", "-n", NS, "-i", "--rm", "--restart=Never", f"--image={BUSYBOX}", "hi", "--",
+                           "sh", "-c", "read line; echo got:$line; echo hi", input="typed\n", check=False,
+                           timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "got:typed\nhi\n" in done.stdout, (done.stdout, done.stderr)
+    assert 'pod "hi" deleted' in done.stdout + done.stderr
+    gone = cluster.kubectl("get", "-n", NS, "pod", "hi", check=False)
+    assert gone.returncode == 1 and "NotFound" in gone.stderr
+
+
+def _python_core(cluster: DockerCluster) -> Any:
+    from kubernetes import client, config
+
+    api: Any = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    return client.CoreV1Api(api)
+
+
+def test_python_client_port_forward_and_attach(cluster: DockerCluster) -> None:
+    from kubernetes.stream import portforward, stream
+
+    core = _python_core(cluster)
+    pod = _web_pod(cluster)
+    pf: Any = portforward(core.connect_get_namespaced_pod_portforward, pod, NS, ports="8080")
+    sock = pf.socket(8080)
+    sock.settimeout(30)
+    sock.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    pf.close()
+    assert answer.startswith(b"HTTP/1.") and answer.endswith(f"hello-from-{pod}\n".encode())
+
+    attached: Any = stream(core.connect_get_namespaced_pod_attach, "reader", NS, container="c", stdin=True,
+                           stdout=True, stderr=True, tty=False, _preload_content=False)
+    attached.write_stdin("from-python\n")  # a str: sent as a text frame
+    out, deadline = "", time.monotonic() + 60
+    while "got:from-python" not in out and time.monotonic() < deadline:
+        attached.update(timeout=5)
+        out += attached.read_stdout()
+    attached.close()
+    assert "got:from-python\n" in out
+
+
+def test_proxy_subresources_behind_kubectl_proxy(cluster: DockerCluster) -> None:
+    pod = _web_pod(cluster)
+    raw = cluster.kubectl("get", "--raw", f"/api/v1/namespaces/{NS}/pods/{pod}:8080/proxy/index.html").stdout
+    assert raw == f"hello-from-{pod}\n"
+    raw = cluster.kubectl("get", "--raw", f"/api/v1/namespaces/{NS}/services/web:http/proxy/").stdout
+    assert f"hello-from-{pod}" in raw
+    assert cluster.kubectl("get", "--raw", "/api/v1/nodes/node-1/proxy/healthz").stdout == "ok"
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    process = subprocess.Popen([str(kubectl_binary()), "proxy", "--port=0",
+                                f"--cache-dir={cluster.state_dir / 'kc-proxy'}"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert process.stdout is not None
+    try:
+        line = process.stdout.readline()
+        port = int(line.rsplit(":", 1)[1])
+        url = f"http://127.0.0.1:{port}/api/v1/namespaces/{NS}/pods/{pod}:8080/proxy/"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.read() == f"hello-from-{pod}\n".encode()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
