@@ -14,6 +14,7 @@ from apiserver.admission_storageclass import StorageClassAdmission
 from apiserver.admission_tolerations import with_default_tolerations
 from apiserver.apiextensions.controller import ApiExtensions
 from apiserver.apiextensions.cr_registry import CrdRegistry
+from apiserver.autoscaling_registry import registry_class
 from apiserver.metrics import ApiMetrics
 from apiserver.registry import MutatingAdmission, Registry
 from apiserver.settings import ApiServerSettings
@@ -70,7 +71,10 @@ class ApiContext:
             return namespaces.get(namespaces.resource.storage_key(None, name))
 
         for r in RESOURCES:
-            self.registries[r.group_resource] = Registry(r, self.storage, hooks.get(r.kind), cached_namespace)
+            registry = registry_class(r)(r, self.storage, hooks.get(r.kind), cached_namespace)
+            # A resource's first (preferred) version by its name; further versions by version too.
+            served = f"{r.version}/{r.group_resource}" if r.group_resource in self.registries else r.group_resource
+            self.registries[served] = registry
         crds = CrdRegistry(CUSTOMRESOURCEDEFINITIONS, self.storage)
         self.registries[CUSTOMRESOURCEDEFINITIONS.group_resource] = crds
         self.apiextensions = ApiExtensions(self.storage, self.caches, crds, cached_namespace)
@@ -78,7 +82,8 @@ class ApiContext:
     def registry(self, resource: ResourceInfo) -> Registry:
         if resource.custom is not None:
             return self.apiextensions.registry_for(resource)
-        return self.registries[resource.group_resource]
+        return self.registries.get(f"{resource.version}/{resource.group_resource}") or \
+            self.registries[resource.group_resource]
 
 
 CONTEXT: web.AppKey[ApiContext] = web.AppKey("kubelab_context", ApiContext)

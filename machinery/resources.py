@@ -138,6 +138,16 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo("batch", "v1", "Job", "jobs", "job", True, (), ("all",), subresources=(_status("Job", "batch"),)),
     ResourceInfo("batch", "v1", "CronJob", "cronjobs", "cronjob", True, ("cj",), ("all",),
                  subresources=(_status("CronJob", "batch"),)),
+    # autoscaling/v2 is the storage version; v1 objects are converted (machinery.api.autoscaling_conversion).
+    ResourceInfo("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler",
+                 True, ("hpa",), ("all",), subresources=(_status("HorizontalPodAutoscaler", "autoscaling", "v2"),)),
+    ResourceInfo("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler",
+                 True, ("hpa",), ("all",), subresources=(_status("HorizontalPodAutoscaler", "autoscaling", "v1"),)),
+    # Read-only, built from kubelet statistics (apiserver.metrics_api), never stored.
+    ResourceInfo("metrics.k8s.io", "v1beta1", "NodeMetrics", "nodes", "", False, verbs=("get", "list"),
+                 storage_root="metrics.k8s.io/nodes"),
+    ResourceInfo("metrics.k8s.io", "v1beta1", "PodMetrics", "pods", "", True, verbs=("get", "list"),
+                 storage_root="metrics.k8s.io/pods"),
     ResourceInfo("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", True),
     ResourceInfo("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", True,
                  ("netpol",)),
@@ -290,6 +300,10 @@ CONTROLLERREVISIONS = _must("apps", "v1", "controllerrevisions")
 REPLICATIONCONTROLLERS = _must("", "v1", "replicationcontrollers")
 JOBS = _must("batch", "v1", "jobs")
 CRONJOBS = _must("batch", "v1", "cronjobs")
+HORIZONTALPODAUTOSCALERS = _must("autoscaling", "v2", "horizontalpodautoscalers")
+HORIZONTALPODAUTOSCALERS_V1 = _must("autoscaling", "v1", "horizontalpodautoscalers")
+NODEMETRICS = _must("metrics.k8s.io", "v1beta1", "nodes")
+PODMETRICS = _must("metrics.k8s.io", "v1beta1", "pods")
 ENDPOINTSLICES = _must("discovery.k8s.io", "v1", "endpointslices")
 NETWORKPOLICIES = _must("networking.k8s.io", "v1", "networkpolicies")
 INGRESSES = _must("networking.k8s.io", "v1", "ingresses")

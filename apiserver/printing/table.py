@@ -19,6 +19,7 @@ from typing import Any
 
 from apiserver.apiextensions.printer import custom_printer
 from apiserver.apiextensions.served import served_version
+from apiserver.printing.autoscaling import AUTOSCALING_PRINTERS
 from apiserver.printing.cluster import (
     EVENT_COLUMNS,
     LEASE_COLUMNS,
@@ -89,6 +90,7 @@ _PRINTERS: dict[tuple[str, str], Printer] = {
 _PRINTERS.update(NETWORKING_PRINTERS)
 _PRINTERS.update(STORAGE_PRINTERS)
 _PRINTERS.update(WORKLOAD_KIND_PRINTERS)
+_PRINTERS.update(AUTOSCALING_PRINTERS)
 
 
 def printer_for(resource: ResourceInfo) -> Printer:

@@ -7,6 +7,7 @@ mutate). Only fields that are unset get a value; nothing already present is chan
 from collections.abc import Callable
 from typing import Any
 
+from machinery.api.defaults_autoscaling import AUTOSCALING_DEFAULTERS
 from machinery.api.defaults_networking import NETWORKING_DEFAULTERS
 from machinery.api.defaults_storage import STORAGE_DEFAULTERS
 from machinery.api.defaults_workloads import WORKLOAD_DEFAULTERS
@@ -216,6 +217,7 @@ DEFAULTERS.update(RoleBinding=default_subjects, ClusterRoleBinding=default_subje
 DEFAULTERS.update(NETWORKING_DEFAULTERS)
 DEFAULTERS.update(STORAGE_DEFAULTERS)
 DEFAULTERS.update(WORKLOAD_DEFAULTERS)
+DEFAULTERS.update(AUTOSCALING_DEFAULTERS)
 
 
 def apply(kind: str, obj: Obj) -> None:

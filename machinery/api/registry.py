@@ -21,10 +21,12 @@ from machinery.api.authorization import (
     SelfSubjectRulesReview,
     SubjectAccessReview,
 )
+from machinery.api.autoscaling import HorizontalPodAutoscaler, HorizontalPodAutoscalerV1
 from machinery.api.base import K8sModel
 from machinery.api.batch import CronJob, Job
 from machinery.api.core import ConfigMap, Endpoints, Event, Namespace, Secret, Service, ServiceAccount
 from machinery.api.meta import DeleteOptions, Status
+from machinery.api.metrics import NodeMetrics, PodMetrics
 from machinery.api.misc import Eviction, Lease, Scale
 from machinery.api.networking import EndpointSlice, Ingress, IngressClass, NetworkPolicy
 from machinery.api.node import Node
@@ -45,6 +47,7 @@ TOP_LEVEL += (TokenReview, TokenRequest, SelfSubjectReview, SelfSubjectReviewV1b
 TOP_LEVEL += (EndpointSlice, NetworkPolicy, Ingress, IngressClass)
 TOP_LEVEL += (PersistentVolume, PersistentVolumeClaim, StorageClass)
 TOP_LEVEL += (Job, CronJob, StatefulSet, DaemonSet, ControllerRevision, ReplicationController)
+TOP_LEVEL += (HorizontalPodAutoscaler, HorizontalPodAutoscalerV1, NodeMetrics, PodMetrics)
 
 
 def _api_version(group: str, version: str) -> str:
@@ -59,7 +62,7 @@ for _model in TOP_LEVEL:
 # DeleteOptions is sent under several group versions; any served one is fine.
 for _av in ("meta.k8s.io/v1", "apps/v1", "coordination.k8s.io/v1", "policy/v1", "autoscaling/v1",
             "rbac.authorization.k8s.io/v1", "admissionregistration.k8s.io/v1",
-            "networking.k8s.io/v1", "discovery.k8s.io/v1", "batch/v1", "storage.k8s.io/v1"):
+            "networking.k8s.io/v1", "discovery.k8s.io/v1", "batch/v1", "autoscaling/v2", "storage.k8s.io/v1"):
     KINDS[(_av, "DeleteOptions")] = DeleteOptions
 
 

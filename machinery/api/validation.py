@@ -11,6 +11,7 @@ from typing import Any
 from machinery import resources
 from machinery.api import names
 from machinery.api.names import Errors
+from machinery.api.defaults_autoscaling import AUTOSCALING_CHECKS
 from machinery.api.validation_networking import NETWORKING_CHECKS
 from machinery.api.validation_pod import PROTOCOLS, TAINT_EFFECTS, label_selector, pod_spec
 from machinery.api.validation_rbac import RBAC_CHECKS, RBAC_NAME_RULES
@@ -381,6 +382,7 @@ CHECKS.update(RBAC_CHECKS)
 CHECKS.update(NETWORKING_CHECKS)
 CHECKS.update(STORAGE_CHECKS)
 CHECKS.update(WORKLOAD_CHECKS)
+CHECKS.update(AUTOSCALING_CHECKS)
 _NAME_RULES.update(RBAC_NAME_RULES)
 _NO_METADATA_CHECKS = ("DeleteOptions", "Status", "Eviction", "Binding")
 

@@ -40,6 +40,7 @@ KUBERNETES_KEYS: dict[tuple[str, str], str] = {
     ("", "events"): "/registry/events/default/web",
     ("apps", "deployments"): "/registry/deployments/default/web",
     ("apps", "replicasets"): "/registry/replicasets/default/web",
+    ("autoscaling", "horizontalpodautoscalers"): "/registry/horizontalpodautoscalers/default/web",
     ("coordination.k8s.io", "leases"): "/registry/leases/default/web",
     ("discovery.k8s.io", "endpointslices"): "/registry/endpointslices/default/web",
     ("networking.k8s.io", "networkpolicies"): "/registry/networkpolicies/default/web",
@@ -62,10 +63,11 @@ KUBERNETES_KEYS: dict[tuple[str, str], str] = {
 
 
 def stored_builtins() -> list[ResourceInfo]:
-    """Built-in kinds kept in the store (the review kinds are answered by handlers)."""
+    """Built-in kinds kept in the store (the review kinds are answered by handlers, the metrics
+    are read from kubelets)."""
     seen: dict[str, ResourceInfo] = {}
     for r in RESOURCES:
-        if "get" in r.verbs:
+        if "get" in r.verbs and r.group != "metrics.k8s.io":
             seen.setdefault(r.group_resource, r)
     return list(seen.values())
 
