@@ -215,10 +215,12 @@ def cleanup(cluster: str) -> CleanupReport:
         finally:
             client.close()
     from kubelet.network.iptables_rules import ChainNames
+    from kubelet.network.netpol import NetworkPolicyAgent
     from kubelet.network.proxy import IptablesError, ServiceProxy
 
     before = _count_chains(ChainNames(cluster).prefix)
     try:
+        NetworkPolicyAgent(None, cluster=cluster).cleanup()  # its FORWARD jump first: chains in use stay
         ServiceProxy(None, cluster=cluster, node_ip="127.0.0.1").cleanup()
     except (IptablesError, OSError) as exc:
         report.problems.append(f"iptables cleanup failed: {exc}")

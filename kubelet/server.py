@@ -12,7 +12,8 @@ runtime version, the kubelet server port), the HTTPS streaming server (logs, exe
 port-forward; Docker streams limited to
 this node's containers of this cluster, listening on the node's InternalIP: the pod network
 gateway, which the apiserver dials; probes may reach the pod's IP, loopback and the pod network
-only, through ``machinery.netguard``), and in the network-agent role the ``ServiceProxy`` and
+only, through ``machinery.netguard``), and in the network-agent role the ``ServiceProxy``, the
+``NetworkPolicyAgent`` and
 (``run_dns``) ``ClusterDNS``. ``kubelab up`` gives both roles to one node only: the nodes of a
 laptop cluster share the host's netfilter. With ``--hollow`` the group serves the hollow nodes'
 kubelet endpoints itself, on their loopback addresses (``kubelet.hollow_endpoints``).
@@ -226,6 +227,12 @@ async def _real_node(client: ApiClient, settings: KubeletSettings, events_for: C
         task = asyncio.create_task(proxy.run(), name=f"service-proxy {settings.node_name}")
         cleanups.append(proxy.stop)
         cleanups.append(lambda: _cancel(task))
+        from kubelet.network.netpol import NetworkPolicyAgent
+
+        policies = NetworkPolicyAgent(client, cluster=settings.cluster_name, node_ips=(agent.config.host_ip,))
+        policy_task = asyncio.create_task(policies.run(), name=f"network-policies {settings.node_name}")
+        cleanups.append(policies.stop)
+        cleanups.append(lambda: _cancel(policy_task))
     if settings.run_dns:
         dns = ClusterDNS(client, listen=(settings.dns_ip or "127.0.0.1", settings.dns_port),
                          upstream=host_upstream())
