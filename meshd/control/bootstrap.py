@@ -5,7 +5,8 @@ Called once by :mod:`meshd.control.server` (idempotent: create, or update what d
 
 * Namespace ``istio-system``.
 * Service ``istiod`` (no selector; ports ``grpc-xds`` 15012, ``https-webhook`` 443 → 15017 as in
-  Istio, and 15017 itself) and its Endpoints, naming the host address meshd listens on (the
+  Istio, and 15017 itself; the target ports are where meshd listens, free ports on a hollow
+  cluster) and its Endpoints, naming the host address meshd listens on (the
   pod network's gateway on Docker clusters, 127.0.0.1 on hollow ones), as ``default/kubernetes``
   names the apiserver. Pods dial ``istiod.istio-system.svc:15012``; the apiserver resolves the
   webhook Service to this endpoint.
@@ -34,10 +35,11 @@ from machinery.resources import (
     VALIDATINGWEBHOOKCONFIGURATIONS,
     ResourceInfo,
 )
+from meshd.api.identity import DISCOVERY_PORT
 from meshd.control import injector
-from meshd.control.settings import MeshdSettings
+from meshd.control.settings import WEBHOOK_PORT, MeshdSettings
 
-__all__ = ["INJECTOR_CONFIG", "SERVICE_NAME", "VALIDATOR_CONFIG", "ensure_bootstrap", "ensure_webhooks"]
+__all__ = ["INJECTOR_CONFIG", "SERVICE_NAME", "VALIDATOR_CONFIG", "covers", "ensure_bootstrap", "ensure_webhooks"]
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +51,21 @@ _LABELS = {"app": "istiod", "istio": "pilot", "app.kubernetes.io/managed-by": "k
 
 def _service_ports(settings: MeshdSettings) -> list[dict[str, Any]]:
     return [
-        {"name": "grpc-xds", "port": settings.discovery_port, "protocol": "TCP",
-         "targetPort": settings.discovery_port},
+        {"name": "grpc-xds", "port": DISCOVERY_PORT, "protocol": "TCP", "targetPort": settings.discovery_port},
         {"name": "https-webhook", "port": 443, "protocol": "TCP", "targetPort": settings.webhook_port},
-        {"name": "https-webhook-direct", "port": settings.webhook_port, "protocol": "TCP",
-         "targetPort": settings.webhook_port},
+        {"name": "https-webhook-direct", "port": WEBHOOK_PORT, "protocol": "TCP", "targetPort": settings.webhook_port},
     ]
+
+
+def covers(current: Any, desired: Any) -> bool:
+    """Whether ``current`` holds everything ``desired`` says (fields the apiserver defaulted are
+    extra, not a difference)."""
+    if isinstance(desired, dict):
+        return isinstance(current, dict) and all(covers(current.get(k), v) for k, v in desired.items())
+    if isinstance(desired, list):
+        return (isinstance(current, list) and len(current) == len(desired)
+                and all(covers(c, d) for c, d in zip(current, desired, strict=True)))
+    return bool(current == desired)
 
 
 async def _apply(client: ApiClient, resource: ResourceInfo, desired: dict[str, Any],
@@ -72,7 +83,7 @@ async def _apply(client: ApiClient, resource: ResourceInfo, desired: dict[str, A
                 return
             except AlreadyExistsError:
                 continue
-        if all(current.get(f) == desired.get(f) for f in fields):
+        if all(covers(current.get(f), desired.get(f)) for f in fields):
             return
         updated = {**current, **{f: desired[f] for f in fields if f in desired}}
         try:

@@ -22,6 +22,7 @@ import yaml
 from machinery.client import ApiClient
 from machinery.errors import AlreadyExistsError, ConflictError, NotFoundError
 from machinery.resources import CUSTOMRESOURCEDEFINITIONS, ResourceInfo
+from meshd.control.bootstrap import covers
 
 __all__ = [
     "AUTHORIZATION_POLICIES",
@@ -88,7 +89,7 @@ async def _apply_one(client: ApiClient, crd: dict[str, Any]) -> None:
                 return
             except AlreadyExistsError:
                 continue
-        if current.get("spec") == crd["spec"]:
+        if covers(current.get("spec"), crd["spec"]):
             return
         desired = {**crd, "metadata": {**current["metadata"], **crd["metadata"],
                                        "resourceVersion": current["metadata"]["resourceVersion"]}}

@@ -173,6 +173,9 @@ async def test_root_cert_published_in_every_namespace(cluster: Cluster) -> None:
     ports = {p["name"]: p["port"] for p in endpoints["subsets"][0]["ports"]}
     assert ports["grpc-xds"] == cluster.meshd.settings.discovery_port
     assert ports["https-webhook"] == cluster.meshd.settings.webhook_port
+    service = await cluster.client.get(SERVICES, "istiod", namespace="istio-system")
+    assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {
+        "grpc-xds": 15012, "https-webhook": 443, "https-webhook-direct": 15017}
 
 
 async def test_a_proxy_gets_its_config_and_a_nack_shows_in_proxy_status_and_events(cluster: Cluster,
