@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from controllers.clusterroleaggregation import ClusterRoleAggregationController
 from controllers.cronjob import CronJobController
+from controllers.daemonset import DaemonSetController
 from controllers.deployment import DeploymentController
 from controllers.endpoints import EndpointsController
 from controllers.endpointslice import EndpointSliceController
@@ -64,6 +65,7 @@ CONTROLLERS: dict[str, ControllerFactory] = {
     "job": JobController,
     "cronjob": CronJobController,
     "statefulset": StatefulSetController,
+    "daemonset": DaemonSetController,
     "replicationcontroller": ReplicationControllerController,
     "ttl-after-finished": TTLAfterFinishedController,
 }

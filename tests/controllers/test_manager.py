@@ -33,7 +33,8 @@ def test_registry_has_every_controller() -> None:
                                 "nodelifecycle",
                                 "namespace", "serviceaccount", "root-ca-cert-publisher", "podgc",
                                 "clusterrole-aggregation", "job", "ttl-after-finished",
-                                "replicationcontroller", "cronjob", "statefulset"}
+                                "replicationcontroller", "cronjob", "statefulset",
+                                "daemonset"}
 
 
 async def test_only_the_leader_acts_and_failover(tmp_path: Path) -> None:
