@@ -104,9 +104,11 @@ class StatusReporter:
             obj = snapshot.find(kind, namespace, name)
             if obj is None:
                 continue
-            text = f"proxy {proxy} rejected {type_url.rsplit('.', 1)[-1]}: {message}"
-            self.recorder.event(obj, "Warning", "ProxyRejectedConfig", text)
+            kind_name = type_url.rsplit(".", 1)[-1]
+            # One message for every proxy refusing the same thing: the Event's count aggregates them.
+            self.recorder.event(obj, "Warning", "ProxyRejectedConfig", f"a proxy rejected its {kind_name}: {message}")
             generation = int((obj.get("metadata") or {}).get("generation") or 0)
+            text = f"proxy {proxy} rejected {kind_name}: {message}"
             self._nacks[(kind, namespace, name)] = _Nack(text, generation, now_rfc3339())
         self.debouncer.trigger()
 
