@@ -1,19 +1,23 @@
-"""Container log streaming and exec sessions: the seam behind the kubelet's HTTPS server.
+"""Container logs, exec and attach sessions, pod port dialling: the seam behind the kubelet's HTTPS server.
 
-``kubelet.httpserver`` serves ``/containerLogs`` and ``/exec`` from a :class:`StreamSource`
-(a :class:`LogSource` and an :class:`ExecSource`). Two implementations live here:
+``kubelet.httpserver`` serves ``/containerLogs``, ``/exec``, ``/attach`` and ``/portForward``
+from a :class:`StreamSource` (a :class:`LogSource`, an :class:`ExecSource`, an
+:class:`AttachSource` and a ``kubelet.portforward.PortDialer``). Two implementations live here:
 
 * :class:`DockerStreams` -- the real one. It finds a pod's container by the labels the Docker
   runtime puts on every container (``io.kubernetes.pod.namespace``, ``io.kubernetes.pod.name``,
   ``io.kubernetes.container.name``, ``io.kubernetes.container.restartCount``), reads logs with
   ``container.logs(stream=True, ...)`` and runs commands with ``exec_create``/``exec_start``
   (socket mode; with ``tty=False`` Docker multiplexes stdout/stderr in 8-byte-header frames,
-  undone by :class:`DockerFrameDecoder`). The SDK is blocking: every call runs in a thread.
+  undone by :class:`DockerFrameDecoder`), attaches through ``kubelet.attach`` and dials a pod's
+  port at its pause container's IP (through ``machinery.netguard``, the pod network only). The
+  SDK is blocking: every call runs in a thread.
 * :class:`MemoryStreams` -- the stand-in for tests: logs appended in memory, exec run as a local
-  subprocess (the command runs on the host; tests only).
+  subprocess (the command runs on the host; tests only), ports dialled on the host's loopback,
+  no attach.
 
 Hollow nodes serve the simulated output of the fake runtime through :func:`read_log` and answer
-exec with :class:`UnsupportedStreamError` (``kubelet.hollow_endpoints``).
+exec and attach with :class:`UnsupportedStreamError` (``kubelet.hollow_endpoints``).
 
 Guarantees: a missing pod or container raises :class:`ContainerNotFoundError` before any byte is
 streamed; output channels are :data:`STDOUT` and :data:`STDERR` (the remote-command channel
