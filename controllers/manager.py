@@ -25,9 +25,12 @@ from controllers.endpoints import EndpointsController
 from controllers.endpointslice import EndpointSliceController
 from controllers.garbagecollector import GarbageCollectorController
 from controllers.job import JobController
+from controllers.localpath import LocalPathProvisioner
 from controllers.namespace import NamespaceController
 from controllers.nodelifecycle import NodeLifecycleController
 from controllers.podgc import PodGCController
+from controllers.pvbinder import PersistentVolumeBinderController
+from controllers.pvcprotection import StorageProtectionController
 from controllers.replicaset import ReplicaSetController
 from controllers.replicationcontroller import ReplicationControllerController
 from controllers.rootcacert import RootCACertPublisher
@@ -68,6 +71,9 @@ CONTROLLERS: dict[str, ControllerFactory] = {
     "daemonset": DaemonSetController,
     "replicationcontroller": ReplicationControllerController,
     "ttl-after-finished": TTLAfterFinishedController,
+    "persistentvolume-binder": PersistentVolumeBinderController,
+    "local-path-provisioner": LocalPathProvisioner,
+    "storage-protection": StorageProtectionController,
 }
 """Every controller by its ``--controllers`` name."""
 

@@ -107,6 +107,9 @@ class ControllerManagerSettings:
     burst: int = 0
     """Client-side burst for ``qps``."""
 
+    storage_dir: Path = field(default_factory=lambda: Path.home() / ".kubelab" / "storage")
+    """Where the local-path provisioner keeps volume directories (``kubelab up``: ``<state-dir>/storage``)."""
+
     def workers_for(self, name: str, default: int = 1) -> int:
         """How many workers the controller called ``name`` runs."""
         return max(1, self.workers.get(name, default))

@@ -198,6 +198,8 @@ def _add_components(commands: Any) -> None:
     _add_kubeconfig(manager)
     _add_leader_elect(manager, default=True)
     _add_node_lifecycle(manager)
+    manager.add_argument("--storage-dir", type=Path, default=None, metavar="DIR",
+                         help="local-path volume directories (default ~/.kubelab/storage)")
     manager.set_defaults(handler=cmd_controller_manager)
 
     kubelet = commands.add_parser("kubelet", help="run a node agent (or many hollow nodes) in the foreground")
@@ -476,7 +478,8 @@ def _up_components(args: argparse.Namespace) -> int:
         processes = [
             _ensure_running(state_dir, SCHEDULER, launcher.component_command(SCHEDULER, kubeconfig=scheduler_kc)),
             _ensure_running(state_dir, CONTROLLER_MANAGER, launcher.component_command(
-                CONTROLLER_MANAGER, kubeconfig=manager_kc, extra_args=lifecycle)),
+                CONTROLLER_MANAGER, kubeconfig=manager_kc,
+                extra_args=[*lifecycle, "--storage-dir", str(state_dir / "storage")])),
         ]
         if args.hollow_nodes > 0:
             kubelet_kc = launcher.component_kubeconfig(state_dir, HOLLOW_KUBELET,
@@ -662,14 +665,17 @@ def cmd_controller_manager(args: argparse.Namespace) -> int:
 
     _configure_logging(args.verbose)
     toleration = int(args.pod_eviction_timeout)
-    run(ControllerManagerSettings(
+    settings = ControllerManagerSettings(
         kubeconfig=args.kubeconfig.expanduser(),
         leader_elect=args.leader_elect,
         node_monitor_grace_period=args.node_monitor_grace_period,
         pod_eviction_timeout=args.pod_eviction_timeout,
         default_not_ready_toleration_seconds=toleration,
         default_unreachable_toleration_seconds=toleration,
-    ))
+    )
+    if args.storage_dir is not None:
+        settings.storage_dir = args.storage_dir.expanduser()
+    run(settings)
     return 0
 
 

@@ -39,7 +39,7 @@ from kubelet.runtime.interface import RuntimeError_
 from machinery.client.rest import ApiClient
 from machinery.errors import NotFoundError
 from machinery.quantity import Quantity
-from machinery.resources import CONFIGMAPS, SECRETS, SERVICES
+from machinery.resources import CONFIGMAPS, PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, SECRETS, SERVICES
 
 __all__ = [
     "ApiObjectSource",
@@ -102,6 +102,18 @@ class ApiObjectSource:
     async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return await self.client.get(SECRETS, name, namespace=namespace)
+        except NotFoundError:
+            return None
+
+    async def get_claim(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await self.client.get(PERSISTENTVOLUMECLAIMS, name, namespace=namespace)
+        except NotFoundError:
+            return None
+
+    async def get_volume(self, name: str) -> dict[str, Any] | None:
+        try:
+            return await self.client.get(PERSISTENTVOLUMES, name)
         except NotFoundError:
             return None
 

@@ -12,7 +12,11 @@ a container's ``volumeMounts`` into host paths, and :meth:`VolumeManager.cleanup
   payload is unchanged. ``items`` select and rename keys; ``defaultMode``/``mode`` set permissions;
   a projected ``serviceAccountToken`` source writes the pod's token from the
   :class:`kubelet.projected.TokenManager` (refreshed at 80% of its life, swapped in atomically);
-* ``hostPath``: the host path itself (``DirectoryOrCreate``/``FileOrCreate`` create it).
+* ``hostPath``: the host path itself (``DirectoryOrCreate``/``FileOrCreate`` create it);
+* ``persistentVolumeClaim``: the directory of the claim's PersistentVolume (its ``hostPath`` or
+  ``local`` path) bound into the containers. Until the claim is Bound the pod waits in
+  ContainerCreating with a ``FailedMount`` event (``PVC is not bound``). A volume of the local-path
+  provisioner is created on first mount, world-writable as k3s makes it.
 
 A missing ConfigMap/Secret that is not ``optional`` raises :class:`VolumeError` (the kubelet's
 ``FailedMount`` event message). Blocking file work runs in a thread.
@@ -28,14 +32,16 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from kubelet.envvars import ContainerConfigError, ObjectSource, PodContext, field_value, resource_value
 from kubelet.projected import TokenError, TokenManager
 
-__all__ = ["Mount", "VolumeError", "VolumeManager", "container_mounts", "write_atomic"]
+__all__ = ["ClaimSource", "Mount", "VolumeError", "VolumeManager", "container_mounts", "write_atomic"]
 
 DATA_DIR = "..data"
+PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
+LOCAL_PATH = "rancher.io/local-path"
 _DEFAULT_MODE = 0o644
 
 
@@ -122,6 +128,17 @@ def _select(values: Mapping[str, bytes], source: Mapping[str, Any], kind: str, n
     return out
 
 
+@runtime_checkable
+class ClaimSource(Protocol):
+    """Where PersistentVolumeClaims and PersistentVolumes come from (``None``: not found)."""
+
+    async def get_claim(self, namespace: str, name: str) -> dict[str, Any] | None:
+        ...
+
+    async def get_volume(self, name: str) -> dict[str, Any] | None:
+        ...
+
+
 class VolumeManager:
     """The volumes of every pod on one node, under ``root``."""
 
@@ -145,6 +162,11 @@ class VolumeManager:
             if host_path is not None:
                 paths[name] = await asyncio.to_thread(_host_path, host_path)
                 continue
+            claim = volume.get("persistentVolumeClaim")
+            if claim is not None:
+                paths[name] = await self._claim_path(str(pod["metadata"].get("namespace") or "default"),
+                                                     str(claim.get("claimName") or ""))
+                continue
             payload = await self._payload(pod, volume, ctx)
             if payload is None:  # emptyDir (and any type we keep as a plain directory)
                 await asyncio.to_thread(target.mkdir, parents=True, exist_ok=True)
@@ -154,6 +176,29 @@ class VolumeManager:
                 await asyncio.to_thread(write_atomic, target, payload)
             paths[name] = str(target)
         return paths
+
+    async def _claim_path(self, namespace: str, name: str) -> str:
+        """The host directory of a bound claim's volume (VolumeError while it is not usable)."""
+        if not isinstance(self.source, ClaimSource):
+            raise VolumeError("persistentVolumeClaim volumes are not supported on this node")
+        claim = await self.source.get_claim(namespace, name)
+        if claim is None:
+            raise VolumeError(f'persistentvolumeclaim "{name}" not found')
+        if (claim.get("metadata") or {}).get("deletionTimestamp"):
+            raise VolumeError(f'persistentvolumeclaim "{name}" is being deleted')
+        volume_name = str((claim.get("spec") or {}).get("volumeName") or "")
+        if not volume_name or (claim.get("status") or {}).get("phase") != "Bound":
+            raise VolumeError(f"error processing PVC {namespace}/{name}: PVC is not bound")
+        volume = await self.source.get_volume(volume_name)
+        if volume is None:
+            raise VolumeError(f'persistentvolume "{volume_name}" not found')
+        spec = volume.get("spec") or {}
+        if spec.get("hostPath") is not None:
+            shared = ((volume.get("metadata") or {}).get("annotations") or {}).get(PROVISIONED_BY) == LOCAL_PATH
+            return await asyncio.to_thread(_claim_dir, spec["hostPath"], shared)
+        if spec.get("local") is not None:
+            return await asyncio.to_thread(_host_path, {"path": spec["local"].get("path", ""), "type": "Directory"})
+        raise VolumeError(f'persistentvolume "{volume_name}" has a volume source this node cannot mount')
 
     async def _payload(self, pod: dict[str, Any], volume: Mapping[str, Any], ctx: PodContext
                        ) -> dict[str, tuple[bytes, int]] | None:
@@ -241,6 +286,15 @@ def _host_path(source: Mapping[str, Any]) -> str:
     elif kind in ("Directory", "File", "Socket") and not path.exists():
         raise VolumeError(f"hostPath type check failed: {path} does not exist")
     return str(path)
+
+
+def _claim_dir(source: Mapping[str, Any], world_writable: bool) -> str:
+    path = Path(str(source.get("path") or ""))
+    created = not path.exists()
+    result = _host_path(source)
+    if created and world_writable and path.is_dir():
+        path.chmod(0o777)
+    return result
 
 
 def container_mounts(container: Mapping[str, Any], volume_paths: Mapping[str, str]) -> list[Mount]:

@@ -28,7 +28,7 @@ from scheduler.plugins import default_registry
 
 DEFAULT_FILTERS: tuple[str, ...] = (
     "NodeUnschedulable", "NodeName", "TaintToleration", "NodeAffinity", "NodeResourcesFit",
-    "PodTopologySpread", "InterPodAffinity",
+    "PodTopologySpread", "InterPodAffinity", "VolumeBinding",
 )
 DEFAULT_SCORES: tuple[tuple[str, int], ...] = (
     ("TaintToleration", 3), ("NodeAffinity", 2), ("PodTopologySpread", 2),

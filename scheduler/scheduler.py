@@ -129,6 +129,10 @@ class Scheduler:
         pods.add_handler(on_add=self._on_pod, on_update=self._on_pod_update, on_delete=self._on_pod_delete)
         nodes = self._factory.informer(NODES)
         nodes.add_handler(on_add=self._on_node, on_update=self._on_node_update, on_delete=self._on_node_delete)
+        for plugin in self.framework.filters:  # plugins that follow more objects (VolumeBinding)
+            watch = getattr(plugin, "watch", None)
+            if watch is not None:
+                watch(self._factory, self.queue.move_all_to_active)
         await self._factory.start()
         try:
             await self._factory.wait_synced()
@@ -196,6 +200,10 @@ class Scheduler:
 
     async def _bind(self, pod: PodInfo, result: ScheduleResult) -> None:
         try:
+            for plugin in self.framework.filters:  # PreBind (VolumeBinding annotates claims)
+                pre_bind = getattr(plugin, "pre_bind", None)
+                if pre_bind is not None:
+                    await pre_bind(self.client, pod.obj, result.node)
             await self.client.bind(pod.namespace, pod.name, result.node)
         except (NotFoundError, ConflictError) as exc:
             # Deleted, or already bound by someone else: nothing left to schedule.

@@ -136,6 +136,9 @@ _SCHEDULER = [
     rule(("patch", "update"), "", "pods/status"),
     rule(READ, "apps", ("replicasets", "statefulsets")),
     rule(READ, "policy", "poddisruptionbudgets"),
+    # VolumeBinding: follows claims, volumes and classes; annotates claims with the selected node
+    rule(("patch", "update"), "", "persistentvolumeclaims"),
+    rule(READ, "storage.k8s.io", "storageclasses"),
     rule(("create",), "authentication.k8s.io", "tokenreviews"),
     rule(("create",), "authorization.k8s.io", "subjectaccessreviews"),
 ]
@@ -160,6 +163,7 @@ _CONTROLLER_MANAGER = [
                                        "daemonsets/finalizers")),
     rule(("update", "patch"), "", ("replicationcontrollers/status", "replicationcontrollers/finalizers")),
     rule(("create",), "", "persistentvolumeclaims"),
+    rule(("create",), "", "persistentvolumes"),  # the local-path provisioner
     rule(("create",), "coordination.k8s.io", "leases"),
     # the clusterrole-aggregation controller writes rules it gathers from other roles
     rule(("escalate", "update", "patch"), RBAC_GROUP, "clusterroles"),

@@ -8,6 +8,7 @@ from scheduler.plugins.interpod import InterPodAffinity
 from scheduler.plugins.node_affinity import NodeAffinity
 from scheduler.plugins.resources import BalancedAllocation, ImageLocality, LeastAllocated, NodeResourcesFit
 from scheduler.plugins.spreading import PodTopologySpread, SelectorSpread
+from scheduler.plugins.volume_binding import VolumeBinding
 
 __all__ = ["default_registry"]
 
@@ -26,4 +27,5 @@ def default_registry() -> Registry:
     registry.register("NodeResourcesBalancedAllocation", lambda args, handle: BalancedAllocation())
     registry.register("ImageLocality", lambda args, handle: ImageLocality(handle.cache))
     registry.register("SelectorSpread", lambda args, handle: SelectorSpread())
+    registry.register("VolumeBinding", lambda args, handle: VolumeBinding())
     return registry
