@@ -218,7 +218,12 @@ def _is_upgrade(request: web.Request, protocol: str) -> bool:
 async def _ask_kubelet(ctx: ApiContext, node: str, path: str, query: list[tuple[str, str]]) -> ApiError:
     """A request that is not an upgrade: the kubelet's refusal (hollow pods run no processes),
     else Kubernetes' 400 saying an upgrade is required."""
-    required = BadRequestError("Upgrade request required")
+    return await _kubelet_refusal(ctx, node, path, query) or BadRequestError("Upgrade request required")
+
+
+async def _kubelet_refusal(ctx: ApiContext, node: str, path: str, query: list[tuple[str, str]]) -> ApiError | None:
+    """The kubelet's Status when it refuses ``path`` outright (a hollow node), else None: asked with
+    a plain request before an upgrade is answered, so the client gets the reason, not a stream."""
     ssl_context = await asyncio.to_thread(kubelet_client_ssl_context, ctx.settings.pki_dir)
     timeout = aiohttp.ClientTimeout(total=_CONNECT_TIMEOUT * 3, sock_connect=_CONNECT_TIMEOUT)
     connector = guarded_connector(ctx.settings.dial_networks, ssl=ssl_context)
@@ -232,7 +237,7 @@ async def _ask_kubelet(ctx: ApiContext, node: str, path: str, query: list[tuple[
         status = orjson.loads(body)
         if code == 400 and isinstance(status, dict) and status.get("message"):
             return error_from_status(status, http_code=code)
-    return required
+    return None
 
 
 @contextlib.asynccontextmanager
@@ -268,8 +273,11 @@ async def pod_exec(request: web.Request, ctx: ApiContext, target: RequestTarget)
 
 async def pod_attach(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.StreamResponse:
     """``pods/{name}/attach``: the container's main process, over the same protocols as exec."""
-    _namespace, _pod, container, node = await _pod_and_container(ctx, target, request)
-    return await _remote_command(request, ctx, node, _kubelet_path("attach", _namespace, _pod, container), [])
+    namespace, pod, container, node = await _pod_and_container(ctx, target, request)
+    path = _kubelet_path("attach", namespace, pod, container)
+    if refusal := await _kubelet_refusal(ctx, node, path, []):
+        raise refusal
+    return await _remote_command(request, ctx, node, path, [])
 
 
 async def _remote_command(request: web.Request, ctx: ApiContext, node: str, path: str,
@@ -311,6 +319,9 @@ async def pod_portforward(request: web.Request, ctx: ApiContext, target: Request
         raise BadRequestError(f"pod {target.name} does not have a host assigned")
     path = f"/portForward/{quote(target.namespace, safe='')}/{quote(target.name, safe='')}"
     ports = [("ports", p) for p in request.query.getall("ports", [])]
+    if (_is_upgrade(request, "websocket") or _is_upgrade(request, "SPDY/3.1")) and \
+            (refusal := await _kubelet_refusal(ctx, node, path, ports)):
+        raise refusal
     if _is_upgrade(request, "websocket"):
         offered = _offered_protocols(request)
         if TUNNEL_PROTOCOL in offered:  # kubectl 1.31+: SPDY inside the WebSocket
