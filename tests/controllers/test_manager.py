@@ -33,6 +33,7 @@ def test_registry_has_every_controller() -> None:
                                 "nodelifecycle",
                                 "namespace", "serviceaccount", "root-ca-cert-publisher", "podgc",
                                 "clusterrole-aggregation", "job", "ttl-after-finished",
+                                "persistentvolume-binder", "local-path-provisioner", "storage-protection",
                                 "replicationcontroller", "cronjob", "statefulset",
                                 "daemonset"}
 
