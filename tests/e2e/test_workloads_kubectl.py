@@ -194,7 +194,7 @@ spec:
 
 
 def _ready_since(pod: dict[str, Any]) -> str:
-    return next(c["lastTransitionTime"] for c in pod["status"]["conditions"] if c["type"] == "Ready")
+    return str(next(c["lastTransitionTime"] for c in pod["status"]["conditions"] if c["type"] == "Ready"))
 
 
 def test_statefulset_ordered_identity_dns_scale_and_rollout(cluster: Cluster) -> None:
