@@ -319,6 +319,9 @@ async def pod_portforward(request: web.Request, ctx: ApiContext, target: Request
         raise BadRequestError(f"pod {target.name} does not have a host assigned")
     path = f"/portForward/{quote(target.namespace, safe='')}/{quote(target.name, safe='')}"
     ports = [("ports", p) for p in request.query.getall("ports", [])]
+    for item in (i.strip() for _, value in ports for i in value.split(",")):
+        if not item.isdigit() or not 0 < int(item) < 65536:
+            raise BadRequestError(f"invalid port {item!r}: must be an integer from 1 to 65535")
     if (_is_upgrade(request, "websocket") or _is_upgrade(request, "SPDY/3.1")) and \
             (refusal := await _kubelet_refusal(ctx, node, path, ports)):
         raise refusal

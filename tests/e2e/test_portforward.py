@@ -216,3 +216,36 @@ async def test_python_client_exec_with_str_stdin(cluster: KubeletCluster) -> Non
         return out
 
     assert await asyncio.to_thread(run) == "got:typed text\n"
+
+
+async def test_websocket_channel_protocol(cluster: KubeletCluster) -> None:
+    """Kubernetes' port-forward channels as the kubelet serves them (relayed by the apiserver): the
+    port prefix on each channel, data both ways, the half-close message, the close at the end."""
+    async with _echo_server() as port:
+        url = f"{cluster.api.server}/api/v1/namespaces/default/pods/single/portforward?ports={port}"
+        async with cluster.api.session.ws_connect(url, protocols=("v4.channel.k8s.io",)) as ws:
+            assert ws.protocol == "v4.channel.k8s.io"
+            prefix = port.to_bytes(2, "little")
+            assert [await ws.receive_bytes(timeout=30), await ws.receive_bytes(timeout=30)] == \
+                [b"\x00" + prefix, b"\x01" + prefix]
+            await ws.send_bytes(b"\x00abc")
+            assert await ws.receive_bytes(timeout=30) == b"\x00ABC"
+            await ws.send_bytes(b"\xff\x00")  # no more data from us: the pod sees EOF, answers, closes
+            assert await ws.receive_bytes(timeout=30) == b"\x00bye"
+            closing = await ws.receive(timeout=30)
+            assert closing.type.name in ("CLOSE", "CLOSED", "CLOSING")
+
+
+@pytest.mark.parametrize(("query", "message"), [
+    pytest.param("ports=0", "invalid port '0'", id="zero"),
+    pytest.param("ports=http", "invalid port 'http'", id="name"),
+    pytest.param("ports=70000", "invalid port '70000'", id="too-big"),
+])
+async def test_websocket_port_forward_rejects_bad_ports(cluster: KubeletCluster, query: str, message: str) -> None:
+    url = f"{cluster.api.server}/api/v1/namespaces/default/pods/single/portforward?{query}"
+    with pytest.raises(Exception) as refused:
+        async with cluster.api.session.ws_connect(url, protocols=("v4.channel.k8s.io",)):
+            pass
+    assert getattr(refused.value, "status", None) == 400, refused.value
+    status, body = await cluster.api.request("GET", f"/api/v1/namespaces/default/pods/single/portforward?{query}")
+    assert status == 400 and message in body["message"], body

@@ -176,10 +176,11 @@ def test_kubectl_exec_and_cp_over_spdy(cluster: DockerCluster, tmp_path: Path, v
     assert back.read_text() == local.read_text()
 
 
-def test_kubectl_attach_streams_the_main_process(cluster: DockerCluster) -> None:
+@pytest.mark.parametrize("version", [None, "1.27"])  # WebSocket v5, SPDY/3.1
+def test_kubectl_attach_streams_the_main_process(cluster: DockerCluster, version: str | None) -> None:
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
-    process = subprocess.Popen([str(kubectl_binary()), "attach", "-n", NS, "ticker",
-                                f"--cache-dir={cluster.state_dir / 'kc-attach'}"],
+    process = subprocess.Popen([str(kubectl_binary(version)), "attach", "-n", NS, "ticker",
+                                f"--cache-dir={cluster.state_dir / f'kc-attach-{version}'}"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert process.stdout is not None
     try:
