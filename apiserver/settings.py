@@ -71,9 +71,11 @@ class ApiServerSettings:
     """Longest life a TokenRequest gets; longer requests are shortened to it
     (``--service-account-max-token-expiration``)."""
 
-    authorization_mode: str = "RBAC"
-    """``RBAC`` (default: Kubernetes' roles and bindings decide) or ``AlwaysAllow`` (every
-    authenticated caller may do anything; for tests and benchmarks) (``--authorization-mode``)."""
+    authorization_mode: str = "Node,RBAC"
+    """``Node,RBAC`` (default: the Node authorizer limits each kubelet to its pods' secrets,
+    configmaps, claims and tokens, then Kubernetes' roles and bindings decide), ``RBAC`` alone, or
+    ``AlwaysAllow`` (every authenticated caller may do anything; for tests and benchmarks)
+    (``--authorization-mode``)."""
 
     advertise_address: str = ""
     """Where pods reach this apiserver (the host's address on the Docker pod network): also

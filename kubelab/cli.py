@@ -142,8 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="tolerationSeconds of the not-ready toleration added to every pod")
     apiserver.add_argument("--default-unreachable-toleration-seconds", type=int, default=300, metavar="S",
                            help="tolerationSeconds of the unreachable toleration added to every pod")
-    apiserver.add_argument("--authorization-mode", choices=["RBAC", "AlwaysAllow"], default="RBAC",
-                           help="who may do what: RBAC roles and bindings (default) or AlwaysAllow")
+    apiserver.add_argument("--authorization-mode", choices=["Node,RBAC", "RBAC", "AlwaysAllow"],
+                           default="Node,RBAC",
+                           help="who may do what: the Node authorizer then RBAC (default), RBAC alone, or AlwaysAllow")
     apiserver.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v: debug)")
     apiserver.set_defaults(handler=cmd_apiserver)
     _add_components(commands)

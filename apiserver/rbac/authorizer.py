@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from apiserver.authn import UserInfo
 from apiserver.authz import ALLOW, Attributes, Decision
+from apiserver.nodeauthz import NodeAuthorizer
 from apiserver.rbac import resolver
 from apiserver.rbac.index import RBAC_KINDS, CacheFeed, RbacIndex
 from apiserver.rbac.rules import PolicyRule
@@ -27,20 +28,24 @@ DENY = Decision(False)
 class RbacAuthorizer:
     """Answers from an :class:`RbacIndex`; ``feed`` (when given) refreshes it before each answer."""
 
-    def __init__(self, index: RbacIndex, feed: CacheFeed | None = None) -> None:
+    def __init__(self, index: RbacIndex, feed: CacheFeed | None = None, *,
+                 node: NodeAuthorizer | None = None) -> None:
         self.index = index
         self.feed = feed
+        self.node = node
 
     @classmethod
-    def from_caches(cls, caches: WatchCaches) -> RbacAuthorizer:
-        """An authorizer fed by the apiserver's watch caches of the RBAC resources."""
+    def from_caches(cls, caches: WatchCaches, *, node_authorizer: bool = False) -> RbacAuthorizer:
+        """An authorizer fed by the apiserver's watch caches of the RBAC resources (and of pods, for
+        the Node authorizer in front of it when ``node_authorizer``)."""
         by_kind = {}
         for kind in RBAC_KINDS:
             resource = lookup_kind("rbac.authorization.k8s.io/v1", kind)
             assert resource is not None, kind
             by_kind[kind] = caches.get(resource)
         index = RbacIndex()
-        return cls(index, CacheFeed(index, by_kind))
+        node = NodeAuthorizer.from_caches(caches) if node_authorizer else None
+        return cls(index, CacheFeed(index, by_kind), node=node)
 
     def sync(self) -> None:
         if self.feed is not None:
@@ -53,6 +58,10 @@ class RbacAuthorizer:
         """The decision, synchronously (the benchmark times this)."""
         if SUPERUSER_GROUP in user.groups:
             return ALLOW
+        if self.node is not None:
+            decision = self.node.decide(user, attributes)
+            if decision is not None:
+                return decision
         self.sync()
         return ALLOW if resolver.allows(self.index, user, attributes) else DENY
 

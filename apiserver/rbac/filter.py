@@ -19,15 +19,15 @@ from apiserver.rbac.requestinfo import attributes_of
 from apiserver.watchcache import WatchCaches
 from machinery.errors import ForbiddenError
 
-MODES = ("RBAC", "AlwaysAllow")
+MODES = ("Node,RBAC", "RBAC", "AlwaysAllow")
 
 
 def authorizer_for(mode: str, caches: WatchCaches) -> Authorizer:
     """The authorizer of an ``--authorization-mode`` value."""
     if mode == "AlwaysAllow":
         return AlwaysAllow()
-    if mode == "RBAC":
-        return RbacAuthorizer.from_caches(caches)
+    if mode in ("RBAC", "Node,RBAC"):
+        return RbacAuthorizer.from_caches(caches, node_authorizer=mode == "Node,RBAC")
     raise ValueError(f"unknown authorization mode {mode!r} (choose from {', '.join(MODES)})")
 
 

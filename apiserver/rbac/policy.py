@@ -15,9 +15,9 @@ Follows ``plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go``:
   all controllers, where Kubernetes gives each controller a service account — so it holds the
   union of what the garbage collector, namespace, node-lifecycle, workload, endpoints,
   service-account and aggregation controllers need), and ``system:node`` bound to the group
-  ``system:nodes``. Kubernetes pairs ``system:node`` with the Node authorizer, which limits a
-  kubelet to its own node's objects; kubelab has no Node authorizer, so a kubelet may read every
-  pod, secret and configmap. The node network agent (service proxy and cluster DNS) runs with the
+  ``system:nodes``, paired (``--authorization-mode Node,RBAC``) with the Node authorizer
+  (:mod:`apiserver.nodeauthz`), which limits a kubelet's secrets, configmaps, claims and tokens
+  to those of its own pods. The node network agent (service proxy and cluster DNS) runs with the
   kubelet's identity, so ``system:node`` includes ``system:node-proxier``'s reads.
 
 Objects are plain JSON dicts, reconciled by :mod:`apiserver.rbac.bootstrap`.
