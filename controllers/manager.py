@@ -24,6 +24,7 @@ from controllers.deployment import DeploymentController
 from controllers.endpoints import EndpointsController
 from controllers.endpointslice import EndpointSliceController
 from controllers.garbagecollector import GarbageCollectorController
+from controllers.hpa import HorizontalPodAutoscalerController
 from controllers.job import JobController
 from controllers.localpath import LocalPathProvisioner
 from controllers.namespace import NamespaceController
@@ -71,6 +72,7 @@ CONTROLLERS: dict[str, ControllerFactory] = {
     "daemonset": DaemonSetController,
     "replicationcontroller": ReplicationControllerController,
     "ttl-after-finished": TTLAfterFinishedController,
+    "horizontalpodautoscaling": HorizontalPodAutoscalerController,
     "persistentvolume-binder": PersistentVolumeBinderController,
     "local-path-provisioner": LocalPathProvisioner,
     "storage-protection": StorageProtectionController,

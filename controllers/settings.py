@@ -78,6 +78,24 @@ class ControllerManagerSettings:
     terminated_pod_gc_threshold: int = 12500
     """Terminated pods kept before pod GC deletes the oldest."""
 
+    horizontal_pod_autoscaler_sync_period: float = 15.0
+    """Seconds between two syncs of one HorizontalPodAutoscaler (--horizontal-pod-autoscaler-sync-period)."""
+
+    horizontal_pod_autoscaler_tolerance: float = 0.1
+    """How far the usage ratio may stray from 1.0 before the HPA acts (--horizontal-pod-autoscaler-tolerance)."""
+
+    horizontal_pod_autoscaler_downscale_stabilization: float = 300.0
+    """Scale-down stabilization window (seconds) of HPAs that set none
+    (--horizontal-pod-autoscaler-downscale-stabilization)."""
+
+    horizontal_pod_autoscaler_cpu_initialization_period: float = 300.0
+    """Seconds after a pod starts during which its CPU samples are skipped unless it is Ready and sampled
+    since (--horizontal-pod-autoscaler-cpu-initialization-period)."""
+
+    horizontal_pod_autoscaler_initial_readiness_delay: float = 30.0
+    """Seconds after a pod starts during which readiness changes count as its initial readiness
+    (--horizontal-pod-autoscaler-initial-readiness-delay)."""
+
     resync_seconds: float = 30.0
     """Informer resync period: every cached object is handed to the controllers' update handlers
     again (old == new), so each controller re-syncs every key it owns this often and heals whatever
