@@ -19,6 +19,12 @@ from typing import Any
 from machinery.api.defaults_workloads import generate_job_selector
 
 WORKLOAD_KINDS = frozenset({"Job", "CronJob", "StatefulSet", "DaemonSet", "ReplicationController"})
+_INITIAL_STATUS: dict[str, dict[str, int]] = {
+    "StatefulSet": {"replicas": 0, "availableReplicas": 0},
+    "DaemonSet": {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0,
+                  "numberReady": 0},
+    "ReplicationController": {"replicas": 0},
+}
 
 # Kinds whose controllers report observedGeneration, so generation must move with spec.
 GENERATION_KINDS = frozenset({"Deployment", "ReplicaSet", "Pod"}) | WORKLOAD_KINDS
@@ -49,7 +55,8 @@ def prepare_for_create(obj: dict[str, Any]) -> None:
     elif kind in STORAGE_KINDS:
         obj["status"] = {"phase": "Pending"}
     elif kind in ("Deployment", "ReplicaSet") or kind in WORKLOAD_KINDS:
-        obj["status"] = {}
+        # The counters Kubernetes serializes even when zero (no ``omitempty``).
+        obj["status"] = dict(_INITIAL_STATUS.get(kind, {}))
     if kind == "Job":
         # The generated selector names the Job's UID, so the Job gets it now (kept by the registry).
         meta["uid"] = str(uuid.uuid4())
