@@ -17,24 +17,36 @@ connection):
   stream, relayed by the apiserver); the pod's reply still flows back;
 * the WebSocket closes once every port's connection has ended.
 
-Where the kubelet connects is the :class:`PortDialer`'s business: Docker pods are dialled at
-their pod IP on the cluster's bridge through ``machinery.netguard`` (Kubernetes connects to
-``localhost`` inside the pod's network namespace instead: the same sockets, except for a
-process that listens on 127.0.0.1 only, which a Docker pod cannot be forwarded to); hollow
-pods refuse (they run no processes).
+Where the kubelet connects is the :class:`PortDialer`'s business. For Docker pods it is
+``localhost`` inside the pod's network namespace, as on Kubernetes (:func:`connect_in_netns`,
+entered through the pause container's ``/proc/<pid>/ns/net``: processes listening on
+127.0.0.1 only are reached too); when that namespace cannot be entered (a kubelet without the
+privilege), the pod's IP on the cluster's bridge, through ``machinery.netguard``. Hollow pods
+refuse (they run no processes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
+import socket
+import threading
 from typing import Protocol
 
 from aiohttp import WSMsgType, web
 
-__all__ = ["PORTFORWARD_PROTOCOLS", "PortDialer", "PortForwardRefused", "parse_ports", "serve_port_forward"]
+__all__ = [
+    "PORTFORWARD_PROTOCOLS",
+    "NetnsUnavailableError",
+    "PortDialer",
+    "PortForwardRefused",
+    "connect_in_netns",
+    "parse_ports",
+    "serve_port_forward",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +54,7 @@ PORTFORWARD_PROTOCOLS = ("v4.channel.k8s.io", "portforward.k8s.io")
 _CLOSE = 0xFF
 _DIAL_TIMEOUT = 10.0
 _CHUNK = 64 * 1024
+_CLONE_NEWNET = 0x40000000
 
 
 class PortForwardRefused(Exception):
@@ -54,6 +67,47 @@ class PortDialer(Protocol):
     async def dial(self, namespace: str, pod: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """Open a connection; ``OSError`` (refused, unreachable) or :class:`PortForwardRefused`."""
         ...
+
+
+class NetnsUnavailableError(Exception):
+    """The pod's network namespace cannot be entered here (no privilege, another PID namespace)."""
+
+
+def connect_in_netns(pid: int, port: int, *, timeout: float = _DIAL_TIMEOUT) -> socket.socket:
+    """A TCP connection to ``127.0.0.1:port`` inside the network namespace of process ``pid``
+    (blocking: call it from a worker thread).
+
+    A dedicated thread enters the namespace (``setns`` changes only the calling thread's), makes
+    the connection and ends, so no pooled thread is left in a foreign namespace; the socket
+    keeps its namespace wherever it is used. Raises :class:`NetnsUnavailableError` when the
+    namespace cannot be entered, ``OSError`` when the connection fails inside it."""
+    outcome: dict[str, socket.socket | BaseException] = {}
+
+    def enter_and_connect() -> None:
+        try:
+            try:
+                fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
+            except OSError as err:
+                raise NetnsUnavailableError(str(err)) from err
+            try:
+                if ctypes.CDLL(None, use_errno=True).setns(fd, _CLONE_NEWNET) != 0:
+                    code = ctypes.get_errno()
+                    raise NetnsUnavailableError(f"setns: {os.strerror(code)}")
+            finally:
+                os.close(fd)
+            sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+            sock.setblocking(False)
+            outcome["socket"] = sock
+        except BaseException as err:  # handed to the caller's thread
+            outcome["error"] = err
+
+    worker = threading.Thread(target=enter_and_connect, name=f"netns-dial {pid}:{port}", daemon=True)
+    worker.start()
+    worker.join()
+    result = outcome.get("socket") or outcome.get("error") or RuntimeError("the netns dial thread ended early")
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def parse_ports(values: list[str]) -> list[int]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import logging
 import socket
 import struct
 import threading
@@ -37,9 +38,9 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from kubelet.portforward import PortDialer
+from kubelet.portforward import NetnsUnavailableError, PortDialer, connect_in_netns
 from kubelet.runtime.interface import ContainerNotFoundError, RuntimeError_
-from machinery.netguard import AllowedNetworks, open_connection
+from machinery.netguard import AllowedNetworks, check_destination, open_connection
 
 __all__ = [
     "STDERR",
@@ -58,6 +59,8 @@ __all__ = [
     "UnsupportedStreamError",
     "read_log",
 ]
+
+log = logging.getLogger(__name__)
 
 STDOUT = 1
 STDERR = 2
@@ -446,8 +449,17 @@ class DockerStreams:
         return await attach_container(self._client.api, target, stdin=stdin, tty=tty)
 
     async def dial(self, namespace: str, pod: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """Connect to the pod's IP (its pause container's address on the cluster network)."""
+        """``localhost:port`` in the pod's network namespace, else the pod's IP (``kubelet.portforward``)."""
         sandbox = await asyncio.to_thread(self._find, namespace, pod, _SANDBOX, previous=False)
+        pid = int((sandbox.attrs.get("State") or {}).get("Pid") or 0)
+        if pid > 0:
+            check_destination("127.0.0.1", self.allowed)
+            try:
+                sock = await asyncio.to_thread(connect_in_netns, pid, port)
+            except NetnsUnavailableError as err:
+                log.debug("pod %s/%s: dialling its IP (%s)", namespace, pod, err)
+            else:
+                return await asyncio.open_connection(sock=sock)
         networks = (sandbox.attrs.get("NetworkSettings") or {}).get("Networks") or {}
         address = next((str(n.get("IPAddress")) for n in networks.values() if n.get("IPAddress")), "")
         if not address:

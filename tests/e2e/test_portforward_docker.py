@@ -65,6 +65,17 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {{name: local-only, namespace: {NS}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: {BUSYBOX}
+    command: ["sh", "-c", "mkdir -p /w && echo only-on-loopback > /w/index.html
+      && exec httpd -f -p 127.0.0.1:8081 -h /w"]
+---
+apiVersion: v1
+kind: Pod
 metadata: {{name: reader, namespace: {NS}}}
 spec:
   terminationGracePeriodSeconds: 1
@@ -83,7 +94,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, docker_client: docker.Dock
         c.kubectl("create", "namespace", NS)
         c.kubectl("apply", "-f", "-", input=APPS)
         c.kubectl("-n", NS, "rollout", "status", "deployment/web", "--timeout=90s", timeout=100)
-        for pod in ("ticker", "reader"):
+        for pod in ("ticker", "reader", "local-only"):
             c.kubectl("-n", NS, "wait", "--for=condition=Ready", f"pod/{pod}", "--timeout=90s", timeout=100)
         yield c
 
@@ -131,6 +142,13 @@ def test_kubectl_port_forward_to_a_pod(cluster: DockerCluster, version: str) -> 
     with _port_forward(cluster, f"pod/{pod}", f"{local}:8080", version=version):
         assert _get(local) == f"hello-from-{pod}\n".encode()
         assert len(_get(local, "/big")) == 4_000_000
+
+
+def test_kubectl_port_forward_reaches_a_process_listening_on_loopback_only(cluster: DockerCluster) -> None:
+    """As on Kubernetes, the kubelet connects to localhost inside the pod's network namespace."""
+    local = _free_port()
+    with _port_forward(cluster, "pod/local-only", f"{local}:8081"):
+        assert _get(local) == b"only-on-loopback\n"
 
 
 @pytest.mark.parametrize("target", ["svc/web", "deploy/web", "service/web"])
