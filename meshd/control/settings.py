@@ -58,8 +58,9 @@ class MeshdSettings:
     """Create or update the Istio CustomResourceDefinitions on start."""
     manage_webhooks: bool = True
     """Create or update the injector and validation webhook configurations on start."""
-    proxy_image: str = "kubelab/proxyv2:latest"
-    """The sidecar image the injector uses."""
+    proxy_image: str = "kubelab/proxyv2:0.1.0"
+    """The sidecar image the injector uses (``kubelab image build proxyv2`` makes it; never ``latest``,
+    which Kubernetes would try to pull)."""
 
     @property
     def service_host(self) -> str:

@@ -75,3 +75,10 @@ def test_inject_reads_stdin_as_json_and_reports_bad_files(tmp_path: Path) -> Non
     missing = subprocess.run([sys.executable, "-m", "kubelab", "mesh", "inject", "-f", str(tmp_path / "nope.yaml")],
                              capture_output=True, text=True, timeout=60, check=False)
     assert missing.returncode == 1 and "nope.yaml" in missing.stderr
+
+
+def test_meshd_default_proxy_image_is_the_one_kubelab_builds() -> None:
+    from kubelab.images import PROXYV2
+    from meshd.control.settings import MeshdSettings
+
+    assert MeshdSettings().proxy_image == PROXYV2
