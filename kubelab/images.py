@@ -79,8 +79,10 @@ IMAGES: dict[str, str] = {"busybox": BUSYBOX, "python": PYTHON, "nginx": NGINX, 
 RECIPE_LABEL = "kubelab.dev/recipe"
 SOURCE_LABEL = "kubelab.dev/source"
 """On images that package kubelab code: a hash of that code (a mismatch rebuilds the image)."""
-RECIPES: dict[str, int] = {BUSYBOX: 1, PYTHON: 1, NGINX: 2, PROXYV2: 2}
-"""Tag -> revision of its recipe (nginx 2: stopped with SIGQUIT). An image labelled otherwise is rebuilt."""
+RECIPES: dict[str, int] = {BUSYBOX: 3, PYTHON: 2, NGINX: 3, PROXYV2: 2}
+"""Tag -> revision of its recipe (nginx 2: stopped with SIGQUIT; nginx 3: serves /usr/share/nginx/html;
+python 2: ``python``; busybox 3: ``printenv``, ``wget -T`` and ``nc -z`` scripts).
+An image labelled otherwise is rebuilt."""
 PROXY_REQUIREMENTS = ("orjson", "grpcio", "httptools", "cryptography", "uvloop", "h2")
 """What ``meshd.proxy`` imports beyond the standard library (pinned to the host's installed versions)."""
 PROXY_PACKAGES = ("meshd/__init__.py", "meshd/api", "meshd/proxy")
@@ -208,6 +210,63 @@ def _busybox_applets(binary: Path) -> list[str]:
     return sorted({name for name in out.split() if name and name != "busybox" and "/" not in name})
 
 
+WGET_WRAPPER = """#!/bin/busybox sh
+# busybox 1.35's wget crashes (SIGSEGV) in its error path when given -T: the timeout is applied
+# around it instead (the whole transfer, where -T bounds each connect and read).
+t= want=
+for a do
+  shift
+  if [ -n "$want" ]; then t=$a; want=; continue; fi
+  case $a in
+    -T) want=1; continue ;;
+    -T*) t=${a#-T}; continue ;;
+    --timeout=*) t=${a#--timeout=}; continue ;;
+  esac
+  set -- "$@" "$a"
+done
+[ -z "$t" ] && exec /bin/busybox wget "$@"
+/bin/busybox timeout "$t" /bin/busybox wget "$@"
+rc=$?
+if [ "$rc" -eq 143 ]; then echo "wget: download timed out" >&2; exit 1; fi
+exit "$rc"
+"""
+"""``/bin/wget`` of the busybox image."""
+
+NC_WRAPPER = """#!/bin/busybox sh
+# busybox 1.35's small nc has no -z (report whether the port accepts, send nothing): connect with
+# nothing to send, which closes at once (0: open, 1: refused).
+z=
+for a do
+  shift
+  case $a in
+    -z) z=1; continue ;;
+    -zv|-vz) z=1; continue ;;
+  esac
+  set -- "$@" "$a"
+done
+[ -z "$z" ] && exec /bin/busybox nc "$@"
+exec /bin/busybox nc "$@" </dev/null >/dev/null
+"""
+"""``/bin/nc`` of the busybox image."""
+
+PRINTENV = """#!/bin/busybox sh
+# printenv [NAME...]: Debian's busybox-static has no printenv applet.
+[ $# -eq 0 ] && exec /bin/busybox env
+rc=0
+for n do
+  case $n in ''|*[!A-Za-z0-9_]*) rc=1; continue ;; esac
+  eval "if [ -n \\"\\${$n+x}\\" ]; then printf '%s\\n' \\"\\$$n\\"; else rc=1; fi"
+done
+exit "$rc"
+"""
+"""``/bin/printenv`` of the busybox image."""
+
+_WRAPPED = {"wget": WGET_WRAPPER, "nc": NC_WRAPPER}
+"""Applets replaced by a script. Busybox's own ``sh`` runs applets directly (Debian builds it with
+FEATURE_SH_STANDALONE), so the scripts serve commands started without a shell (``command: [wget, ...]``)
+or by path; inside ``sh -c`` the applets run as they are."""
+
+
 def busybox_rootfs_tar(binary: Path = BUSYBOX_BINARY) -> bytes:
     """The busybox image's root filesystem as an uncompressed tar (in memory, about 2 MB)."""
     if not binary.is_file():
@@ -226,7 +285,11 @@ def busybox_rootfs_tar(binary: Path = BUSYBOX_BINARY) -> bytes:
         add("tmp", tarfile.DIRTYPE, mode=0o1777)
         add("bin/busybox", tarfile.REGTYPE, data=binary.read_bytes())
         for applet in _busybox_applets(binary):
-            add(f"bin/{applet}", tarfile.SYMTYPE, mode=0o777, link="busybox")
+            if applet in _WRAPPED:
+                add(f"bin/{applet}", tarfile.REGTYPE, data=_WRAPPED[applet].encode())
+            else:
+                add(f"bin/{applet}", tarfile.SYMTYPE, mode=0o777, link="busybox")
+        add("bin/printenv", tarfile.REGTYPE, data=PRINTENV.encode())
         add("usr/bin/env", tarfile.SYMTYPE, mode=0o777, link="/bin/busybox")  # for "#!/usr/bin/env" scripts
         passwd = f"root:x:0:0:root:/root:/bin/sh\nproxy:x:{PROXY_UID}:{PROXY_UID}:proxy:/:/bin/sh\n"
         group = f"root:x:0:\nproxy:x:{PROXY_UID}:\n"
@@ -290,13 +353,18 @@ def _build_debian(
 
 def _build_python(client: docker.DockerClient, progress: Progress) -> None:
     changes = ['CMD ["/usr/bin/python3"]', f"ENV PATH={SYSTEM_PATH}"]
-    _build_debian(client, PYTHON, ["python3", "iptables"], changes, progress)
+    # As the official image: ``python`` is Python 3.
+    _build_debian(client, PYTHON, ["python3", "iptables"], changes, progress, ['ln -sf python3 "$1"/usr/bin/python'])
 
 
 def _build_nginx(client: docker.DockerClient, progress: Progress) -> None:
     index = NGINX_INDEX.replace("'", "")
     hooks = [
-        f"printf '%s' '{index}' > \"$1\"/var/www/html/index.html",
+        # Like the official image: the default site serves /usr/share/nginx/html (/var/www/html points there).
+        'mkdir -p "$1"/usr/share/nginx/html && rm -rf "$1"/var/www/html',
+        'ln -s /usr/share/nginx/html "$1"/var/www/html',
+        "sed -i 's#root /var/www/html;#root /usr/share/nginx/html;#' \"$1\"/etc/nginx/sites-available/default",
+        f"printf '%s' '{index}' > \"$1\"/usr/share/nginx/html/index.html",
         # Like the official image: logs go to the container's stdout/stderr.
         'ln -sf /dev/stdout "$1"/var/log/nginx/access.log && ln -sf /dev/stderr "$1"/var/log/nginx/error.log',
     ]
