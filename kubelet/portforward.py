@@ -34,9 +34,12 @@ import logging
 import os
 import socket
 import threading
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
+
+from machinery.netguard import AllowedNetworks, check_destination, open_connection
 
 __all__ = [
     "PORTFORWARD_PROTOCOLS",
@@ -44,6 +47,7 @@ __all__ = [
     "PortDialer",
     "PortForwardRefused",
     "connect_in_netns",
+    "dial_sandbox",
     "parse_ports",
     "serve_port_forward",
 ]
@@ -108,6 +112,26 @@ def connect_in_netns(pid: int, port: int, *, timeout: float = _DIAL_TIMEOUT) -> 
     if isinstance(result, BaseException):
         raise result
     return result
+
+
+async def dial_sandbox(attrs: Mapping[str, Any], port: int, allowed: AllowedNetworks, *, pod: str
+                       ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to ``port`` of the pod whose pause container Docker describes in ``attrs``:
+    localhost in its network namespace, else its IP on the cluster network (``allowed`` only)."""
+    pid = int((attrs.get("State") or {}).get("Pid") or 0)
+    if pid > 0:
+        check_destination("127.0.0.1", allowed)
+        try:
+            sock = await asyncio.to_thread(connect_in_netns, pid, port)
+        except NetnsUnavailableError as err:
+            log.debug("pod %s: dialling its IP (%s)", pod, err)
+        else:
+            return await asyncio.open_connection(sock=sock)
+    networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+    address = next((str(n.get("IPAddress")) for n in networks.values() if n.get("IPAddress")), "")
+    if not address:
+        raise ConnectionRefusedError(111, f"pod {pod} has no IP address yet")
+    return await open_connection(address, port, allowed)
 
 
 def parse_ports(values: list[str]) -> list[int]:

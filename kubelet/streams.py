@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import logging
 import socket
 import struct
 import threading
@@ -38,9 +37,9 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from kubelet.portforward import NetnsUnavailableError, PortDialer, connect_in_netns
+from kubelet.portforward import PortDialer, dial_sandbox
 from kubelet.runtime.interface import ContainerNotFoundError, RuntimeError_
-from machinery.netguard import AllowedNetworks, check_destination, open_connection
+from machinery.netguard import AllowedNetworks
 
 __all__ = [
     "STDERR",
@@ -59,8 +58,6 @@ __all__ = [
     "UnsupportedStreamError",
     "read_log",
 ]
-
-log = logging.getLogger(__name__)
 
 STDOUT = 1
 STDERR = 2
@@ -451,20 +448,7 @@ class DockerStreams:
     async def dial(self, namespace: str, pod: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """``localhost:port`` in the pod's network namespace, else the pod's IP (``kubelet.portforward``)."""
         sandbox = await asyncio.to_thread(self._find, namespace, pod, _SANDBOX, previous=False)
-        pid = int((sandbox.attrs.get("State") or {}).get("Pid") or 0)
-        if pid > 0:
-            check_destination("127.0.0.1", self.allowed)
-            try:
-                sock = await asyncio.to_thread(connect_in_netns, pid, port)
-            except NetnsUnavailableError as err:
-                log.debug("pod %s/%s: dialling its IP (%s)", namespace, pod, err)
-            else:
-                return await asyncio.open_connection(sock=sock)
-        networks = (sandbox.attrs.get("NetworkSettings") or {}).get("Networks") or {}
-        address = next((str(n.get("IPAddress")) for n in networks.values() if n.get("IPAddress")), "")
-        if not address:
-            raise ConnectionRefusedError(111, f"pod {namespace}/{pod} has no IP address yet")
-        return await open_connection(address, port, self.allowed)
+        return await dial_sandbox(sandbox.attrs, port, self.allowed, pod=f"{namespace}/{pod}")
 
 
 class DockerSocketSession:
