@@ -3,7 +3,8 @@
 Every request is authenticated (:mod:`apiserver.authn`), then impersonation headers are applied
 (:mod:`apiserver.impersonation`, asking the :mod:`apiserver.authz` authoriser); the resulting user
 is left on the request (``authn.USER``). Virtual resources (the reviews, TokenRequest) are routed
-to their handlers (:mod:`apiserver.virtual`) ahead of the stored resources. The service-account
+to their handlers (:mod:`apiserver.virtual`) ahead of the stored resources, and so is the
+resource metrics API (:mod:`apiserver.metrics_api`). The service-account
 issuer's OpenID discovery document and JWKS are served as kube-apiserver serves them.
 
 ``make_app`` builds an app around an :class:`ApiContext`; ``server.py`` owns its lifecycle.
@@ -22,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from apiserver import discovery, openapi, openapi_v2, reviews, tokenrequest, virtual, webhooks
+from apiserver import discovery, metrics_api, openapi, openapi_v2, reviews, tokenrequest, virtual, webhooks
 from apiserver.authn import AUTHENTICATOR, USER, Authenticator
 from apiserver.authz import AUTHORIZER
 from apiserver.context import CONTEXT, ApiContext
@@ -241,6 +242,7 @@ def make_app(ctx: ApiContext) -> web.Application:
     r.add_get("/.well-known/openid-configuration", _openid_configuration)
     r.add_get("/openid/v1/jwks", _jwks)
     virtual.add_routes(app, (*VIRTUAL_RESOURCES, *ACCESS_REVIEWS))
+    metrics_api.add_routes(app)
     for prefix in ("/api/v1/", "/apis/"):
         r.add_route("*", prefix + "{tail:.+}", handle_resource)
     return app

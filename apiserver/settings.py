@@ -82,6 +82,10 @@ class ApiServerSettings:
     listened on, and made the endpoint of the ``default/kubernetes`` Service. Empty: only
     ``bind_address``, and the Service's endpoint is that."""
 
+    metrics_resolution: float = 15.0
+    """Seconds between two scrapes of every kubelet's statistics for the metrics.k8s.io API
+    (metrics-server's ``--metric-resolution``)."""
+
     @property
     def dial_networks(self) -> AllowedNetworks:
         """Where the apiserver may connect: loopback, ``service_cidr`` and ``allowed_networks``."""

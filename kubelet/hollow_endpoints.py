@@ -18,7 +18,9 @@ What a hollow node answers (:class:`HollowStreams` over the node's fake runtime)
   a line when it started, one when it exited), with Kubernetes' ``follow``, ``previous``,
   ``tailLines``, ``timestamps``, ``sinceSeconds`` and ``limitBytes``;
 * ``exec`` -- a channel-3 ``BadRequest`` Status; ``attach`` and ``portForward`` -- a 400
-  ``BadRequest`` Status: hollow pods run no processes.
+  ``BadRequest`` Status: hollow pods run no processes;
+* ``stats/summary`` -- simulated usage (``kubelet.stats.SimulatedStats``; the pods' annotations
+  ``kubelab.dev/fake-cpu`` and ``kubelab.dev/fake-memory`` set it).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from kubelet.httpserver import PodLookup, kubelet_server_tls, make_nodes_app, st
 from kubelet.portforward import PortForwardRefused
 from kubelet.runtime.fake import FakeRuntime
 from kubelet.runtime.interface import ContainerNotFoundError, ContainerState
+from kubelet.stats import SimulatedStats
 from kubelet.streams import ExecSession, LogOptions, StreamSource, UnsupportedStreamError, read_log
 from machinery.pki import ClusterPki
 
@@ -96,6 +99,7 @@ class HollowEndpoints:
         self._by_address: dict[str, tuple[str, StreamSource]] = {
             address: (name, HollowStreams(runtime, name)) for name, (address, runtime) in nodes.items()}
         self._addresses = {name: address for name, (address, _runtime) in nodes.items()}
+        self._stats = {name: SimulatedStats(name, runtime, pod_lookup) for name, (_address, runtime) in nodes.items()}
         self._pod_lookup = pod_lookup
         self._pki_dir = pki_dir
         self._runner: web.AppRunner | None = None
@@ -109,7 +113,8 @@ class HollowEndpoints:
         with tempfile.TemporaryDirectory(prefix="kubelab-hollow-tls-") as cert_dir:
             # The files only feed load_cert_chain: the key lives on in the TLS context, not on disk.
             tls = kubelet_server_tls(ClusterPki.at(self._pki_dir), hosts=hosts, cert_dir=Path(cert_dir))
-        app = make_nodes_app(self._by_address.get, pod_lookup=self._pod_lookup, refusal=no_processes)
+        app = make_nodes_app(self._by_address.get, pod_lookup=self._pod_lookup, refusal=no_processes,
+                             stats=self._stats.get)
         self._runner, ports = await start_kubelet_sites(app, hosts=hosts, tls=tls)
         log.info("serving the kubelet endpoints of %d hollow node(s) on their loopback addresses", len(ports))
         return {name: ports[address] for name, address in self._addresses.items()}

@@ -26,6 +26,8 @@ Endpoints (the paths and query parameters of Kubernetes' kubelet):
   (``kubelet.portforward``).
 * On hollow nodes (``refusal`` given) attach and portForward are a 400 ``BadRequest`` Status
   saying why: their pods run no processes.
+* ``GET /stats/summary`` -- the node's Summary API document (``kubelet.stats``), when the app
+  was given ``stats``; the apiserver's metrics scraper reads it.
 
 Guarantees: TLS with client certificates from the cluster CA is required, and only the
 apiserver's identity (CN ``kube-apiserver-kubelet-client``, O ``system:masters``) is served
@@ -48,6 +50,7 @@ from aiohttp import WSMsgType, web
 
 from kubelet.portforward import PORTFORWARD_PROTOCOLS, parse_ports, serve_port_forward
 from kubelet.runtime.interface import ContainerNotFoundError, RuntimeError_
+from kubelet.stats import StatsProvider
 from kubelet.streams import STDERR, STDOUT, ExecSession, LogOptions, StreamSource, UnsupportedStreamError
 from machinery.pki import ClusterPki, write_private_file
 
@@ -82,6 +85,9 @@ NodeRoute = Callable[[str], tuple[str, StreamSource] | None]
 
 Refusal = Callable[[str], str]
 """Node name → why attach and port-forward are not served there."""
+
+StatsRoute = Callable[[str], StatsProvider | None]
+"""Node name → the provider of its ``/stats/summary``, or None."""
 
 _STDIN, _ERROR, _RESIZE, _CLOSE = 0, 3, 4, 0xFF
 _MAX_QUERY_INT = 2**63 - 1
@@ -371,12 +377,15 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 def make_nodes_app(route: NodeRoute, *, pod_lookup: PodLookup | None,
-                   refusal: Refusal | None = None) -> web.Application:
+                   refusal: Refusal | None = None, stats: StatsRoute | None = None) -> web.Application:
     """The application for the nodes ``route`` knows (no listener): one app for many sites.
-    With ``refusal`` (hollow nodes), attach and port-forward are refused with its reason."""
+    With ``refusal`` (hollow nodes), attach and port-forward are refused with its reason; with
+    ``stats``, ``/stats/summary`` is served."""
     handlers = _KubeletHandlers(route, pod_lookup, refusal or (lambda node: ""))
     app = web.Application(middlewares=[_authorize])
     app.router.add_get("/healthz", _healthz)
+    if stats is not None:
+        app.router.add_get("/stats/summary", _stats_handler(handlers, stats))
     app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", handlers.container_logs)
     for method in ("GET", "POST"):
         app.router.add_route(method, "/exec/{namespace}/{pod}/{container}", handlers.exec)
@@ -387,9 +396,22 @@ def make_nodes_app(route: NodeRoute, *, pod_lookup: PodLookup | None,
     return app
 
 
-def make_kubelet_app(source: StreamSource, *, node_name: str, pod_lookup: PodLookup | None) -> web.Application:
+def _stats_handler(handlers: _KubeletHandlers, stats: StatsRoute) -> Callable[[web.Request], Any]:
+    async def summary(request: web.Request) -> web.Response:
+        node, _source = handlers._node(request)
+        provider = stats(node)
+        if provider is None:
+            raise web.HTTPNotFound(text=f"no statistics are kept for node {node}")
+        return web.Response(body=orjson.dumps(await provider.summary()), content_type="application/json")
+
+    return summary
+
+
+def make_kubelet_app(source: StreamSource, *, node_name: str, pod_lookup: PodLookup | None,
+                     stats: StatsProvider | None = None) -> web.Application:
     """The application of one node (no listener): for embedding and tests."""
-    return make_nodes_app(lambda _address: (node_name, source), pod_lookup=pod_lookup)
+    return make_nodes_app(lambda _address: (node_name, source), pod_lookup=pod_lookup,
+                          stats=(lambda _node: stats) if stats is not None else None)
 
 
 async def start_kubelet_sites(app: web.Application, *, hosts: Sequence[str], tls: ssl.SSLContext,
@@ -414,10 +436,11 @@ async def start_kubelet_sites(app: web.Application, *, hosts: Sequence[str], tls
 
 
 async def start_kubelet_server(runtime: StreamSource, *, node_name: str, host: str, port: int,
-                               tls: ssl.SSLContext, pod_lookup: PodLookup | None) -> tuple[web.AppRunner, int]:
+                               tls: ssl.SSLContext, pod_lookup: PodLookup | None,
+                               stats: StatsProvider | None = None) -> tuple[web.AppRunner, int]:
     """Listen on ``host:port`` (0 picks a port) with ``tls``; returns the runner (``await
     runner.cleanup()`` stops it) and the bound port."""
-    app = make_kubelet_app(runtime, node_name=node_name, pod_lookup=pod_lookup)
+    app = make_kubelet_app(runtime, node_name=node_name, pod_lookup=pod_lookup, stats=stats)
     runner, ports = await start_kubelet_sites(app, hosts=[host], tls=tls, port=port)
     log.info("kubelet %s serving logs and exec on https://%s:%d", node_name, host, ports[host])
     return runner, ports[host]

@@ -207,6 +207,7 @@ async def _real_node(client: ApiClient, settings: KubeletSettings, events_for: C
     handle.syncer.host_ip = agent.config.host_ip
     if settings.pki_dir is not None:
         from kubelet.httpserver import kubelet_server_tls, start_kubelet_server
+        from kubelet.stats import DockerStats
         from machinery.pki import ClusterPki
 
         tls = kubelet_server_tls(ClusterPki.at(settings.pki_dir), hosts=["127.0.0.1", agent.config.host_ip],
@@ -216,7 +217,8 @@ async def _real_node(client: ApiClient, settings: KubeletSettings, events_for: C
             _NodeDockerStreams(docker_client, cluster=settings.cluster_name, node=settings.node_name,
                                allowed=AllowedNetworks.of([settings.pod_subnet])),
             node_name=settings.node_name, host=agent.config.host_ip, port=settings.server_port, tls=tls,
-            pod_lookup=lambda ns, name: group_.informer.store.get(f"{ns}/{name}"))
+            pod_lookup=lambda ns, name: group_.informer.store.get(f"{ns}/{name}"),
+            stats=DockerStats(docker_client, cluster=settings.cluster_name, node=settings.node_name))
         agent.port = port
         cleanups.append(runner.cleanup)
     else:

@@ -99,6 +99,8 @@ _VIEW = [
     rule(READ, "batch", ("cronjobs", "cronjobs/status", "jobs", "jobs/status")),
     rule(READ, "policy", ("poddisruptionbudgets", "poddisruptionbudgets/status")),
     rule(READ, "networking.k8s.io", ("ingresses", "ingresses/status", "networkpolicies")),
+    # what metrics-server's system:aggregated-metrics-reader adds to view (kubectl top)
+    rule(READ, "metrics.k8s.io", ("pods", "nodes")),
 ]
 
 _EDIT = [
@@ -170,6 +172,10 @@ _CONTROLLER_MANAGER = [
     rule(("create",), "authentication.k8s.io", "tokenreviews"),
     rule(("create",), "authorization.k8s.io", "subjectaccessreviews"),
     rule(("create",), "", "serviceaccounts/token"),
+    # the horizontal pod autoscaler: its status, every target's scale, the resource metrics
+    rule(("update",), "autoscaling", "horizontalpodautoscalers/status"),
+    rule(("get", "update"), "*", "*/scale"),
+    rule(("get", "list"), "metrics.k8s.io", "pods"),
 ]
 
 _NODE = [

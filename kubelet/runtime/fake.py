@@ -192,6 +192,10 @@ class FakeRuntime:
     async def list_pod_uids(self) -> list[str]:
         return list(self._sandboxes)
 
+    def sandbox_pod(self, pod_uid: str) -> dict[str, Any] | None:
+        """The pod a sandbox was started for, as it was then (``kubelet.stats`` names pods by it)."""
+        return self._pods.get(pod_uid)
+
     # -- containers -----------------------------------------------------------------------
     async def create_container(
         self,
