@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -220,6 +221,21 @@ def test_kubectl_run_interactive_rm(cluster: DockerCluster) -> None:
     assert 'pod "hi" deleted' in done.stdout + done.stderr
     gone = cluster.kubectl("get", "-n", NS, "pod", "hi", check=False)
     assert gone.returncode == 1 and "NotFound" in gone.stderr
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs script(1) for a pty")
+def test_kubectl_run_with_a_terminal(cluster: DockerCluster) -> None:
+    """``kubectl run -i -t --rm``: a TTY through attach (resizes included), then the pod is deleted."""
+    command = (f"stty rows 41 cols 101; {kubectl_binary()} --cache-dir={cluster.state_dir / 'kc-run-tty'} "
+               f"run -n {NS} -i -t --rm --restart=Never --image={BUSYBOX} tty -- "
+               "sh -c 'read line; echo got:$line; exec stty size'")
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    done = subprocess.run(["script", "-qec", command, "/dev/null"], input="typed\n", capture_output=True,
+                          text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert "got:typed" in done.stdout, done.stdout
+    assert done.stdout.split("got:typed", 1)[1].split()[:2] == ["41", "101"]  # the terminal's size arrived
+    assert cluster.kubectl("get", "-n", NS, "pod", "tty", check=False).returncode == 1
 
 
 def _python_core(cluster: DockerCluster) -> Any:
