@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 BURST = 500
+ORPHAN_PREFIX = "orphan-pod:"
 
 
 def _rfc3339(t: datetime) -> str:
@@ -123,8 +124,16 @@ class JobController:
         if pending is not None and not ju.has_finalizer(pod):
             pending.discard(str(pod["metadata"].get("uid")))
 
+    def _orphan_check(self, pod: Obj) -> None:
+        """A pod still holding the tracking finalizer whose Job is gone: release it."""
+        ref = controller_of(pod)
+        if ju.has_finalizer(pod) and (ref is None or ref.get("kind") == "Job"):
+            self.queue.add(f"{ORPHAN_PREFIX}{object_key(pod)}")
+
     def _pod_added(self, pod: Obj) -> None:
         key = self._owner(pod)
+        if key is None:
+            self._orphan_check(pod)
         if key is not None:
             self.expectations.creation_observed(key)
             if is_terminating(pod):
@@ -140,6 +149,8 @@ class JobController:
         if old["metadata"].get("resourceVersion") == cur["metadata"].get("resourceVersion"):
             return
         old_key, key = self._owner(old), self._owner(cur)
+        if key is None:
+            self._orphan_check(cur)
         if old_key is not None and old_key != key:
             self.queue.add(old_key)
         if key is not None:
@@ -165,6 +176,9 @@ class JobController:
 
     async def sync(self, key: str) -> None:
         """Reconcile the Job ``key`` (``namespace/name``) from the informer caches."""
+        if key.startswith(ORPHAN_PREFIX):
+            await self._release_orphan(key.removeprefix(ORPHAN_PREFIX))
+            return
         job = self.job_informer.store.get(key)
         if job is None:
             self.expectations.delete(key)
@@ -181,6 +195,22 @@ class JobController:
             await self._remove_finalizers(key, [p for p in pods if ju.has_finalizer(p)])
             return
         await _JobSync(self, key, job, pods).run()
+
+    async def _release_orphan(self, pod_key: str) -> None:
+        """Remove the tracking finalizer of a pod whose Job no longer exists (checked in the API)."""
+        pod = self.pod_informer.store.get(pod_key)
+        if pod is None or not ju.has_finalizer(pod):
+            return
+        ref = controller_of(pod)
+        if ref is not None:
+            try:
+                job = await self.client.get(JOBS, str(ref.get("name")), namespace=pod["metadata"]["namespace"])
+                if job["metadata"].get("uid") == ref.get("uid"):
+                    return  # the Job exists: its own sync tracks this pod
+            except errors.NotFoundError:
+                pass
+        await self._remove_finalizers(f"orphans/{pod_key}", [pod])
+        self.finalizers_pending.pop(f"orphans/{pod_key}", None)
 
     async def _claim(self, job: Obj, selector: LabelSelector, candidates: list[Obj]) -> list[Obj]:
         meta = job["metadata"]

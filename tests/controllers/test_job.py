@@ -311,3 +311,19 @@ async def test_ttl_after_finished_deletes_the_job_and_its_pods(tmp_path: Path) -
 def test_ttl_expiry(job: Obj, expected: str | None) -> None:
     at = expires_at({"metadata": {}, **job})
     assert (at.isoformat() if at else None) == expected
+
+
+async def test_deleting_a_running_job_releases_its_pods(tmp_path: Path) -> None:
+    """Background deletion: the Job is gone at once; its pods' tracking finalizers are removed
+    so the garbage collector's deletions complete instead of leaving them terminating forever."""
+    async with cluster(tmp_path) as client, manager(client, controllers=("job", "garbagecollector")):
+        await client.create(JOBS, _job("gone", parallelism=2, completions=4))
+
+        async def two() -> bool:
+            return len(await _pods(client, "gone")) == 2
+        await eventually(two, what="2 pods")
+        await client.delete(JOBS, "gone", namespace="default", propagation_policy="Background")
+
+        async def no_pods() -> bool:
+            return await _pods(client, "gone") == []
+        await eventually(no_pods, timeout=60, what="the pods deleted for good")
