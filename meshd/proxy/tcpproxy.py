@@ -21,6 +21,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from meshd.proxy.telemetry import Telemetry
 
@@ -49,8 +50,8 @@ class Half(asyncio.Protocol):
         self._pending.clear()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance check here.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self.counter is not None:

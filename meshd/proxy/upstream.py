@@ -57,7 +57,6 @@ async def open_stream(factory: Callable[[], P], host: str, port: int, *, tls: ss
                                                                    ssl_handshake_timeout=timeout)
     except (OSError, TimeoutError, ssl.SSLError) as exc:
         raise ConnectFailure(f"{host}:{port}: {exc or type(exc).__name__}") from None
-    assert isinstance(transport, asyncio.Transport)
     if tls is not None and identity:
         seen = peer_identity(transport.get_extra_info("ssl_object"))
         if seen != identity:
