@@ -148,7 +148,9 @@ class HorizontalPodAutoscalerController:
             self.recorder.event(hpa, "Warning", "FailedGetScale", str(err))
             await self._write_status(hpa, original_status, run, original_status.get("currentReplicas", 0),
                                      original_status.get("desiredReplicas", 0), None, rescaled=False)
-            raise
+            # Tried again at the next sync period, as upstream's fixed-interval queue does.
+            log.info("hpa %s: failed to query scale subresource for %s: %s", key, reference, err)
+            return
         run.set_condition("AbleToScale", "True", "SucceededGetScale",
                           "the HPA controller was able to get the target's current scale")
         current = int((scale.get("spec") or {}).get("replicas") or 0)
@@ -195,7 +197,8 @@ class HorizontalPodAutoscalerController:
                                   f"the HPA controller was unable to update the target scale: {err}")
                 await self._write_status(hpa, original_status, run, current, original_status.get(
                     "desiredReplicas", 0), statuses, rescaled=False)
-                raise
+                log.info("hpa %s: failed to rescale %s: %s", key, reference, err)
+                return
             run.set_condition("AbleToScale", "True", "SucceededRescale",
                               f"the HPA controller was able to update the target scale to {desired}")
             self.recorder.event(hpa, "Normal", "SuccessfulRescale", f"New size: {desired}; reason: {reason}")
