@@ -1,0 +1,269 @@
+"""One sync of one Job (the decision steps of ``controllers.job``): count finished pods through the
+tracking finalizer and ``uncountedTerminatedPods``, decide success or failure (pod failure policy,
+backoff limit, deadline, completions), finish with the interim then terminal conditions, honour
+``suspend``, or keep ``parallelism`` pods running (per index when Indexed) after the backoff.
+
+Created by :meth:`controllers.job.JobController.sync` for each sync; it reads the controller's
+caches and bookkeeping (expectations, pending finalizer removals, backoff records) and writes
+through it.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from controllers import job_util as ju
+from controllers.ownership import is_terminating
+from controllers.replicaset_util import is_pod_active, pods_to_delete
+from machinery import errors
+from machinery.resources import JOBS
+
+if TYPE_CHECKING:
+    from controllers.job import JobController
+
+Obj = dict[str, Any]
+BURST = 500
+
+
+def _rfc3339(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class JobSync:
+    """One sync of one Job: the steps of ``JobController.sync`` with their shared state."""
+
+    def __init__(self, ctl: JobController, key: str, job: Obj, pods: list[Obj]) -> None:
+        self.ctl = ctl
+        self.key = key
+        self.job = job
+        self.pods = pods
+        self.spec: Obj = job.get("spec") or {}
+        self.status: Obj = copy.deepcopy(job.get("status") or {})
+        self.now = ctl.clock()
+        self.now_s = _rfc3339(self.now)
+        self.indexed = self.spec.get("completionMode") == "Indexed"
+        completions = self.spec.get("completions")
+        self.completions: int | None = None if completions is None else int(completions)
+        self.failure: tuple[str, str] | None = None
+
+    async def run(self) -> None:
+        ctl, key = self.ctl, self.key
+        needs_sync = ctl.expectations.satisfied(key)
+        suspended = bool(self.spec.get("suspend"))
+        if not suspended and not self.status.get("startTime"):
+            self.status["startTime"] = self.now_s
+        await self._track_finished()
+        active = [p for p in self.pods if is_pod_active(p)]
+        done = self._decide()
+        manage_error: errors.ApiError | None = None
+        try:
+            if done is not None:
+                active = await self._finish(done, active)
+            elif suspended:
+                self._suspend_condition(True)
+                self.status.pop("startTime", None)
+                await ctl.delete_pods(self.job, key, active)
+                active = []
+            else:
+                self._suspend_condition(False)
+                if needs_sync:
+                    active = await self._manage(active)
+        except errors.ApiError as exc:
+            manage_error = exc
+        self.status["active"] = len(active)
+        self.status["ready"] = ju.count_ready(active)
+        self.status["terminating"] = sum(1 for p in self.pods
+                                         if is_terminating(p) and ju.phase(p) not in ("Succeeded", "Failed"))
+        await self._write_status()
+        left = ju.deadline_passed(self.job, self.now)[1] if done is None and not suspended else None
+        if left is not None:
+            ctl.queue.add_after(key, left + 0.5)
+        if manage_error is not None:
+            raise manage_error
+
+    # -- step 2: finished pods ------------------------------------------------------------------
+
+    async def _track_finished(self) -> None:
+        unc = self.status.get("uncountedTerminatedPods") or {}
+        unc_s, unc_f = set(unc.get("succeeded") or []), set(unc.get("failed") or [])
+        pending = self.ctl.finalizers_pending.get(self.key, set())
+        completed = ju.parse_indexes(self.status.get("completedIndexes"), self.completions)
+        policy = self.spec.get("podFailurePolicy")
+        drop: list[Obj] = []
+        grew = False
+        last_failure: datetime | None = None
+        new_failures = 0
+        by_uid = {str(p["metadata"].get("uid")): p for p in self.pods}
+        for pod in self.pods:
+            uid = str(pod["metadata"].get("uid"))
+            if not ju.has_finalizer(pod) or uid in pending or uid in unc_s or uid in unc_f or not ju.is_finished(pod):
+                continue
+            if ju.succeeded(pod):
+                index = ju.pod_index(pod) if self.indexed else None
+                if self.indexed and (index is None or index in completed or
+                                     (self.completions is not None and index >= self.completions)):
+                    drop.append(pod)
+                    continue
+                if index is not None:
+                    completed.add(index)
+                unc_s.add(uid)
+                grew = True
+                self.ctl.backoff.pop(self.key, None)
+                continue
+            action, message = ju.match_failure_policy(policy, pod) if ju.phase(pod) == "Failed" else (None, "")
+            if action == "Ignore":
+                drop.append(pod)
+                continue
+            if action == "FailJob" and self.failure is None:
+                self.failure = (ju.REASON_POLICY, message)
+            unc_f.add(uid)
+            grew = True
+            new_failures += 1
+            t = ju.finished_at(pod, self.now)
+            last_failure = t if last_failure is None or t > last_failure else last_failure
+        if new_failures:
+            count, _ = self.ctl.backoff.get(self.key, (0, self.now))
+            self.ctl.backoff[self.key] = (count + new_failures, last_failure or self.now)
+        if grew:
+            self.status["uncountedTerminatedPods"] = {"succeeded": sorted(unc_s), "failed": sorted(unc_f)}
+            await self._write_status()
+        targets = [by_uid[u] for u in unc_s | unc_f if u in by_uid and ju.has_finalizer(by_uid[u])] + drop
+        failed_uids = set(await self.ctl._remove_finalizers(self.key, targets))
+        # Move what is no longer held by a finalizer into the counters.
+        done_s, done_f = unc_s - failed_uids, unc_f - failed_uids
+        if done_s or done_f:
+            self.status["succeeded"] = int(self.status.get("succeeded") or 0) + len(done_s)
+            self.status["failed"] = int(self.status.get("failed") or 0) + len(done_f)
+        if self.indexed:
+            counted = {ju.pod_index(by_uid[u]) for u in done_s if u in by_uid}
+            base = ju.parse_indexes(self.status.get("completedIndexes"), self.completions)
+            self.status["completedIndexes"] = ju.format_indexes(base | {i for i in counted if i is not None})
+        left_s, left_f = unc_s & failed_uids, unc_f & failed_uids
+        self.status["uncountedTerminatedPods"] = {k: sorted(v) for k, v in (("succeeded", left_s),
+                                                                            ("failed", left_f)) if v}
+
+    # -- step 3: decide ---------------------------------------------------------------------------
+
+    def _decide(self) -> tuple[bool, str, str] | None:
+        """(succeeded?, reason, message) when the Job reached a terminal state."""
+        status = self.status
+        for ctype, ok in (("FailureTarget", False), ("SuccessCriteriaMet", True)):
+            cond = ju.condition(status, ctype)
+            if cond is not None and cond.get("status") == "True":
+                return ok, str(cond.get("reason")), str(cond.get("message"))
+        if self.failure is not None:
+            return False, *self.failure
+        failed = int(status.get("failed") or 0)
+        limit = self.spec.get("backoffLimit")
+        if failed > (6 if limit is None else int(limit)):
+            return False, ju.REASON_BACKOFF, ju.MESSAGE_BACKOFF
+        if not self.spec.get("suspend") and ju.deadline_passed({**self.job, "status": status}, self.now)[0]:
+            return False, ju.REASON_DEADLINE, ju.MESSAGE_DEADLINE
+        succeeded = int(status.get("succeeded") or 0)
+        if self.indexed and self.completions is not None:
+            if len(ju.parse_indexes(status.get("completedIndexes"), self.completions)) >= self.completions:
+                return True, ju.REASON_COMPLETIONS, ju.MESSAGE_COMPLETIONS
+        elif self.completions is not None:
+            if succeeded >= self.completions:
+                return True, ju.REASON_COMPLETIONS, ju.MESSAGE_COMPLETIONS
+        elif succeeded > 0 and not any(is_pod_active(p) for p in self.pods):
+            return True, ju.REASON_COMPLETIONS, ju.MESSAGE_COMPLETIONS
+        return None
+
+    async def _finish(self, done: tuple[bool, str, str], active: list[Obj]) -> list[Obj]:
+        ok, reason, message = done
+        interim, final = ("SuccessCriteriaMet", "Complete") if ok else ("FailureTarget", "Failed")
+        if ju.set_condition(self.status, interim, "True", reason, message, self.now_s) and not ok:
+            self.ctl.recorder.event(self.job, "Warning", reason, message)
+        await self.ctl.delete_pods(self.job, self.key, active)
+        holding = [p for p in self.pods if ju.has_finalizer(p) or is_pod_active(p)]
+        if holding or self.status.get("uncountedTerminatedPods"):
+            return active
+        ju.set_condition(self.status, final, "True", reason, message, self.now_s)
+        if ok:
+            self.status["completionTime"] = self.now_s
+            self.ctl.recorder.event(self.job, "Normal", "Completed", "Job completed")
+        self.ctl.backoff.pop(self.key, None)
+        return []
+
+    def _suspend_condition(self, suspended: bool) -> None:
+        cond = ju.condition(self.status, "Suspended")
+        if suspended:
+            if ju.set_condition(self.status, "Suspended", "True", "JobSuspended", "Job suspended", self.now_s):
+                self.ctl.recorder.event(self.job, "Normal", "Suspended", "Job suspended")
+        elif cond is not None and cond.get("status") == "True":
+            ju.set_condition(self.status, "Suspended", "False", "JobResumed", "Job resumed", self.now_s)
+            self.ctl.recorder.event(self.job, "Normal", "Resumed", "Job resumed")
+
+    # -- step 4: keep parallelism pods ------------------------------------------------------------
+
+    def _backoff_left(self) -> float:
+        record = self.ctl.backoff.get(self.key)
+        if record is None:
+            return 0.0
+        failures, last = record
+        delay = ju.backoff_delay(failures, base=self.ctl.backoff_base)
+        return max(0.0, (last + timedelta(seconds=delay) - self.now).total_seconds())
+
+    async def _manage(self, active: list[Obj]) -> list[Obj]:
+        raw = self.spec.get("parallelism")
+        parallelism = 1 if raw is None else int(raw)
+        succeeded = int(self.status.get("succeeded") or 0)
+        if self.indexed:
+            return await self._manage_indexed(active, parallelism)
+        if self.completions is None:
+            want = 0 if succeeded > 0 else parallelism
+        else:
+            want = max(0, min(parallelism, self.completions - succeeded))
+        diff = len(active) - want
+        if diff > 0:
+            victims = pods_to_delete(active, active, diff)
+            await self.ctl.delete_pods(self.job, self.key, victims)
+            return [p for p in active if p not in victims]
+        if diff < 0 and self._may_create():
+            await self.ctl.create_pods(self.job, self.key, [None] * min(-diff, BURST))
+        return active
+
+    async def _manage_indexed(self, active: list[Obj], parallelism: int) -> list[Obj]:
+        assert self.completions is not None
+        completed = ju.parse_indexes(self.status.get("completedIndexes"), self.completions)
+        seen: set[int] = set()
+        extra: list[Obj] = []
+        for pod in sorted(active, key=lambda p: str(p["metadata"].get("creationTimestamp", ""))):
+            index = ju.pod_index(pod)
+            if index is None or index in completed or index in seen or index >= self.completions:
+                extra.append(pod)
+            else:
+                seen.add(index)
+        if extra:
+            await self.ctl.delete_pods(self.job, self.key, extra)
+            active = [p for p in active if p not in extra]
+        missing = [i for i in range(self.completions) if i not in completed and i not in seen]
+        room = parallelism - len(active)
+        if room > 0 and missing and self._may_create():
+            await self.ctl.create_pods(self.job, self.key, list(missing[:min(room, BURST)]))
+        return active
+
+    def _may_create(self) -> bool:
+        left = self._backoff_left()
+        if left > 0:
+            self.ctl.queue.add_after(self.key, left)
+            return False
+        return True
+
+    async def _write_status(self) -> None:
+        old = self.job.get("status") or {}
+        if _norm(old) == _norm(self.status):
+            return
+        try:
+            self.job = await self.ctl.client.update(JOBS, {**self.job, "status": self.status}, subresource="status")
+        except errors.NotFoundError:
+            return
+
+
+def _norm(status: Obj) -> Obj:
+    return {k: v for k, v in status.items() if v not in (0, None, [], {}, "")}
+
+
