@@ -76,7 +76,7 @@ def decode_object(body: bytes) -> dict[str, Any]:
         raise BadRequestError(f"unsupported protobuf contentEncoding {envelope.content_encoding!r}")
     if envelope.content_type and not is_protobuf_content_type(envelope.content_type):
         raise BadRequestError(f"unsupported protobuf contentType {envelope.content_type!r}")
-    root = ROOT_KINDS.get(envelope.kind)
+    root = ROOT_KINDS.get(f"{envelope.api_version}:{envelope.kind}") or ROOT_KINDS.get(envelope.kind)
     if root is None:
         raise BadRequestError(
             f"protobuf bodies of kind {envelope.kind!r} are not supported; send application/json"

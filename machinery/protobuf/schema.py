@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from machinery.protobuf.fields import FieldKind, MessageTable
 from machinery.protobuf.tables_authn import AUTHN_MESSAGES
+from machinery.protobuf.tables_autoscaling import AUTOSCALING_MESSAGES
 from machinery.protobuf.tables_meta import META_MESSAGES
 from machinery.protobuf.tables_networking import DISCOVERY_MESSAGES, NETWORKING_MESSAGES
 from machinery.protobuf.tables_pod import POD_MESSAGES
@@ -21,6 +22,7 @@ from machinery.protobuf.tables_workloads import WORKLOAD_MESSAGES
 MESSAGES: dict[str, MessageTable] = {**META_MESSAGES, **POD_MESSAGES, **WORKLOAD_MESSAGES, **AUTHN_MESSAGES,
                                    **RBAC_MESSAGES, **AUTHZ_MESSAGES}
 MESSAGES.update({**NETWORKING_MESSAGES, **DISCOVERY_MESSAGES})
+MESSAGES.update(AUTOSCALING_MESSAGES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,10 @@ ROOT_KINDS: dict[str, RootKind] = {
 ROOT_KINDS.update({kind: RootKind(kind, frozenset({"networking.k8s.io/v1"}))
                    for kind in ("Ingress", "IngressClass", "NetworkPolicy")})
 ROOT_KINDS["EndpointSlice"] = RootKind("EndpointSlice", frozenset({"discovery.k8s.io/v1"}))
+ROOT_KINDS["HorizontalPodAutoscaler"] = RootKind("HorizontalPodAutoscaler", frozenset({"autoscaling/v2"}))
+# A kind whose messages differ between versions is also listed as "<apiVersion>:<kind>" (looked up first).
+ROOT_KINDS["autoscaling/v1:HorizontalPodAutoscaler"] = RootKind("HorizontalPodAutoscalerV1",
+                                                                frozenset({"autoscaling/v1"}))
 
 
 def dangling_references() -> list[str]:
