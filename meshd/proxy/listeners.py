@@ -86,6 +86,7 @@ class Listeners:
         self.inbound_port = 0
         self.permissive_detect_seconds = 0.1
         self._sockets: dict[str, socket.socket] = {}
+        self._acceptors: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.http_connections: set[ServerProtocol] = set()
 
@@ -103,13 +104,14 @@ class Listeners:
         inn = self._bind("inbound", self.settings.inbound_port)
         self.outbound_port = out.getsockname()[1]
         self.inbound_port = inn.getsockname()[1]
-        self._spawn(self._accept("outbound", out, self._outbound), "outbound-accept")
-        self._spawn(self._accept("inbound", inn, self._inbound), "inbound-accept")
+        self._acceptors["outbound"] = self._spawn(self._accept("outbound", out, self._outbound), "outbound-accept")
+        self._acceptors["inbound"] = self._spawn(self._accept("inbound", inn, self._inbound), "inbound-accept")
 
-    def _spawn(self, coro: Any, name: str) -> None:
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._done)
+        return task
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -292,9 +294,16 @@ class Listeners:
 
     def stop_accepting(self, *names: str) -> None:
         """Close the named listening sockets (all when none is named)."""
+        loop = asyncio.get_running_loop()
         for name in names or tuple(self._sockets):
             sock = self._sockets.pop(name, None)
+            acceptor = self._acceptors.pop(name, None)
+            if acceptor is not None:
+                acceptor.cancel()
             if sock is not None:
+                # The pending accept's reader must leave the selector before the fd is closed (and reused).
+                with contextlib.suppress(OSError, ValueError, NotImplementedError):
+                    loop.remove_reader(sock.fileno())
                 with contextlib.suppress(OSError):
                     sock.close()
 

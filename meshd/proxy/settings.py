@@ -145,7 +145,22 @@ def from_env(argv: Sequence[str] | None = None, environ: Mapping[str, str] | Non
     parser.add_argument("--drain-seconds", type=float,
                         default=float(env.get("TERMINATION_DRAIN_DURATION_SECONDS") or 5))
     parser.add_argument("--log-level", default=env.get("PROXY_LOG_LEVEL") or "info")
+    for name, default in (("outbound", OUTBOUND_PORT), ("inbound", INBOUND_PORT), ("admin", ADMIN_PORT),
+                          ("status", STATUS_PORT), ("ready", READY_PORT)):
+        parser.add_argument(f"--{name}-port", type=int, default=default)
+    parser.add_argument("--app-host", default="127.0.0.1")
+    parser.add_argument("--original-dst", default="", metavar="HOST:PORT",
+                        help="outside a pod (tests, benchmarks): the original destination of every accepted "
+                             "connection instead of SO_ORIGINAL_DST")
+    parser.add_argument("--explicit-destination-header", action="store_true",
+                        help="outside a pod: HTTP requests name their ClusterIP:port in x-kubelab-original-dst")
+    parser.add_argument("--no-access-log", action="store_true")
     args = parser.parse_args(argv)
+    original_dst: OriginalDst | None = None
+    if args.original_dst:
+        host, _, port = args.original_dst.rpartition(":")
+        fixed = (host, int(port))
+        original_dst = lambda sock: fixed  # noqa: E731
     labels = {str(k): str(v) for k, v in _json_object(env.get("ISTIO_METAJSON_LABELS", ""), "ISTIO_METAJSON_LABELS")
               .items()}
     probers = {str(k): v for k, v in _json_object(env.get("ISTIO_KUBE_APP_PROBERS", ""), "ISTIO_KUBE_APP_PROBERS")
@@ -168,4 +183,13 @@ def from_env(argv: Sequence[str] | None = None, environ: Mapping[str, str] | Non
         prometheus_annotations=prom,
         drain_seconds=args.drain_seconds,
         log_level=args.log_level,
+        outbound_port=args.outbound_port,
+        inbound_port=args.inbound_port,
+        admin_port=args.admin_port,
+        status_port=args.status_port,
+        ready_port=args.ready_port,
+        app_host=args.app_host,
+        original_dst=original_dst,
+        explicit_destination_header=args.explicit_destination_header,
+        access_log=not args.no_access_log,
     )
