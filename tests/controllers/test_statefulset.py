@@ -267,3 +267,41 @@ async def test_statefulset_sync_before_the_cache_catches_up_creates_nothing(tmp_
             ctl.pod_informer.store.upsert(pod)
             ctl._pod_added(pod)
         assert ctl.expectations.satisfied(key)
+
+
+@pytest.mark.parametrize(("policy", "owner_kinds"), [
+    pytest.param({"whenDeleted": "Retain", "whenScaled": "Retain"}, {"www-web-0": [], "www-web-1": []},
+                 id="retain"),
+    pytest.param({"whenDeleted": "Delete", "whenScaled": "Retain"},
+                 {"www-web-0": ["StatefulSet"], "www-web-1": ["StatefulSet"]}, id="when-deleted"),
+    pytest.param({"whenDeleted": "Retain", "whenScaled": "Delete"}, {"www-web-0": [], "www-web-1": ["Pod"]},
+                 id="when-scaled"),
+])
+async def test_claim_retention_policy_sets_the_claims_owners(tmp_path: Path, policy: Obj,
+                                                             owner_kinds: dict[str, list[str]]) -> None:
+    """Delete policies hand the claims to the garbage collector through owner references: the set's
+    (whenDeleted) or, on scale-down, the condemned pod's (whenScaled)."""
+    pvcs = lookup("", "v1", "persistentvolumeclaims")
+    assert pvcs is not None
+    async with _running(tmp_path) as client:
+        claim = {"metadata": {"name": "www"}, "spec": {"accessModes": ["ReadWriteOnce"],
+                                                       "resources": {"requests": {"storage": "1Gi"}}}}
+        await client.create(STATEFULSETS, _sts(replicas=2, podManagementPolicy="Parallel",
+                                               volumeClaimTemplates=[claim],
+                                               persistentVolumeClaimRetentionPolicy=policy))
+        kubelet = Kubelet(client, "app=web")
+
+        async def two_ready() -> bool:
+            await kubelet.step()
+            st = (await client.get(STATEFULSETS, "web", namespace="default")).get("status") or {}
+            return st.get("readyReplicas") == 2
+        await eventually(two_ready, timeout=30, what="2 ready")
+        await client.patch(STATEFULSETS, "web", {"spec": {"replicas": 1}}, namespace="default")
+
+        async def owners() -> bool:
+            await kubelet.step()
+            items = (await client.list(pvcs, namespace="default"))["items"]
+            got = {c["metadata"]["name"]: sorted(r["kind"] for r in c["metadata"].get("ownerReferences") or [])
+                   for c in items}
+            return got == owner_kinds and len(await pods(client, "app=web")) == 1
+        await eventually(owners, timeout=30, what=f"claim owners {owner_kinds}")
