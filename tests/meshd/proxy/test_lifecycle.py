@@ -51,14 +51,14 @@ async def test_drain_stops_inbound_but_not_outbound(mesh: Mesh, http: aiohttp.Cl
     async with http.post(f"http://127.0.0.1:{proxy.ports['admin']}/drain") as resp:
         assert resp.status == 200
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.ports["inbound"])
+        _, writer = await asyncio.open_connection("127.0.0.1", proxy.ports["inbound"])
     except ConnectionRefusedError:
         pass
     else:  # pragma: no cover -- a listening socket after drain
         writer.close()
         raise AssertionError("inbound still accepts after /drain")
     # outbound still accepts (the app may still be finishing its own calls)
-    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.ports["outbound"])
+    _reader, writer = await asyncio.open_connection("127.0.0.1", proxy.ports["outbound"])
     writer.close()
 
 

@@ -78,7 +78,7 @@ async def test_istio_metrics_with_labels_on_both_sides(mesh: Mesh, http: aiohttp
 
 
 async def test_access_log_line_in_istio_format(mesh: Mesh, http: aiohttp.ClientSession) -> None:
-    client, _, ip, port = await pair(mesh)
+    client, _, ip, _port = await pair(mesh)
     await call(http, client, ip, "/reviews/1?x=y", {"x-request-id": "req-42"})
     client.telemetry.flush()
     stream = client.telemetry._log_stream
@@ -86,7 +86,8 @@ async def test_access_log_line_in_istio_format(mesh: Mesh, http: aiohttp.ClientS
     line = stream.getvalue().splitlines()[-1]
     pattern = (r'^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\] "GET /reviews/1\?x=y HTTP/1\.1" 200 - via_upstream - "-" '
                r'0 \d+ \d+ - "-" "curl/8\.0" "req-42" "reviews:9080" "127\.0\.0\.1:\d+" '
-               r'outbound\|9080\|\|reviews\.default\.svc\.cluster\.local - 127\.0\.0\.1:\d+ 127\.0\.0\.1:\d+ - default$')
+               r'outbound\|9080\|\|reviews\.default\.svc\.cluster\.local - '
+               r'127\.0\.0\.1:\d+ 127\.0\.0\.1:\d+ - default$')
     assert re.match(pattern, line), line
 
 
@@ -110,7 +111,6 @@ async def test_merged_app_metrics_and_app_probes(mesh: Mesh, http: aiohttp.Clien
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]
-    port_holder: dict[str, int] = {}
 
     async def start() -> Proxy:
         async def metrics(request: web.Request) -> web.Response:
@@ -120,7 +120,6 @@ async def test_merged_app_metrics_and_app_probes(mesh: Mesh, http: aiohttp.Clien
             return web.Response(text="ok")
 
         port = await mesh.app("reviews", routes={"/metrics": metrics, "/healthy": healthy})
-        port_holder["app"] = port
         return await mesh.proxy(
             "reviews", app_port=port,
             prometheus_annotations={"scrape": "true", "port": str(port), "path": "/metrics"},
