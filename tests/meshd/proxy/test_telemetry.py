@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import socket
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -14,7 +15,7 @@ from meshd.proxy.proxy import Proxy
 from tests.meshd.proxy.harness import Mesh
 
 
-async def pair(mesh: Mesh, **server_kw: object) -> tuple[Proxy, Proxy, str, int]:
+async def pair(mesh: Mesh, **server_kw: Any) -> tuple[Proxy, Proxy, str, int]:
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(text="# TYPE app_custom_total counter\napp_custom_total 7\n")
 
