@@ -145,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     apiserver.add_argument("--authorization-mode", choices=["Node,RBAC", "RBAC", "AlwaysAllow"],
                            default="Node,RBAC",
                            help="who may do what: the Node authorizer then RBAC (default), RBAC alone, or AlwaysAllow")
+    apiserver.add_argument("--metric-resolution", type=float, default=15.0, metavar="S",
+                           help="seconds between two scrapes of the kubelets' statistics (metrics.k8s.io)")
     apiserver.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v: debug)")
     apiserver.set_defaults(handler=cmd_apiserver)
     _add_components(commands)
@@ -201,6 +203,10 @@ def _add_components(commands: Any) -> None:
     _add_node_lifecycle(manager)
     manager.add_argument("--storage-dir", type=Path, default=None, metavar="DIR",
                          help="local-path volume directories (default ~/.kubelab/storage)")
+    manager.add_argument("--horizontal-pod-autoscaler-sync-period", type=float, default=15.0, metavar="S",
+                         help="seconds between two syncs of one HorizontalPodAutoscaler (default 15)")
+    manager.add_argument("--horizontal-pod-autoscaler-downscale-stabilization", type=float, default=300.0,
+                         metavar="S", help="scale-down window of HPAs that set none (default 300)")
     manager.set_defaults(handler=cmd_controller_manager)
 
     kubelet = commands.add_parser("kubelet", help="run a node agent (or many hollow nodes) in the foreground")
@@ -639,6 +645,7 @@ def cmd_apiserver(args: argparse.Namespace) -> int:
     settings.advertise_address = args.advertise_address
     settings.default_not_ready_toleration_seconds = args.default_not_ready_toleration_seconds
     settings.default_unreachable_toleration_seconds = args.default_unreachable_toleration_seconds
+    settings.metrics_resolution = args.metric_resolution
     run(settings)
     return 0
 
@@ -673,6 +680,8 @@ def cmd_controller_manager(args: argparse.Namespace) -> int:
         pod_eviction_timeout=args.pod_eviction_timeout,
         default_not_ready_toleration_seconds=toleration,
         default_unreachable_toleration_seconds=toleration,
+        horizontal_pod_autoscaler_sync_period=args.horizontal_pod_autoscaler_sync_period,
+        horizontal_pod_autoscaler_downscale_stabilization=args.horizontal_pod_autoscaler_downscale_stabilization,
     )
     if args.storage_dir is not None:
         settings.storage_dir = args.storage_dir.expanduser()
