@@ -5,7 +5,8 @@ the rules of the standard cron parser Kubernetes uses: exactly five fields (minu
 month, month, day of week), ``?`` as a wildcard in the day fields, the descriptors ``@yearly``,
 ``@annually``, ``@monthly``, ``@weekly``, ``@daily``, ``@midnight`` and ``@hourly``, and no
 ``TZ=``/``CRON_TZ=`` prefix (the ``timeZone`` field says where the schedule runs). Times are
-computed by croniter; this module only adapts its input and errors.
+computed by croniter; the range checks here give the standard parser's messages (``end of range
+(61) above maximum (59): 61``), which the API reports.
 """
 
 from __future__ import annotations
@@ -34,6 +35,55 @@ class ScheduleError(ValueError):
     """The schedule or time zone cannot be used; the message is the one the API reports."""
 
 
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_BOUNDS: tuple[tuple[int, int, dict[str, int]], ...] = (
+    (0, 59, {}), (0, 23, {}), (1, 31, {}),
+    (1, 12, {m: i + 1 for i, m in enumerate(_MONTHS)}),
+    (0, 6, {d: i for i, d in enumerate(_DAYS)}),
+)
+"""(minimum, maximum, names) of minute, hour, day of month, month and day of week."""
+
+
+def _parse_int(text: str, names: dict[str, int]) -> int:
+    if text.lower() in names:
+        return names[text.lower()]
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise ScheduleError(f'failed to parse int from {text}: strconv.Atoi: parsing "{text}": invalid syntax') \
+            from None
+    if value < 0:
+        raise ScheduleError(f"negative number ({value}) not allowed: {text}")
+    return value
+
+
+def _check_field(field: str, low: int, high: int, names: dict[str, int]) -> None:
+    """The range checks of the standard parser, with its messages (``getRange``)."""
+    for expr in field.split(","):
+        range_and_step = expr.split("/")
+        if len(range_and_step) > 2:
+            raise ScheduleError(f"too many slashes: {expr}")
+        bounds = range_and_step[0].split("-")
+        if len(bounds) > 2:
+            raise ScheduleError(f"too many hyphens: {expr}")
+        if bounds[0] in ("*", "?"):
+            start, end = low, high
+        else:
+            start = _parse_int(bounds[0], names)
+            end = _parse_int(bounds[1], names) if len(bounds) == 2 else start
+        if len(range_and_step) == 2:
+            step = _parse_int(range_and_step[1], names)
+            if step <= 0:
+                raise ScheduleError(f"step of range should be a positive number: {expr}")
+        if start < low:
+            raise ScheduleError(f"beginning of range ({start}) below minimum ({low}): {expr}")
+        if end > high:
+            raise ScheduleError(f"end of range ({end}) above maximum ({high}): {expr}")
+        if start > end:
+            raise ScheduleError(f"beginning of range ({start}) beyond end of range ({end}): {expr}")
+
+
 def _expression(schedule: str) -> str:
     text = schedule.strip()
     if text.startswith(("TZ=", "CRON_TZ=")):
@@ -45,6 +95,8 @@ def _expression(schedule: str) -> str:
     fields = text.split()
     if len(fields) != 5:
         raise ScheduleError(f"expected exactly 5 fields, found {len(fields)}: {text}")
+    for field, (low, high, names) in zip(fields, _BOUNDS, strict=True):
+        _check_field(field, low, high, names)
     fields[2] = "*" if fields[2] == "?" else fields[2]
     fields[4] = "*" if fields[4] == "?" else fields[4]
     expr = " ".join(fields)
