@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from kubelab import launcher
-from kubelab.testing import kubectl
+from kubelab.testing import kubectl, kubectl_versions, start_apiserver
 from machinery.client import ApiClient
 from machinery.resources import PODS
 from tests.netaudit import NetAudit
@@ -325,3 +325,41 @@ def test_replicationcontroller_scales_with_kubectl(cluster: Cluster) -> None:
     wait_for(ready(4), 90, "4 ready replicas")
     rows = _table(c.run("get", "rc", "-n", ns).stdout)
     assert rows[0] == ["NAME", "DESIRED", "CURRENT", "READY", "AGE"] and rows[1][:4] == ["old", "4", "4", "4"]
+
+
+# ---- every pinned kubectl version against an apiserver (no controllers needed) ----------------
+
+@pytest.fixture(scope="module")
+def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    state = tmp_path_factory.mktemp("workloads-api")
+    server = start_apiserver(state, store="sqlite")
+    try:
+        yield server.kubeconfig
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("version", kubectl_versions() or [None])
+def test_imperative_workload_commands_on_every_kubectl(apiserver: Path, version: str | None) -> None:
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return kubectl(*args, kubeconfig=apiserver, version=version, check=check, timeout=60)
+    ns = f"v{(version or 'default').replace('.', '-')}"
+    run("create", "namespace", ns)
+    run("create", "job", "once", "-n", ns, "--image=busybox", "--", "echo", "hi")
+    run("create", "cronjob", "tick", "-n", ns, "--image=busybox", "--schedule=@hourly", "--", "date")
+    run("create", "job", "manual", "-n", ns, "--from=cronjob/tick")
+    jobs = {j["metadata"]["name"]: j for j in json.loads(run("get", "jobs", "-n", ns, "-o", "json").stdout)["items"]}
+    assert set(jobs) == {"once", "manual"}
+    assert jobs["manual"]["metadata"]["ownerReferences"][0]["name"] == "tick"
+    assert jobs["once"]["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    rows = _table(run("get", "jobs", "-n", ns).stdout)
+    assert rows[0] == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]
+    assert sorted(r[:3] for r in rows[1:]) == [["manual", "Running", "0/1"], ["once", "Running", "0/1"]]
+    kubectl("apply", "-n", ns, "-f", "-", kubeconfig=apiserver, version=version, input=RC + "---\n" + STS)
+    run("scale", "-n", ns, "rc/old", "--replicas=3")
+    run("scale", "-n", ns, "sts/web", "--replicas=4")
+    assert json.loads(run("get", "rc", "old", "-n", ns, "-o", "json").stdout)["spec"]["replicas"] == 3
+    assert json.loads(run("get", "sts", "web", "-n", ns, "-o", "json").stdout)["spec"]["replicas"] == 4
+    bad = run("create", "cronjob", "bad", "-n", ns, "--image=busybox", "--schedule=*/x * * * *", check=False)
+    assert bad.returncode != 0
+    assert 'failed to parse int from x: strconv.Atoi: parsing "x": invalid syntax' in bad.stderr
