@@ -15,7 +15,7 @@ the expectations. ``sync(key)`` is level-triggered:
 4. otherwise keep ``parallelism`` pods running (per index when Indexed), recreating failed pods after
    a backoff of 10 s doubling to 6 min; ``suspend`` deletes the active pods.
 
-Steps 2–4 live in ``controllers.job_sync``; this module owns the informers, the queue, the
+Steps 2-4 live in ``controllers.job_sync``; this module owns the informers, the queue, the
 expectations, pod creation/deletion and the release of pods whose Job is gone.
 """
 
