@@ -5,7 +5,9 @@ a fresh ECDSA P-256 key that never leaves the process, sends a CSR with the proj
 service-account token over TLS (meshd verified against the mesh root under the name
 ``istiod.istio-system.svc``), and rebuilds the TLS contexts (:mod:`meshd.proxy.mtls`).
 
-Rotation: at ``not_before + life * (0.5 ± 0.02)`` (Istio's half-life with jitter). A failed
+Rotation: at ``start + life * (0.5 ± 0.02)`` (Istio's half-life with jitter), where ``start`` is
+the later of ``not_before`` and the moment the certificate arrived (a CA backdates ``not_before``
+for clock skew, which would otherwise put a short leaf's half-life in the past). A failed
 renewal is retried with capped exponential backoff while the current certificate keeps serving;
 only once it has expired do new connections fail. ``istio_agent_cert_expiry_seconds`` (seconds
 left) is exported by :mod:`meshd.proxy.telemetry`.
@@ -68,6 +70,8 @@ class CertManager:
         self.chain_pem: bytes = b""
         self.key_pem: bytes = b""
         self.leaf: x509.Certificate | None = None
+        self.received: datetime.datetime | None = None
+        """When the current certificate arrived."""
         self.contexts: TlsContexts | None = None
         self.rotations = 0
         self.ready = asyncio.Event()
@@ -122,6 +126,7 @@ class CertManager:
         except (ValueError, OSError) as exc:
             raise CertificateError(f"Certify: unusable certificate: {exc}") from None
         self.chain_pem, self.key_pem, self.leaf, self.contexts = chain_pem, key_pem, leaf, contexts
+        self.received = self._clock()
         self.rotations += 1
         self.ready.set()
         log.info("workload certificate for %s valid until %s", identity.uri, leaf.not_valid_after_utc.isoformat())
@@ -131,8 +136,9 @@ class CertManager:
     def next_rotation_delay(self) -> float:
         """Seconds until the rotation point (half of the granted life, ±2 % jitter)."""
         assert self.leaf is not None
-        life = (self.leaf.not_valid_after_utc - self.leaf.not_valid_before_utc).total_seconds()
-        at = self.leaf.not_valid_before_utc + datetime.timedelta(seconds=life * (0.5 + self._rng.uniform(-0.02, 0.02)))
+        start = max(self.leaf.not_valid_before_utc, self.received or self.leaf.not_valid_before_utc)
+        life = (self.leaf.not_valid_after_utc - start).total_seconds()
+        at = start + datetime.timedelta(seconds=life * (0.5 + self._rng.uniform(-0.02, 0.02)))
         return max(0.0, (at - self._clock()).total_seconds())
 
     async def run(self) -> None:
