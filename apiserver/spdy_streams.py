@@ -209,6 +209,8 @@ async def serve_remote_command(connection: SpdyConnection, kubelet: aiohttp.Clie
             # kubectl hangs up once it has read everything; closing first could drop queued frames.
             await asyncio.wait([reading], timeout=_HANGUP_WAIT)
     finally:
+        for stream in streams.by_key.values():
+            stream.abandon()
         for task in (*tasks, reading):
             task.cancel()
         await asyncio.gather(*tasks, reading, return_exceptions=True)
@@ -270,6 +272,15 @@ async def serve_port_forward(connection: SpdyConnection, dial: KubeletDial, *, p
 
 
 async def _forward_pair(streams: _Streams, request_id: str, dial: KubeletDial, path: str) -> None:
+    try:
+        await _forward_opened_pair(streams, request_id, dial, path)
+    finally:  # nobody reads these streams any more: the session must not wait for them
+        for (rid, _kind), stream in streams.by_key.items():
+            if rid == request_id:
+                stream.abandon()
+
+
+async def _forward_opened_pair(streams: _Streams, request_id: str, dial: KubeletDial, path: str) -> None:
     try:
         pair = await asyncio.wait_for(streams.wait_for({"error", "data"}, request_id), _STREAM_WAIT)
     except TimeoutError:

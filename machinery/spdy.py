@@ -29,7 +29,9 @@ session, primed with the protocol's dictionary (:data:`SPDY_DICTIONARY`) and flu
 
 Flow control: SPDY/3.1 defines windows, but Kubernetes' peer (moby/spdystream) neither sends
 WINDOW_UPDATE nor honours windows, so the session ignores SETTINGS and WINDOW_UPDATE and never
-waits for a window; back-pressure comes from the transport (``write`` is awaited).
+waits for a window; back-pressure comes from the transport: ``write`` is awaited, and a stream
+holding :data:`MAX_BUFFERED` unread bytes stops the session's reading until it is read (or
+:meth:`SpdyStream.abandon` ed), as spdystream's unbuffered stream channels do.
 
 Guarantees: :class:`FrameReader` accepts bytes split anywhere and raises :class:`SpdyError`
 on a malformed frame; a :class:`SpdySession` answers every client SYN_STREAM with a SYN_REPLY
@@ -40,6 +42,7 @@ ends every stream's reads (``b""``).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import struct
@@ -50,6 +53,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "FLAG_FIN",
     "FLAG_UNIDIRECTIONAL",
+    "MAX_BUFFERED",
     "SPDY_DICTIONARY",
     "DataFrame",
     "Frame",
@@ -76,6 +80,8 @@ FLAG_FIN = 0x01
 FLAG_UNIDIRECTIONAL = 0x02
 MAX_DATA = 32 * 1024
 """Largest data frame written (the format allows 16 MiB; small frames keep streams interleaved)."""
+MAX_BUFFERED = 1 << 20
+"""Unread bytes a stream holds before the session stops reading (see :meth:`SpdyStream._deliver`)."""
 
 _SYN_STREAM, _SYN_REPLY, _RST_STREAM, _SETTINGS, _PING, _GOAWAY, _HEADERS, _WINDOW_UPDATE = 1, 2, 3, 4, 6, 7, 8, 9
 RST_PROTOCOL_ERROR, RST_REFUSED_STREAM, RST_CANCEL = 1, 3, 5
@@ -329,31 +335,58 @@ class SpdyStream:
         self.session = session
         self.stream_id = stream_id
         self.headers = headers
-        self._incoming: asyncio.Queue[bytes] = asyncio.Queue()
         self.remote_closed = remote_closed
         self.local_closed = False
-        if remote_closed:
-            self._incoming.put_nowait(b"")
+        self.abandoned = False
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._readable = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
 
     def header(self, name: str, default: str = "") -> str:
         values = self.headers.get(name.lower())
         return values[0] if values else default
 
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not read yet."""
+        return self._buffered
+
     async def read(self) -> bytes:
         """The next data the client sent, ``b""`` once it closed its half (or the session ended)."""
-        data = await self._incoming.get()
-        if not data:
-            self._incoming.put_nowait(b"")  # every later read sees the end too
+        while not self._chunks:
+            if self.remote_closed:
+                return b""
+            self._readable.clear()
+            await self._readable.wait()
+        data = self._chunks.popleft()
+        self._buffered -= len(data)
+        self._space.set()
         return data
 
-    def _deliver(self, data: bytes, fin: bool) -> None:
-        if self.remote_closed:
-            return
-        if data:
-            self._incoming.put_nowait(data)
-        if fin:
-            self.remote_closed = True
-            self._incoming.put_nowait(b"")
+    async def _deliver(self, data: bytes) -> None:
+        """Queue the client's data; past :data:`MAX_BUFFERED` unread bytes this waits, which
+        stops the session's reading: the transport's back-pressure, as spdystream has it."""
+        while self._buffered >= MAX_BUFFERED and not self.abandoned:
+            self._space.clear()
+            await self._space.wait()
+        if data and not self.abandoned and not self.remote_closed:
+            self._chunks.append(data)
+            self._buffered += len(data)
+            self._readable.set()
+
+    def _finish(self) -> None:
+        """The client's half ended (FIN, RST, GOAWAY or end of input)."""
+        self.remote_closed = True
+        self._readable.set()
+
+    def abandon(self) -> None:
+        """Nobody reads this stream any more: drop what comes (the session must not wait for it)."""
+        self.abandoned = True
+        self._chunks.clear()
+        self._buffered = 0
+        self._space.set()
 
     async def write(self, data: bytes) -> None:
         if self.local_closed or self.session.closed:
@@ -371,7 +404,8 @@ class SpdyStream:
 
     async def reset(self, status: int = RST_CANCEL) -> None:
         self.local_closed = True
-        self._deliver(b"", True)
+        self._finish()
+        self.abandon()
         with contextlib.suppress(ConnectionError):
             await self.session.send(RstStream(self.stream_id, status))
 
@@ -416,18 +450,20 @@ class SpdySession:
         if isinstance(frame, DataFrame):
             stream = self.streams.get(frame.stream_id)
             if stream is not None:
-                stream._deliver(frame.data, bool(frame.flags & FLAG_FIN))
+                await stream._deliver(frame.data)
+                if frame.flags & FLAG_FIN:
+                    stream._finish()
         elif isinstance(frame, SynStream):
             await self._open(frame)
         elif isinstance(frame, RstStream):
             stream = self.streams.pop(frame.stream_id, None)
             if stream is not None:
                 stream.local_closed = True
-                stream._deliver(b"", True)
+                stream._finish()
         elif isinstance(frame, Headers):
             stream = self.streams.get(frame.stream_id)
             if stream is not None and frame.flags & FLAG_FIN:
-                stream._deliver(b"", True)
+                stream._finish()
         elif isinstance(frame, Ping):
             if frame.ping_id % 2 == 1:  # the client's ping (odd ids): echo it
                 await self.send(frame)
@@ -447,7 +483,7 @@ class SpdySession:
 
     def _end_streams(self) -> None:
         for stream in self.streams.values():
-            stream._deliver(b"", True)
+            stream._finish()
 
     async def close(self) -> None:
         """Send GOAWAY (once); reads of every stream end."""

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import struct
 import zlib
+from collections.abc import Callable
 
 import pytest
 
 from machinery.spdy import (
     FLAG_FIN,
+    MAX_BUFFERED,
     SPDY_DICTIONARY,
     DataFrame,
     Frame,
@@ -89,6 +91,12 @@ def test_unknown_control_frames_are_ignored() -> None:
     assert FrameReader().feed(wire) == [Ping(1)]
 
 
+async def _until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(10):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
 class _Pipe:
     """The client's side of a session: frames in, frames out."""
 
@@ -155,3 +163,28 @@ async def test_session_end_unblocks_readers_and_refuses_bad_ids() -> None:
     await session.close()
     with pytest.raises(ConnectionResetError):
         await opened[0].write(b"late")
+
+
+async def test_unread_data_holds_the_session_until_read_or_abandoned() -> None:
+    pipe = _Pipe()
+    opened: list[SpdyStream] = []
+    session = SpdySession(pipe.read, pipe.write, opened.append)
+    running = asyncio.create_task(session.run())
+    chunk = b"z" * 32 * 1024
+    pipe.client_sends(SynStream(1, {}), SynStream(3, {}), *[DataFrame(1, chunk)] * 40, Ping(1))
+    await pipe.wait_sent(lambda sent: len(sent) >= 2)  # both replies
+    stream = opened[0]
+    await _until(lambda: stream.buffered >= MAX_BUFFERED)
+    assert Ping(1) not in pipe.sent  # held: the next data frame waits for room, the ping behind it
+    assert pipe.inbound.qsize() > 0
+    received = 0
+    while received < len(chunk) * 40:
+        received += len(await asyncio.wait_for(stream.read(), 10))
+    await pipe.wait_sent(lambda sent: Ping(1) in sent)  # reading released it
+    pipe.client_sends(*[DataFrame(3, chunk)] * 40, Ping(3))
+    await _until(lambda: opened[1].buffered >= MAX_BUFFERED)
+    assert Ping(3) not in pipe.sent
+    opened[1].abandon()  # nobody will read stream 3: its data is dropped, the session goes on
+    await pipe.wait_sent(lambda sent: Ping(3) in sent)
+    pipe.client_sends(GoAway(3))
+    await asyncio.wait_for(running, 10)
