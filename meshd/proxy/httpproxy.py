@@ -96,6 +96,8 @@ class ConnContext:
     port: int = 0
     peer_identity: str = ""
     ssl_object: Any = None
+    xfcc: str = ""
+    """The ``X-Forwarded-Client-Cert`` value for this connection's verified peer (computed once)."""
     local: str = "-"
     remote: str = "-"
 
@@ -307,7 +309,9 @@ class HttpProxy:
             elif key != "x-forwarded-client-cert":
                 kept.append((key, value))
         if ctx.peer_identity:
-            kept.append(("x-forwarded-client-cert", xfcc(self.identity, ctx.ssl_object)))
+            if not ctx.xfcc:
+                ctx.xfcc = xfcc(self.identity, ctx.ssl_object)
+            kept.append(("x-forwarded-client-cert", ctx.xfcc))
         req.headers = kept
         ensure_trace_headers(kept)
         outcome = _Outcome()
