@@ -147,7 +147,9 @@ SETTINGS = ControllerManagerSettings(node_monitor_grace_period=0.6, node_monitor
 
 @contextlib.asynccontextmanager
 async def running(tmp_path: Path) -> AsyncIterator[tuple[ApiClient, FakeKubelet]]:
-    async with embedded_api(tmp_path) as api:
+    # The apiserver's DefaultTolerationSeconds admission gives pods the same lab-shortened 2 s.
+    async with embedded_api(tmp_path, default_not_ready_toleration_seconds=2,
+                            default_unreachable_toleration_seconds=2) as api:
         client = ApiClient.from_kubeconfig(api.settings.kubeconfig_path)
         kubelet = FakeKubelet(client, "node-a")
         await kubelet.register()
