@@ -264,6 +264,8 @@ class DockerStats:
         self._filters = {"label": [f"{_LABEL_CLUSTER}={cluster}", f"{_LABEL_NODE}={node}"], "status": "running"}
         self._previous: dict[str, _Cumulative] = {}
         self._started = datetime.now(UTC)
+        # The node's first rate is measured from here (a container's from its start).
+        self._previous["node"] = _Cumulative(host_usage()[0], time.monotonic(), 0)
 
     async def summary(self) -> Obj:
         return await asyncio.to_thread(self._summary)
