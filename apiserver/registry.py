@@ -276,10 +276,12 @@ class Registry:
                       "selfLink", "managedFields"):
             meta.pop(field, None)
         self._prepare_for_create(obj)
+        # A kind's create rules may need the UID early (a Job's generated selector names it); either
+        # way webhooks neither see nor choose it: Kubernetes fills uid and creationTimestamp after
+        # mutating admission and before validating admission.
+        uid = obj["metadata"].pop("uid", None) or str(uuid.uuid4())
         obj, warnings = await self._admit(obj, opts, old=None)
-        # Kubernetes fills these after mutating admission (a webhook cannot choose them, nor sees
-        # them) and before validating admission.
-        obj["metadata"]["uid"] = obj["metadata"].get("uid") or str(uuid.uuid4())
+        obj["metadata"]["uid"] = uid
         obj["metadata"]["creationTimestamp"] = now_rfc3339()
         await webhooks.validate(self.resource, obj, None, opts.dry_run)
         if opts.dry_run:
