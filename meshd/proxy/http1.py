@@ -108,7 +108,8 @@ def serialize_response(resp: Response, headers: list[tuple[str, str]], *, keep_a
     return data if head else data + resp.body
 
 
-Handler = Callable[[Request, "ServerProtocol"], Coroutine[Any, Any, Response]]
+Handler = Callable[[Request, Any], Coroutine[Any, Any, Response]]
+"""``handler(request, connection)``: the connection (HTTP/1.1 or HTTP/2) carries ``context``."""
 
 
 class ServerProtocol(asyncio.Protocol):

@@ -35,13 +35,14 @@ from typing import Any
 
 from meshd.api.resources import Cluster, Endpoint, Listener
 from meshd.proxy.config import ConfigStore
-from meshd.proxy.http1 import Request, Response, ServerProtocol, forwardable_headers, serialize_request
+from meshd.proxy.http1 import Request, Response, forwardable_headers, serialize_request
+from meshd.proxy.http2 import RefusedStream
 from meshd.proxy.mtls import xfcc
 from meshd.proxy.routing import CompiledRoute, RequestView
 from meshd.proxy.settings import ProxySettings
 from meshd.proxy.telemetry import Telemetry
 from meshd.proxy.tracing import ensure_trace_headers
-from meshd.proxy.upstream import ConnectFailure, Http1Pool, wants_mtls
+from meshd.proxy.upstream import ConnectFailure, H2Pool, Http1Pool, wants_mtls
 
 __all__ = ["PEER_METADATA_HEADER", "ConnContext", "HttpProxy", "WorkloadMeta", "retriable_failure",
            "retriable_response"]
@@ -94,6 +95,8 @@ class ConnContext:
     direction: str
     listener: Listener | None = None
     port: int = 0
+    protocol: str = "http"
+    """Inbound: the port's protocol (``http2``/``grpc``: HTTP/2 to the app)."""
     peer_identity: str = ""
     ssl_object: Any = None
     xfcc: str = ""
@@ -151,6 +154,7 @@ class HttpProxy:
         self.telemetry = telemetry
         self.rng = rng or random.Random()
         self.pool = Http1Pool()
+        self.h2pool = H2Pool()
         self.me = WorkloadMeta.from_labels(settings.workload_name, settings.namespace, settings.labels)
         self.identity = settings.identity.uri
         self._time_second = -1
@@ -158,7 +162,7 @@ class HttpProxy:
 
     # --- outbound --------------------------------------------------------------------------------
 
-    async def outbound(self, req: Request, conn: ServerProtocol) -> Response:
+    async def outbound(self, req: Request, conn: Any) -> Response:
         ctx: ConnContext = conn.context
         start = time.perf_counter()
         headers = req.headers
@@ -241,8 +245,9 @@ class HttpProxy:
             balancer.started(endpoint)
             try:
                 resp = await self._send(req, headers, endpoint.address, endpoint.port, mtls, endpoint.identity,
-                                        cluster.connect_timeout_ms / 1000, per_try)
-            except ConnectFailure:
+                                        cluster.connect_timeout_ms / 1000, per_try,
+                                        h2=cluster.protocol in ("http2", "grpc"))
+            except (ConnectFailure, RefusedStream):
                 outcome.flags = "UF"
                 resp = None
                 if retriable_failure(retry_on, connect=True):
@@ -266,13 +271,16 @@ class HttpProxy:
         return Response(504 if outcome.flags == "UT" else 503, [], b"upstream connect error")
 
     async def _send(self, req: Request, headers: list[tuple[str, str]], host: str, port: int, mtls: bool,
-                    identity: str, connect_timeout: float, timeout: float) -> Response:
+                    identity: str, connect_timeout: float, timeout: float, *, h2: bool = False) -> Response:
         tls = None
         if mtls:
             contexts = self.certs.contexts if self.certs is not None else None
             if contexts is None:
                 raise ConnectFailure("no workload certificate yet")
             tls = contexts.client
+        if h2:
+            return await self._send_h2(req, headers, host, port, tls, identity if mtls else "", connect_timeout,
+                                       timeout)
         data = serialize_request(req, headers)
         for _ in range(2):
             conn = await self.pool.acquire(host, port, tls=tls, identity=identity if mtls else "",
@@ -294,9 +302,26 @@ class HttpProxy:
             return resp
         raise ConnectionResetError("upstream closed the connection")
 
+    async def _send_h2(self, req: Request, headers: list[tuple[str, str]], host: str, port: int, tls: Any,
+                       identity: str, connect_timeout: float, timeout: float) -> Response:
+        authority = req.header("host") or f"{host}:{port}"
+        for _ in range(2):
+            conn = await self.h2pool.acquire(host, port, tls=tls, identity=identity, timeout=connect_timeout)
+            reused = conn.reused > 0
+            try:
+                call = conn.request(req, headers, authority)
+                return await (asyncio.wait_for(call, timeout) if timeout else call)
+            except RefusedStream:
+                raise
+            except ConnectionError:
+                if reused and conn.closed:
+                    continue  # the shared connection went away (GOAWAY, idle close): a fresh one
+                raise
+        raise ConnectionResetError("upstream closed the connection")
+
     # --- inbound ---------------------------------------------------------------------------------
 
-    async def inbound(self, req: Request, conn: ServerProtocol) -> Response:
+    async def inbound(self, req: Request, conn: Any) -> Response:
         ctx: ConnContext = conn.context
         start = time.perf_counter()
         peer = WorkloadMeta()
@@ -319,7 +344,7 @@ class HttpProxy:
         outcome.upstream = f"{self.settings.app_host}:{ctx.port}"
         try:
             resp = await self._send(req, forwardable_headers(kept), self.settings.app_host, ctx.port, False, "",
-                                    10.0, 0.0)
+                                    10.0, 0.0, h2=ctx.protocol in ("http2", "grpc"))
         except ConnectFailure:
             outcome.flags = "UF"
             resp = Response(503, [], b"upstream connect error")
@@ -351,10 +376,12 @@ class HttpProxy:
             service = service or (req.header("host") or "unknown").rsplit(":", 1)[0]
             security = "mutual_tls" if ctx.peer_identity else "none"
         parts = service.split(".")
+        content_type = req.header("content-type") or ""
+        grpc = resp.header("grpc-status") is not None or content_type.startswith("application/grpc")
         labels = (reporter, src.workload, src.namespace, src_principal, src.app, src.version, src.canonical_service,
                   src.canonical_revision, dst.workload, dst.namespace, dst_principal, dst.app, dst.version, service,
                   parts[0], parts[1] if len(parts) > 2 else dst.namespace, dst.canonical_service,
-                  dst.canonical_revision, "grpc" if resp.header("grpc-status") is not None else "http",
+                  dst.canonical_revision, "grpc" if grpc else "http",
                   str(resp.status), resp.header("grpc-status") or "", outcome.flags, security)
         self.telemetry.request(labels, duration_ms, len(req.body), len(resp.body))
         if self.settings.access_log:

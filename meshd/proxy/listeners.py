@@ -38,6 +38,8 @@ from typing import Any
 from meshd.api.resources import Cluster
 from meshd.proxy.config import ConfigStore
 from meshd.proxy.http1 import ServerProtocol
+from meshd.proxy.http2 import Detect
+from meshd.proxy.http2 import ServerProtocol as H2ServerProtocol
 from meshd.proxy.httpproxy import ConnContext, HttpProxy
 from meshd.proxy.mtls import peer_identity
 from meshd.proxy.settings import ProxySettings
@@ -63,13 +65,17 @@ def so_original_dst(sock: Any) -> tuple[str, int] | None:
     return socket.inet_ntoa(packed), port
 
 
+def _record_peer(ctx: ConnContext, transport: asyncio.BaseTransport) -> None:
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is not None:
+        ctx.ssl_object = ssl_object
+        ctx.peer_identity = peer_identity(ssl_object)
+
+
 class _InboundHttp(ServerProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        ssl_object = transport.get_extra_info("ssl_object")
-        if ssl_object is not None:
-            self.context.ssl_object = ssl_object
-            self.context.peer_identity = peer_identity(ssl_object)
+        _record_peer(self.context, transport)
 
 
 class Listeners:
@@ -88,7 +94,8 @@ class Listeners:
         self._sockets: dict[str, socket.socket] = {}
         self._acceptors: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self.http_connections: set[ServerProtocol] = set()
+        self.http_connections: set[Any] = set()
+        """Downstream HTTP/1.1 and HTTP/2 server protocols (for drain)."""
 
     def _bind(self, name: str, port: int) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -136,10 +143,19 @@ class Listeners:
         lookup = self.settings.original_dst
         return lookup(sock) if lookup is not None else so_original_dst(sock)
 
-    def _track(self, proto: ServerProtocol) -> ServerProtocol:
+    def _track(self, proto: Any) -> Any:
         self.http_connections.add(proto)
         proto.on_close = self.http_connections.discard
         return proto
+
+    def _http_factory(self, handler: Any, ctx: ConnContext, protocol: str, inbound: bool) -> Any:
+        """The protocol for a downstream HTTP connection: HTTP/1.1, or detection on HTTP/2-capable ports."""
+        h1_class = _InboundHttp if inbound else ServerProtocol
+        if protocol not in ("http2", "grpc"):
+            return lambda: self._track(h1_class(handler, context=ctx))
+        on_connect = (lambda transport: _record_peer(ctx, transport)) if inbound else None
+        return lambda: Detect(lambda: self._track(H2ServerProtocol(handler, context=ctx)),
+                              lambda: self._track(h1_class(handler, context=ctx)), on_connect)
 
     @staticmethod
     def _addr(sock: socket.socket, peer: bool) -> str:
@@ -160,13 +176,13 @@ class Listeners:
                 sock.close()
                 return
             ctx = ConnContext("outbound", local=local, remote=remote)
-            await loop.connect_accepted_socket(lambda: self._track(ServerProtocol(self.http.outbound, context=ctx)),
-                                               sock)
+            # the listener is per request here: detect HTTP/2 (gRPC) or HTTP/1.1 from the first bytes
+            await loop.connect_accepted_socket(self._http_factory(self.http.outbound, ctx, "http2", False), sock)
             return
         listener = self.store.snapshot.listener(*dst)
         if listener is not None and listener.protocol in HTTP_PROTOCOLS:
             ctx = ConnContext("outbound", listener=listener, local=local, remote=remote)
-            await loop.connect_accepted_socket(lambda: self._track(ServerProtocol(self.http.outbound, context=ctx)),
+            await loop.connect_accepted_socket(self._http_factory(self.http.outbound, ctx, listener.protocol, False),
                                                sock)
             return
         if listener is not None:
@@ -245,13 +261,14 @@ class Listeners:
         if tls and contexts is None:
             sock.close()
             return
-        ctx = ConnContext("inbound", port=port, local=self._addr(sock, False), remote=self._addr(sock, True))
+        ctx = ConnContext("inbound", port=port, protocol=protocol, local=self._addr(sock, False),
+                          remote=self._addr(sock, True))
         loop = asyncio.get_running_loop()
         server_ssl = contexts.server if tls and contexts is not None else None
         if protocol in HTTP_PROTOCOLS:
             try:
                 await loop.connect_accepted_socket(
-                    lambda: self._track(_InboundHttp(self.http.inbound, context=ctx)), sock, ssl=server_ssl,
+                    self._http_factory(self.http.inbound, ctx, protocol, True), sock, ssl=server_ssl,
                     ssl_handshake_timeout=10.0 if server_ssl else None)
             except (OSError, ConnectionError) as exc:
                 log.debug("inbound handshake on port %d refused: %s", port, exc)
@@ -328,3 +345,4 @@ class Listeners:
             if proto.transport is not None:
                 proto.transport.close()
         self.http.pool.close_all()
+        self.http.h2pool.close_all()

@@ -21,9 +21,10 @@ from typing import TypeVar
 
 from meshd.api.resources import Cluster, Endpoint
 from meshd.proxy.http1 import ClientProtocol
+from meshd.proxy.http2 import ClientProtocol as H2ClientProtocol
 from meshd.proxy.mtls import peer_identity
 
-__all__ = ["ConnectFailure", "Http1Pool", "open_stream", "wants_mtls"]
+__all__ = ["ConnectFailure", "H2Pool", "Http1Pool", "open_stream", "wants_mtls"]
 
 P = TypeVar("P", bound=asyncio.Protocol)
 
@@ -99,3 +100,47 @@ class Http1Pool:
             for conn in idle:
                 conn.close()
         self._idle.clear()
+
+
+class H2Pool:
+    """One multiplexed HTTP/2 connection per upstream endpoint (a second one when the first is full)."""
+
+    def __init__(self) -> None:
+        self._conns: dict[PoolKey, list[H2ClientProtocol]] = {}
+        self._connecting: dict[PoolKey, asyncio.Future[H2ClientProtocol]] = {}
+        self.opened = 0
+
+    async def acquire(self, host: str, port: int, *, tls: ssl.SSLContext | None, identity: str = "",
+                      timeout: float = 10.0) -> H2ClientProtocol:
+        key = (host, port, tls is not None)
+        conns = self._conns.setdefault(key, [])
+        conns[:] = [c for c in conns if not c.closed]
+        for conn in conns:
+            if conn.available:
+                conn.reused += 1
+                return conn
+        pending = self._connecting.get(key)
+        if pending is not None:  # another request is connecting: share its connection
+            conn = await asyncio.shield(pending)
+            conn.reused += 1
+            return conn
+        future: asyncio.Future[H2ClientProtocol] = asyncio.get_running_loop().create_future()
+        self._connecting[key] = future
+        try:
+            _, conn = await open_stream(H2ClientProtocol, host, port, tls=tls, identity=identity, timeout=timeout)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody else needs to
+            raise
+        finally:
+            self._connecting.pop(key, None)
+        future.set_result(conn)
+        self.opened += 1
+        conns.append(conn)
+        return conn
+
+    def close_all(self) -> None:
+        for conns in self._conns.values():
+            for conn in conns:
+                conn.close()
+        self._conns.clear()
