@@ -228,7 +228,10 @@ def test_kubectl_run_with_a_terminal(cluster: DockerCluster) -> None:
     """``kubectl run -i -t --rm``: a TTY through attach (resizes included), then the pod is deleted."""
     command = (f"stty rows 41 cols 101; {kubectl_binary()} --cache-dir={cluster.state_dir / 'kc-run-tty'} "
                f"run -n {NS} -i -t --rm --restart=Never --image={BUSYBOX} tty -- "
-               "sh -c 'read line; echo got:$line; exec stty size'")
+               # The resize travels beside stdin: wait (up to 10 s) for the size to land in the pty.
+               "sh -c 'read line; echo got:$line; i=0; "
+               "while [ -z \"$(stty size 2>/dev/null)\" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; "
+               "exec stty size'")
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
     done = subprocess.run(["script", "-qec", command, "/dev/null"], input="typed\n", capture_output=True,
                           text=True, env=env, timeout=120, check=False)
