@@ -42,6 +42,8 @@ def _definition_name(r: ResourceInfo) -> str:
         return _published(r).openapi_definition()[0]
     if r.group == "apiextensions.k8s.io":
         return f"io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.{r.version}.{r.kind}"
+    if r.group == "metrics.k8s.io":
+        return f"io.k8s.metrics.pkg.apis.metrics.{r.version}.{r.kind}"
     if r.group == "":
         return f"io.k8s.api.core.{r.version}.{r.kind}"
     if r.group.endswith(".k8s.io"):
