@@ -91,6 +91,8 @@ the kubelet is always asked for the first."""
 _LOG_PARAMS = ("follow", "tailLines", "timestamps", "previous", "sinceSeconds", "limitBytes")
 _EXEC_PARAMS = ("stdin", "stdout", "stderr", "tty")
 _CONNECT_TIMEOUT = 10.0
+_HANDSHAKE_REFUSALS = {404: "the pod or container is not there, or the container is not running",
+                       400: "bad request"}
 
 
 def ensure_kubelet_client_certificate(pki_dir: Path) -> tuple[Path, Path]:
@@ -254,7 +256,9 @@ async def _kubelet_dialer(ctx: ApiContext, node: str, protocols: tuple[str, ...]
                 return await session.ws_connect(base + path, params=query, protocols=protocols, max_msg_size=0,
                                                 autoping=True)
             except aiohttp.WSServerHandshakeError as err:
-                raise _kubelet_error(err.status, err.message, node) from err
+                why = _HANDSHAKE_REFUSALS.get(err.status, "refused the stream")
+                raise _kubelet_error(err.status, f"the kubelet on node {node} answered {err.status} to {path}: {why}",
+                                     node) from err
             except (TimeoutError, aiohttp.ClientError, OSError) as err:
                 raise ServiceUnavailableError(f"cannot reach the kubelet on node {node}: {err}") from err
 

@@ -223,6 +223,30 @@ def test_kubectl_run_interactive_rm(cluster: DockerCluster) -> None:
     assert gone.returncode == 1 and "NotFound" in gone.stderr
 
 
+def test_kubectl_run_interactive_rm_of_a_quick_command(cluster: DockerCluster) -> None:
+    """The command may end before kubectl attaches: kubectl then shows the logs, as on Kubernetes."""
+    done = cluster.kubectl("run", "-n", NS, "-i", "--rm", "--restart=Never", f"--image={BUSYBOX}", "quick", "--",
+                           "sh", "-c", "echo hi", check=False, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("hi\n"), (done.stdout, done.stderr)
+    assert cluster.kubectl("get", "-n", NS, "pod", "quick", check=False).returncode == 1
+
+
+def test_kubectl_attach_to_a_finished_container_says_why(cluster: DockerCluster) -> None:
+    cluster.kubectl("run", "-n", NS, "--restart=Never", f"--image={BUSYBOX}", "finished", "--", "true")
+    cluster.kubectl("-n", NS, "wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/finished", "--timeout=90s",
+                    timeout=100)
+    done = cluster.kubectl("attach", "-n", NS, "finished", check=False, timeout=60)
+    assert (done.returncode, done.stderr) == (1, "error: cannot attach a container in a completed pod; current "
+                                                 "phase is Succeeded\n")  # kubectl's own check
+    from kubernetes.stream import stream
+
+    with pytest.raises(Exception) as refused:  # the Python client asks anyway: the server says why
+        stream(_python_core(cluster).connect_get_namespaced_pod_attach, "finished", NS, stdout=True,
+               _preload_content=False)
+    assert "404" in str(refused.value) and "container is not running" in str(refused.value), refused.value
+
+
 @pytest.mark.skipif(shutil.which("script") is None, reason="needs script(1) for a pty")
 def test_kubectl_run_with_a_terminal(cluster: DockerCluster) -> None:
     """``kubectl run -i -t --rm``: a TTY through attach (resizes included), then the pod is deleted."""
