@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import h2.config
 import h2.connection
@@ -103,8 +103,8 @@ class ServerProtocol(asyncio.Protocol, _Flow):
         self.closing = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance check here.
+        self.transport = cast(asyncio.Transport, transport)
         self.conn.initiate_connection()
         self._flush()
 
@@ -201,8 +201,8 @@ class ClientProtocol(asyncio.Protocol, _Flow):
         self.reused = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance check here.
+        self.transport = cast(asyncio.Transport, transport)
         self.conn.initiate_connection()
         self._flush()
 
@@ -293,10 +293,10 @@ class Detect(asyncio.Protocol):
         self.buffer = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance check here.
+        self.transport = cast(asyncio.Transport, transport)
         if self.on_connect is not None:
-            self.on_connect(transport)
+            self.on_connect(self.transport)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
