@@ -12,7 +12,15 @@ from typing import Any
 
 import pytest
 
-from machinery.resources import DEPLOYMENTS, EVENTS, HORIZONTALPODAUTOSCALERS, PODS
+from machinery import errors
+from machinery.resources import (
+    CUSTOMRESOURCEDEFINITIONS,
+    DEPLOYMENTS,
+    EVENTS,
+    HORIZONTALPODAUTOSCALERS,
+    PODS,
+    REPLICASETS,
+)
 from tests.apiserver.hollow_metrics import HollowMetrics, hollow_metrics
 from tests.controllers.helpers import manager
 from tests.kubelet.conftest import eventually
@@ -134,3 +142,61 @@ async def test_missing_metrics_and_missing_target_are_reported(cluster: HollowMe
         "the HPA was unable to compute the replica count: failed to get cpu utilization: missing request for cpu "
         "in container app of Pod " + condition(obj, "ScalingActive")["message"].rsplit(" ", 1)[-1])
     assert any(m.startswith("failed to get cpu utilization") for m in await events(cluster, "FailedGetResourceMetric"))
+
+
+async def test_container_resource_metric_on_a_replicaset(cluster: HollowMetrics) -> None:
+    rs = deployment("160m", replicas=1)
+    rs["kind"], rs["metadata"]["name"] = "ReplicaSet", "web-rs"
+    del rs["spec"]["template"]["metadata"]["annotations"]
+    rs["spec"]["template"]["metadata"]["annotations"] = {"kubelab.dev/fake-cpu": "160m"}
+    await cluster.client.create(REPLICASETS, rs)
+    body = hpa(metrics=[{"type": "ContainerResource", "containerResource": {
+        "name": "cpu", "container": "app", "target": {"type": "Utilization", "averageUtilization": 80}}}])
+    body["spec"]["scaleTargetRef"] = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-rs"}
+    await cluster.client.create(HORIZONTALPODAUTOSCALERS, body)
+
+    async def scaled() -> bool:
+        obj = await cluster.client.get(REPLICASETS, "web-rs", namespace="default")
+        return bool(obj["spec"]["replicas"] >= 2)
+
+    await eventually(scaled, timeout=60)
+    assert any("cpu container resource utilization (percentage of request) above target" in m
+               for m in await events(cluster, "SuccessfulRescale"))
+
+
+async def test_a_custom_resource_with_a_scale_subresource(cluster: HollowMetrics) -> None:
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "webapps.example.com"},
+           "spec": {"group": "example.com", "scope": "Namespaced",
+                    "names": {"plural": "webapps", "singular": "webapp", "kind": "WebApp"},
+                    "versions": [{"name": "v1", "served": True, "storage": True,
+                                  "subresources": {"status": {}, "scale": {
+                                      "specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas",
+                                      "labelSelectorPath": ".status.selector"}},
+                                  "schema": {"openAPIV3Schema": {"type": "object",
+                                                                 "x-kubernetes-preserve-unknown-fields": True}}}]}}
+    await cluster.client.create(CUSTOMRESOURCEDEFINITIONS, crd)
+    path = "/apis/example.com/v1/namespaces/default/webapps"
+
+    async def served() -> bool:
+        try:
+            await cluster.client.request("GET", path)
+        except errors.NotFoundError:
+            return False
+        return True
+
+    await eventually(served, timeout=30)
+    app = await cluster.client.request("POST", path, body={
+        "apiVersion": "example.com/v1", "kind": "WebApp", "metadata": {"name": "shop"}, "spec": {"replicas": 1}})
+    app["status"] = {"replicas": 1, "selector": "app=shop"}
+    await cluster.client.request("PUT", f"{path}/shop/status", body=app)
+    await cluster.run_pod("shop-1", cpu="300m", labels={"app": "shop"})
+    body = hpa()
+    body["spec"]["scaleTargetRef"] = {"apiVersion": "example.com/v1", "kind": "WebApp", "name": "shop"}
+    await cluster.client.create(HORIZONTALPODAUTOSCALERS, body)
+
+    async def scaled() -> bool:
+        obj = await cluster.client.request("GET", f"{path}/shop")
+        return bool(obj["spec"]["replicas"] == 4)
+
+    await eventually(scaled, timeout=60)
