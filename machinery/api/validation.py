@@ -10,8 +10,8 @@ from typing import Any
 
 from machinery import resources
 from machinery.api import names
-from machinery.api.names import Errors
 from machinery.api.defaults_autoscaling import AUTOSCALING_CHECKS
+from machinery.api.names import Errors
 from machinery.api.validation_networking import NETWORKING_CHECKS
 from machinery.api.validation_pod import PROTOCOLS, TAINT_EFFECTS, label_selector, pod_spec
 from machinery.api.validation_rbac import RBAC_CHECKS, RBAC_NAME_RULES
