@@ -98,7 +98,12 @@ def offered_versions(request: web.Request) -> list[str]:
 
 
 async def accept_spdy_upgrade(request: web.Request, protocol: str) -> SpdyConnection:
-    """Answer 101 Switching Protocols and own the connection's bytes from now on."""
+    """Answer 101 Switching Protocols and own the connection's bytes from now on.
+
+    aiohttp takes a connection over for WebSocket the same way: the request handler's protocol
+    is given a payload parser (here one feeding a ``StreamReader`` that pauses the transport when
+    it is full), keep-alive is turned off, and writes go to the transport, waiting on the
+    protocol's drain when the transport asks to pause."""
     response = web.StreamResponse(status=101, headers={"Connection": "Upgrade", "Upgrade": "SPDY/3.1",
                                                        "X-Stream-Protocol-Version": protocol})
     response.force_close()
@@ -153,13 +158,10 @@ class _Streams:
     def __init__(self) -> None:
         self.by_key: dict[tuple[str, str], SpdyStream] = {}
         self.changed = asyncio.Event()
-        self.order: list[str] = []
 
     def add(self, stream: SpdyStream) -> None:
-        key = (stream.header("requestid"), stream.header("streamtype"))
-        if key[0] not in self.order:
-            self.order.append(key[0])
-        self.by_key[key] = stream
+        """Remote-command streams carry no ``requestID``: theirs is ``""``."""
+        self.by_key[(stream.header("requestid"), stream.header("streamtype"))] = stream
         self.changed.set()
 
     async def wait_for(self, kinds: set[str], request_id: str = "") -> dict[str, SpdyStream]:
