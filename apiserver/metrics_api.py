@@ -72,24 +72,24 @@ class _Labels:
 _LABELS: web.AppKey[_Labels] = web.AppKey("kubelab_metrics_labels", _Labels)
 
 
-def _meta(name: str, labels: dict[str, str], namespace: str | None = None) -> Obj:
+def _meta(name: str, labels: dict[str, str], now: str, namespace: str | None = None) -> Obj:
     meta: Obj = {"name": name}
     if namespace is not None:
         meta["namespace"] = namespace
-    meta["creationTimestamp"] = now_rfc3339()
+    meta["creationTimestamp"] = now
     if labels:
         meta["labels"] = labels
     return meta
 
 
-def _node_object(sample: NodeSample, labels: dict[str, str], window: str) -> Obj:
-    return {"kind": "NodeMetrics", "apiVersion": API_VERSION, "metadata": _meta(sample.name, labels),
+def _node_object(sample: NodeSample, labels: dict[str, str], window: str, now: str) -> Obj:
+    return {"kind": "NodeMetrics", "apiVersion": API_VERSION, "metadata": _meta(sample.name, labels, now),
             "timestamp": sample.timestamp, "window": window, "usage": dict(sample.usage)}
 
 
-def _pod_object(sample: PodSample, labels: dict[str, str], window: str) -> Obj:
+def _pod_object(sample: PodSample, labels: dict[str, str], window: str, now: str) -> Obj:
     return {"kind": "PodMetrics", "apiVersion": API_VERSION,
-            "metadata": _meta(sample.name, labels, sample.namespace),
+            "metadata": _meta(sample.name, labels, now, sample.namespace),
             "timestamp": sample.timestamp, "window": window,
             "containers": [{"name": name, "usage": dict(usage)} for name, usage in sample.containers]}
 
@@ -126,16 +126,17 @@ async def _nodes(request: web.Request) -> web.Response:
         if sample is None or node_labels is None:
             raise NotFoundError(f'{NODEMETRICS.group_resource} "{name}" not found', name=name,
                                 group=NODEMETRICS.group, kind=NODEMETRICS.plural)
-        return json_response(_node_object(sample, node_labels, scraper.window))
+        return json_response(_node_object(sample, node_labels, scraper.window, now_rfc3339()))
     selector, fields = _selectors(request)
     items = []
+    now = now_rfc3339()
     for node_name in sorted(scraper.nodes):
         if fields.get("metadata.name", node_name) != node_name:
             continue
         node_labels = labels.of(cache, NODES.storage_key(None, node_name))
         if node_labels is None or (selector is not None and not selector.matches(node_labels)):
             continue
-        items.append(_node_object(scraper.nodes[node_name], node_labels, scraper.window))
+        items.append(_node_object(scraper.nodes[node_name], node_labels, scraper.window, now))
     return json_response({"kind": "NodeMetricsList", "apiVersion": API_VERSION, "metadata": {}, "items": items})
 
 
@@ -151,17 +152,18 @@ async def _pods(request: web.Request) -> web.Response:
         if sample is None or pod_labels is None:
             raise NotFoundError(f'{PODMETRICS.group_resource} "{name}" not found', name=name,
                                 group=PODMETRICS.group, kind=PODMETRICS.plural)
-        return json_response(_pod_object(sample, pod_labels, scraper.window))
+        return json_response(_pod_object(sample, pod_labels, scraper.window, now_rfc3339()))
     selector, fields = _selectors(request)
     namespace = namespace or fields.get("metadata.namespace")
     items = []
+    now = now_rfc3339()
     for (pod_namespace, pod_name), sample in sorted(scraper.pods.items()):
         if (namespace is not None and pod_namespace != namespace) or fields.get("metadata.name", pod_name) != pod_name:
             continue
         pod_labels = labels.of(cache, PODS.storage_key(pod_namespace, pod_name))
         if pod_labels is None or (selector is not None and not selector.matches(pod_labels)):
             continue
-        items.append(_pod_object(sample, pod_labels, scraper.window))
+        items.append(_pod_object(sample, pod_labels, scraper.window, now))
     return json_response({"kind": "PodMetricsList", "apiVersion": API_VERSION, "metadata": {}, "items": items})
 
 
