@@ -163,9 +163,9 @@ async def test_kubectl_cp_both_ways(cluster: KubeletCluster, tmp_path: Path, ver
 
 
 def _python_client(cluster: KubeletCluster) -> Any:
-    from kubernetes import client, config
+    from tests.e2e.pyclient import client, new_client_from_config
 
-    api: Any = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    api: Any = new_client_from_config(config_file=str(cluster.kubeconfig))
     return client.CoreV1Api(api)
 
 

@@ -266,9 +266,9 @@ def test_kubectl_run_with_a_terminal(cluster: DockerCluster) -> None:
 
 
 def _python_core(cluster: DockerCluster) -> Any:
-    from kubernetes import client, config
+    from tests.e2e.pyclient import client, new_client_from_config
 
-    api: Any = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    api: Any = new_client_from_config(config_file=str(cluster.kubeconfig))
     return client.CoreV1Api(api)
 
 
