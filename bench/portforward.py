@@ -1,4 +1,6 @@
-"""Port-forward throughput on real Docker: ``python bench/portforward.py [--mb 100] [--rounds 3] [--kubectl 1.33]``.
+"""Port-forward throughput on real Docker: ``python bench/portforward.py [--mb 100] [--rounds 3]``.
+
+Other flags: ``--kubectl 1.33`` (the kubectl minor used), ``--quick``, ``--json FILE``.
 
 Brings up ``kubelab up --nodes 1`` in a temporary state dir (its own cluster name, bridge and pod
 subnet; apiserver on a free port), starts one busybox pod serving a ``--mb`` MiB file with
@@ -9,7 +11,8 @@ subnet; apiserver on a free port), starts one busybox pod serving a ``--mb`` MiB
 - **port-forward**: through ``kubectl port-forward pod/… LOCAL:8080`` (kubectl → apiserver →
   kubelet → pod: SPDY, in a WebSocket for kubectl 1.31+, translated to the kubelet's WebSocket).
 
-Prints MB/s per round and the median of each path, then their ratio. ``kubelab down`` and the state
+Prints MB/s per round and the median of each path, then their ratio (``--json FILE`` also writes
+them, with the cluster's name); ``--quick`` is one round of 5 MiB. ``kubelab down`` and the state
 dir's removal run on exit, whatever happened.
 """
 
@@ -24,6 +27,7 @@ if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 import socket  # noqa: E402
@@ -33,6 +37,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 import urllib.request  # noqa: E402
 
+from kubelab import laptop  # noqa: E402
 from kubelab.images import BUSYBOX  # noqa: E402
 from kubelab.testing import kubectl, kubectl_binary  # noqa: E402
 
@@ -107,7 +112,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mb", type=int, default=100, help="size of the file downloaded (MiB)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--kubectl", default=None, help="kubectl minor version (1.27 … 1.33); default /usr/bin/kubectl")
+    parser.add_argument("--quick", action="store_true", help="one round of 5 MiB")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.mb, args.rounds = 5, 1
     size = args.mb * 1024 * 1024
     state_dir = Path(tempfile.mkdtemp(prefix="kubelab-bench-pf-"))
     try:
@@ -124,6 +133,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\n{args.mb} MiB download, median of {args.rounds} (kubectl {args.kubectl or 'default'}):")
         print(f"  direct to the pod IP:    {direct:8.1f} MB/s")
         print(f"  through port-forward:    {forwarded:8.1f} MB/s  ({forwarded / direct:.1%} of direct)")
+        if args.json is not None:
+            args.json.write_text(json.dumps({
+                "cluster": laptop.cluster_name(state_dir), "mb": args.mb, "rounds": args.rounds,
+                "direct_mb_s": direct, "portforward_mb_s": forwarded, "ratio": forwarded / direct}))
     finally:
         _kubelab(state_dir, "down")
         shutil.rmtree(state_dir, ignore_errors=True)
