@@ -80,6 +80,11 @@ def _int(value: Any, default: int = 0) -> int:
     return int(value) if isinstance(value, int | float) else default
 
 
+def _bool_ptr(value: Any) -> str:
+    """Kubernetes' ``printBoolPtr``: ``True``/``False``, ``<unset>`` when absent."""
+    return "<unset>" if value is None else ("True" if value else "False")
+
+
 def _has(status: Obj, ctype: str) -> bool:
     return any(c.get("type") == ctype and c.get("status") == "True" for c in status.get("conditions") or [])
 
@@ -119,7 +124,7 @@ def cronjob_cells(obj: Obj, now: datetime) -> list[Any]:
     last = status.get("lastScheduleTime")
     names, images = container_cells(dig(spec, "jobTemplate", "spec", "template", "spec", "containers"))
     return [dig(obj, "metadata", "name") or "", spec.get("schedule", ""), spec.get("timeZone") or NONE,
-            bool(spec.get("suspend")), len(status.get("active") or []), since(last, now) if last else NONE,
+            _bool_ptr(spec.get("suspend")), len(status.get("active") or []), since(last, now) if last else NONE,
             since(dig(obj, "metadata", "creationTimestamp"), now), names, images,
             format_label_selector(dig(spec, "jobTemplate", "spec", "selector"))]
 

@@ -48,7 +48,7 @@ def test_cronjob_statefulset_daemonset_rc_revision_cells() -> None:
     cj = {"metadata": META, "spec": {"schedule": "*/5 * * * *", "suspend": False,
                                      "jobTemplate": {"spec": {"template": TEMPLATE}}},
           "status": {"active": [{"name": "a"}], "lastScheduleTime": "2026-01-01T11:55:00Z"}}
-    assert cronjob_cells(cj, NOW)[:7] == ["x", "*/5 * * * *", "<none>", False, 1, "5m", "2m"]
+    assert cronjob_cells(cj, NOW)[:7] == ["x", "*/5 * * * *", "<none>", "False", 1, "5m", "2m"]
     sts = {"metadata": META, "spec": {"replicas": 3, "template": TEMPLATE}, "status": {"readyReplicas": 2}}
     assert statefulset_cells(sts, NOW) == ["x", "2/3", "2m", "c", "busybox"]
     ds = {"metadata": META, "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": TEMPLATE},
