@@ -164,7 +164,8 @@ def test_get_watch_shows_events(kube: KubectlCluster) -> None:
     # printed, every later write reaches the watch.
     kube.run("create", "cm", "marker", "-n", ns)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={"KUBECONFIG": str(kube.server.kubeconfig), "PATH": "/usr/bin:/bin"})
+                            env={"KUBECONFIG": str(kube.server.kubeconfig), "PATH": "/usr/bin:/bin",
+                                 "HOME": str(kube.workdir)})
     lines: list[str] = []
 
     def read() -> None:
@@ -345,7 +346,7 @@ def test_unauthenticated(kube: KubectlCluster) -> None:
                      if "client-certificate-data" in line else line for line in lines)
     path = kube.write("anon-kubeconfig", anon)
     result = subprocess.run(["/usr/bin/kubectl", "get", "pods", f"--cache-dir={kube.workdir / 'anon'}"],
-                            capture_output=True, text=True, env={"KUBECONFIG": str(path), "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, env={"KUBECONFIG": str(path), "PATH": "/usr/bin:/bin", "HOME": str(kube.workdir)},
                             timeout=60)
     assert result.returncode == 1
     assert "You must be logged in to the server" in result.stderr
