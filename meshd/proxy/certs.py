@@ -19,21 +19,22 @@ import asyncio
 import datetime
 import logging
 import random
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 
-import grpc  # type: ignore[import-untyped,unused-ignore]
-import grpc.aio  # type: ignore[import-untyped,unused-ignore]
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from meshd.api.protocol import CERTIFY_METHOD, CertifyRequest, CertifyResponse, deserializer, serializer
-from meshd.proxy.mtls import TlsContexts, build_contexts
+from meshd.api.resources import ResourceError
+from meshd.proxy.grpcclient import Channel, GrpcError
+from meshd.proxy.mtls import TlsContexts, build_contexts, load_chain
 from meshd.proxy.settings import ProxySettings
 
-__all__ = ["CertManager", "CertificateError", "grpc_channel"]
+__all__ = ["CertManager", "CertificateError", "meshd_channel"]
 
 log = logging.getLogger(__name__)
 
@@ -42,21 +43,17 @@ class CertificateError(Exception):
     """meshd did not sign (unreachable, refused, or returned something unusable)."""
 
 
-def grpc_channel(target: str, settings: ProxySettings, root_pem: bytes, *, chain_pem: bytes | None = None,
-                 key_pem: bytes | None = None) -> grpc.aio.Channel:
-    """A TLS channel to meshd (mTLS when a workload certificate is given)."""
-    creds = grpc.ssl_channel_credentials(root_certificates=root_pem, private_key=key_pem,
-                                         certificate_chain=chain_pem)
-    options = [
-        ("grpc.ssl_target_name_override", settings.meshd_server_name),
-        ("grpc.default_authority", settings.meshd_server_name),
-        ("grpc.enable_http_proxy", 0),
-        ("grpc.keepalive_time_ms", 20_000),
-        ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.initial_reconnect_backoff_ms", 100),
-        ("grpc.max_reconnect_backoff_ms", 2_000),
-    ]
-    return grpc.aio.secure_channel(target, creds, options=options)
+def meshd_channel(target: str, settings: ProxySettings, root_pem: bytes, *, chain_pem: bytes | None = None,
+                  key_pem: bytes | None = None) -> Channel:
+    """A gRPC channel to meshd at ``host:port`` over TLS (mTLS when a workload certificate is given)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_verify_locations(cadata=root_pem.decode())
+    ctx.set_alpn_protocols(["h2"])
+    if chain_pem and key_pem:
+        load_chain(ctx, chain_pem, key_pem)
+    host, _, port = target.rpartition(":")
+    return Channel(host.strip("[]"), int(port), ssl_context=ctx, server_name=settings.meshd_server_name)
 
 
 class CertManager:
@@ -103,15 +100,18 @@ class CertManager:
             raise CertificateError(f"cannot read the token or the mesh root: {exc}") from None
         request = CertifyRequest(csr=csr.public_bytes(serialization.Encoding.PEM).decode(), token=token,
                                  validity_seconds=self.settings.cert_validity_seconds)
-        channel = grpc_channel(self.settings.ca_address, self.settings, root_pem)
         try:
-            call = channel.unary_unary(CERTIFY_METHOD, request_serializer=serializer,
-                                       response_deserializer=deserializer(CertifyResponse))
-            response: CertifyResponse = await call(request, timeout=10)
-        except grpc.aio.AioRpcError as exc:
-            raise CertificateError(f"Certify: {exc.code().name}: {exc.details()}") from None
+            channel = meshd_channel(self.settings.ca_address, self.settings, root_pem)
+        except (ValueError, ssl.SSLError) as exc:
+            raise CertificateError(f"Certify: bad address or root: {exc}") from None
+        try:
+            await channel.connect()
+            reply = await channel.unary(CERTIFY_METHOD, serializer(request), timeout=10)
+            response = deserializer(CertifyResponse)(reply)
+        except (GrpcError, TimeoutError, ResourceError) as exc:
+            raise CertificateError(f"Certify: {exc or type(exc).__name__}") from None
         finally:
-            await channel.close()
+            channel.close()
         if not response.cert_chain:
             raise CertificateError("Certify: empty certificate chain")
         chain = response.cert_chain

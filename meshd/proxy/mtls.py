@@ -28,7 +28,7 @@ from typing import Any
 
 from meshd.api.identity import MESH_ALPN
 
-__all__ = ["TlsContexts", "build_contexts", "peer_identity", "xfcc"]
+__all__ = ["TlsContexts", "build_contexts", "load_chain", "peer_identity", "xfcc"]
 
 
 @dataclass(frozen=True)
@@ -37,11 +37,9 @@ class TlsContexts:
     """Towards another sidecar (checks the SPIFFE ID after the handshake)."""
     server: ssl.SSLContext
     """Inbound mTLS: a client certificate chained to the mesh root is required."""
-    meshd_client: ssl.SSLContext
-    """Towards meshd, presenting the workload certificate (not used by grpcio, kept for admin tools)."""
 
 
-def _load_chain(ctx: ssl.SSLContext, chain_pem: bytes, key_pem: bytes) -> None:
+def load_chain(ctx: ssl.SSLContext, chain_pem: bytes, key_pem: bytes) -> None:
     # ssl only loads key material from files: a private temporary directory, removed at once.
     with tempfile.TemporaryDirectory(prefix="meshd-proxy-") as tmp:
         cert_path = os.path.join(tmp, "cert.pem")
@@ -63,19 +61,15 @@ def build_contexts(chain_pem: bytes, key_pem: bytes, root_pem: bytes) -> TlsCont
     client.verify_mode = ssl.CERT_REQUIRED
     client.load_verify_locations(cadata=root)
     client.set_alpn_protocols([MESH_ALPN])
-    _load_chain(client, chain_pem, key_pem)
+    load_chain(client, chain_pem, key_pem)
 
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.minimum_version = ssl.TLSVersion.TLSv1_2
     server.verify_mode = ssl.CERT_REQUIRED
     server.load_verify_locations(cadata=root)
     server.set_alpn_protocols([MESH_ALPN])
-    _load_chain(server, chain_pem, key_pem)
-
-    meshd_client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    meshd_client.load_verify_locations(cadata=root)
-    _load_chain(meshd_client, chain_pem, key_pem)
-    return TlsContexts(client=client, server=server, meshd_client=meshd_client)
+    load_chain(server, chain_pem, key_pem)
+    return TlsContexts(client=client, server=server)
 
 
 def peer_identity(ssl_object: Any) -> str:

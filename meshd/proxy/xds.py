@@ -21,11 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-
-import grpc  # type: ignore[import-untyped,unused-ignore]
-import grpc.aio  # type: ignore[import-untyped,unused-ignore]
 
 from meshd.api.protocol import (
     STREAM_METHOD,
@@ -37,15 +33,14 @@ from meshd.api.protocol import (
     serializer,
 )
 from meshd.api.resources import PUSH_ORDER, ResourceError
-from meshd.proxy.certs import CertManager, grpc_channel
+from meshd.proxy.certs import CertManager, meshd_channel
 from meshd.proxy.config import ConfigStore
+from meshd.proxy.grpcclient import GrpcError
 from meshd.proxy.settings import ProxySettings
 
 __all__ = ["Nack", "XdsClient"]
 
 log = logging.getLogger(__name__)
-
-_END = object()
 
 
 @dataclass(frozen=True)
@@ -87,7 +82,7 @@ class XdsClient:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any failure of the stream: keep serving, reconnect
-                text = f"{exc.code().name}: {exc.details()}" if isinstance(exc, grpc.aio.AioRpcError) else repr(exc)
+                text = str(exc) if isinstance(exc, GrpcError) else repr(exc)
                 log.warning("discovery stream to %s lost (%s); serving the last configuration",
                             self.settings.discovery_address, text)
             self.connected.clear()
@@ -96,39 +91,27 @@ class XdsClient:
 
     async def _stream(self) -> None:
         certs = self.certs
-        channel = grpc_channel(self.settings.discovery_address, self.settings, certs.root_pem,
-                               chain_pem=certs.chain_pem, key_pem=certs.key_pem)
-        outgoing: asyncio.Queue[object] = asyncio.Queue()
-
-        async def requests() -> AsyncIterator[DiscoveryRequest]:
-            while True:
-                item = await outgoing.get()
-                if item is _END:
-                    return
-                assert isinstance(item, DiscoveryRequest)
-                yield item
-
+        channel = meshd_channel(self.settings.discovery_address, self.settings, certs.root_pem,
+                                chain_pem=certs.chain_pem, key_pem=certs.key_pem)
+        decode = deserializer(DiscoveryResponse)
         try:
-            call = channel.stream_stream(STREAM_METHOD, request_serializer=serializer,
-                                         response_deserializer=deserializer(DiscoveryResponse))
-            stream = call(requests())
+            await channel.connect()
+            call = channel.open(STREAM_METHOD)
             self.streams += 1
             node: Node | None = self.node()
             for type_url in PUSH_ORDER:
-                outgoing.put_nowait(DiscoveryRequest(type_url=type_url,
-                                                     version_info=self.store.versions.get(type_url, ""),
-                                                     node=node))
+                call.send(serializer(DiscoveryRequest(type_url=type_url,
+                                                      version_info=self.store.versions.get(type_url, ""), node=node)))
                 node = None
-            async for response in stream:
-                if not isinstance(response, DiscoveryResponse):
-                    raise ResourceError(f"unexpected message on the discovery stream: {response!r}")
+            while (message := await call.recv()) is not None:
+                response = decode(message)
                 self.connected.set()
-                outgoing.put_nowait(self._handle(response))
+                call.send(serializer(self._handle(response)))
                 async with self.changed:
                     self.changed.notify_all()
+            raise GrpcError(14, "meshd ended the discovery stream")
         finally:
-            outgoing.put_nowait(_END)
-            await channel.close()
+            channel.close()
 
     def _handle(self, response: DiscoveryResponse) -> DiscoveryRequest:
         type_url = response.type_url
