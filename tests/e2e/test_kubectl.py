@@ -346,7 +346,8 @@ def test_unauthenticated(kube: KubectlCluster) -> None:
                      if "client-certificate-data" in line else line for line in lines)
     path = kube.write("anon-kubeconfig", anon)
     result = subprocess.run(["/usr/bin/kubectl", "get", "pods", f"--cache-dir={kube.workdir / 'anon'}"],
-                            capture_output=True, text=True, env={"KUBECONFIG": str(path), "PATH": "/usr/bin:/bin", "HOME": str(kube.workdir)},
+                            capture_output=True, text=True,
+                            env={"KUBECONFIG": str(path), "PATH": "/usr/bin:/bin", "HOME": str(kube.workdir)},
                             timeout=60)
     assert result.returncode == 1
     assert "You must be logged in to the server" in result.stderr
