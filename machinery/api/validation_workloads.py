@@ -35,8 +35,10 @@ def _matches(selector: Obj, labels: dict[str, str]) -> bool:
     return True
 
 
-def _template(errs: Errors, path: str, template: Obj | None, *, restart: tuple[str, ...]) -> Obj:
-    """The pod template's labels and spec; returns its labels."""
+def _template(errs: Errors, path: str, template: Obj | None, *, restart: tuple[str, ...],
+              claims: tuple[str, ...] = ()) -> Obj:
+    """The pod template's labels and spec (``claims``: volumes a StatefulSet's claim templates add);
+    returns its labels."""
     if template is None:
         errs.required(path)
         return {}
@@ -45,6 +47,9 @@ def _template(errs: Errors, path: str, template: Obj | None, *, restart: tuple[s
         errs.check(f"{path}.metadata.labels", key, names.qualified_name)
         errs.check(f"{path}.metadata.labels", value, names.label_value)
     tspec = template.get("spec") or {}
+    if claims:
+        tspec = {**tspec, "volumes": [*(tspec.get("volumes") or []),
+                                      *({"name": c, "persistentVolumeClaim": {"claimName": c}} for c in claims)]}
     pod_spec(errs, f"{path}.spec", tspec)
     policy = tspec.get("restartPolicy")
     if policy not in restart:
@@ -205,7 +210,8 @@ def _stateful_set(errs: Errors, obj: Obj, old: Obj | None) -> None:
         errs.enum(f"spec.persistentVolumeClaimRetentionPolicy.{field}", retention.get(field), ("Retain", "Delete"))
     for field in ("replicas", "minReadySeconds", "revisionHistoryLimit"):
         errs.non_negative(f"spec.{field}", spec.get(field))
-    labels = _template(errs, "spec.template", spec.get("template"), restart=("Always",))
+    claims = tuple(str((c.get("metadata") or {}).get("name") or "") for c in spec.get("volumeClaimTemplates") or [])
+    labels = _template(errs, "spec.template", spec.get("template"), restart=("Always",), claims=claims)
     _selected(errs, "spec", spec.get("selector"), labels, what="statefulset")
     for i, claim in enumerate(spec.get("volumeClaimTemplates") or []):
         cname = (claim.get("metadata") or {}).get("name")

@@ -131,6 +131,15 @@ def test_valid_objects_pass() -> None:
         assert _errors(kind, api_version, body) == ""
 
 
+def test_statefulset_mounts_may_name_claim_templates() -> None:
+    body = _with(STS, "spec.volumeClaimTemplates", [{"metadata": {"name": "www"}, "spec": {
+        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}])
+    body["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [{"name": "www", "mountPath": "/data"}]
+    assert _errors("StatefulSet", "apps/v1", body) == ""
+    body["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [{"name": "other", "mountPath": "/data"}]
+    assert 'volumeMounts[0].name: Not found: "other"' in _errors("StatefulSet", "apps/v1", body)
+
+
 def test_statefulset_updates_limited_to_the_mutable_fields() -> None:
     old = _prepared("StatefulSet", "apps/v1", STS)
     assert _errors("StatefulSet", "apps/v1", _with(STS, "spec.replicas", 5), old=old) == ""
