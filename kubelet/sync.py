@@ -38,6 +38,14 @@ from typing import Any, Protocol
 
 from kubelet.backoff import CrashLoopBackoff, seconds_text, should_restart
 from kubelet.envvars import ApiObjectSource, NodeAllocatable, ObjectSource, PodContext, prepare_container
+from kubelet.imagepull import (
+    ERR_IMAGE_NEVER_PULL,
+    ERR_IMAGE_PULL,
+    IMAGE_PULL_BACKOFF,
+    ImagePullBackoff,
+    backoff_message,
+    failed_event_message,
+)
 from kubelet.lifecycle import MIN_GRACE, hook_error_message, run_hook
 from kubelet.prober import ProbeManager
 from kubelet.projected import ApiTokenSource, TokenManager
@@ -117,6 +125,7 @@ class PodSyncer:
         requeue: Callable[[str, float], None],
         events: EventSink | None = None,
         features: PodFeatures | None = None,
+        image_backoff: ImagePullBackoff | None = None,
     ) -> None:
         self.client = client
         self.runtime = runtime
@@ -127,6 +136,7 @@ class PodSyncer:
         self._requeue = requeue
         self._events = events
         self.features = features
+        self.image_backoff = image_backoff if image_backoff is not None else ImagePullBackoff()
         self._uids: dict[str, str] = {}
         """key → uid of the pod this node runs under that key."""
         self._keys: dict[str, str] = {}
@@ -335,6 +345,14 @@ class PodSyncer:
                      kind: ContainerKind, attempt: int, waiting: dict[str, Waiting]) -> None:
         pod, sandbox, volume_paths = started
         name = str(container["name"])
+        uid, image = str(pod["metadata"]["uid"]), str(container.get("image") or "")
+        pull_wait = self.image_backoff.remaining(uid, image)
+        if pull_wait > 0:
+            waiting[name] = Waiting(IMAGE_PULL_BACKOFF, backoff_message(image))
+            self._event(pod, "Normal", "BackOff", backoff_message(image))
+            self._event(pod, "Warning", "Failed", f"Error: {IMAGE_PULL_BACKOFF}")
+            self._requeue(self._keys.get(uid, ""), pull_wait + 0.01)
+            return
         try:
             if self.features is not None:
                 prepared = await prepare_container(pod, container, self.features.source,
@@ -360,7 +378,15 @@ class PodSyncer:
             self._event(pod, "Warning", "Failed", f"Error: {exc}")
         except RuntimeError_ as exc:
             waiting[name] = Waiting(exc.reason, str(exc))
-            self._event(pod, "Warning", "Failed", f"Error: {exc}")
+            if exc.reason == ERR_IMAGE_PULL:
+                delay = self.image_backoff.failed(uid, image)
+                self._event(pod, "Warning", "Failed", failed_event_message(image, str(exc)))
+                self._requeue(self._keys.get(uid, ""), delay + 0.01)
+            elif exc.reason == ERR_IMAGE_NEVER_PULL:
+                self._event(pod, "Warning", ERR_IMAGE_NEVER_PULL, str(exc))
+                self._requeue(self._keys.get(uid, ""), self.image_backoff.base)  # the image may be loaded
+            image_error = exc.reason in (ERR_IMAGE_PULL, ERR_IMAGE_NEVER_PULL)
+            self._event(pod, "Warning", "Failed", f"Error: {exc.reason}" if image_error else f"Error: {exc}")
 
     async def _post_start(self, pod: dict[str, Any], container: dict[str, Any], container_id: str,
                           hook: dict[str, Any], pod_ip: str, waiting: dict[str, Waiting]) -> None:
@@ -487,6 +513,7 @@ class PodSyncer:
         await self._stop_all(uid, timeout=0)
         await self.runtime.remove_pod_sandbox(uid)
         self.backoff.forget_prefix(f"{uid}/")
+        self.image_backoff.forget_pod(uid)
         if self.features is not None:
             self.features.probes.remove_pod(uid)
             await self.features.volumes.cleanup(uid)

@@ -20,6 +20,9 @@ with timers on the event loop:
   (new id, same IP) and kills the pod's containers (exit 137), as the Docker runtime does;
 * pod IPs come from a per-node CIDR (from .2; .1 is the bridge), freed when the sandbox is removed
   (hollow nodes get loopback CIDRs: ``kubelet.settings.HOLLOW_POD_CIDR_BASE``);
+* an image listed in :attr:`FakeRuntime.missing_images` is absent: creating a container of it
+  fails with ``ErrImagePull`` (``ErrImageNeverPull`` under ``imagePullPolicy: Never``), as a
+  pull would with no registry reachable;
 * each container has simulated output (:class:`SimulatedOutput`): a line when it starts and one
   when it exits, served as its log by ``kubelet.hollow_endpoints``; no process ever runs, so
   ``exec_sync`` is a stand-in that succeeds for probes and hooks only.
@@ -58,6 +61,12 @@ CRASH_ANNOTATION = "kubelab.dev/fake-crash"
 COMPLETE_AFTER_ANNOTATION = "kubelab.dev/fake-complete-after"
 NOT_READY_ANNOTATION = "kubelab.dev/fake-not-ready"
 VERSION = "0.1.0"
+
+
+class _ImageError(RuntimeError_):
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -116,6 +125,8 @@ class FakeRuntime:
         """Ids of init containers with ``restartPolicy: Always`` (they keep running)."""
         self._ids = itertools.count(1)
         self._handler: EventHandler | None = None
+        self.missing_images: set[str] = set()
+        """Images absent from this node (a pull of them fails); tests add and remove names."""
 
     # -- identity -------------------------------------------------------------------------
     @property
@@ -211,6 +222,11 @@ class FakeRuntime:
         self._require_ready_sandbox(uid)
         self._pods[uid] = pod
         image = str(container.get("image", ""))
+        if image in self.missing_images:
+            if container.get("imagePullPolicy") == "Never":
+                raise _ImageError(f'container image "{image}" is not present with pull policy of Never',
+                                  "ErrImageNeverPull")
+            raise _ImageError(f'failed to pull image "{image}": not present on this hollow node', "ErrImagePull")
         status = ContainerStatus(
             id=self._new_id(), pod_uid=uid, name=str(container["name"]), kind=kind, attempt=attempt, image=image,
             image_id=f"fake://{image}@sha256:{hashlib.sha256(image.encode()).hexdigest()}",

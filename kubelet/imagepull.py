@@ -1,0 +1,78 @@
+"""Image pull back-off: how often a failed image pull is tried again, and what the pod shows meanwhile.
+
+As the kubelet's image manager does it: a pull that fails makes the container wait with
+``ErrImagePull`` (its message is the error) and starts a back-off per pod and image (10 s,
+doubling to 300 s); until that back-off has passed, every sync of the pod answers
+``ImagePullBackOff`` (``Back-off pulling image "x"``) without trying; the next try after it either
+starts the container or fails again with a longer back-off. ``imagePullPolicy: Never`` with an
+absent image is ``ErrImageNeverPull`` and never backs off (nothing is pulled).
+
+Used by :mod:`kubelet.sync`, which asks :meth:`ImagePullBackoff.remaining` before creating a
+container and reports failures with :meth:`ImagePullBackoff.failed`; the runtime decides whether an
+image is present (it never reaches a registry: an image absent locally is a failed pull).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kubelet.backoff import CrashLoopBackoff
+
+__all__ = [
+    "ERR_IMAGE_NEVER_PULL",
+    "ERR_IMAGE_PULL",
+    "IMAGE_PULL_BACKOFF",
+    "ImagePullBackoff",
+    "backoff_message",
+    "failed_event_message",
+]
+
+ERR_IMAGE_PULL = "ErrImagePull"
+ERR_IMAGE_NEVER_PULL = "ErrImageNeverPull"
+IMAGE_PULL_BACKOFF = "ImagePullBackOff"
+
+
+def backoff_message(image: str) -> str:
+    """The waiting message (and the ``BackOff`` event) between two tries."""
+    return f'Back-off pulling image "{image}"'
+
+
+def failed_event_message(image: str, error: str) -> str:
+    """The ``Failed`` event of one failed try: ``Failed to pull image "x": <why>``."""
+    prefix = f'failed to pull image "{image}": '
+    why = error[len(prefix):] if error.lower().startswith(prefix) else error
+    return f'Failed to pull image "{image}": {why}'
+
+
+@dataclass
+class ImagePullBackoff:
+    """Per ``(pod uid, image)``: seconds until the next pull may be tried (Kubernetes' flowcontrol
+    back-off, the same shape as the container restart back-off; an entry idle for twice the maximum
+    is forgotten)."""
+
+    base: float = 10.0
+    maximum: float = 300.0
+    clock: Callable[[], float] = time.monotonic
+    _backoff: CrashLoopBackoff = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._backoff = CrashLoopBackoff(base=self.base, maximum=self.maximum, clock=self.clock)
+
+    @staticmethod
+    def key(pod_uid: str, image: str) -> str:
+        return f"{pod_uid}/{image}"
+
+    def remaining(self, pod_uid: str, image: str) -> float:
+        """Seconds before ``image`` may be tried again for this pod (0: now)."""
+        return self._backoff.remaining(self.key(pod_uid, image))
+
+    def failed(self, pod_uid: str, image: str) -> float:
+        """Record a failed pull now; the back-off it starts (10 s, 20 s, ... 300 s)."""
+        key = self.key(pod_uid, image)
+        self._backoff.next(key)
+        return self._backoff.delay(key)
+
+    def forget_pod(self, pod_uid: str) -> None:
+        self._backoff.forget_prefix(f"{pod_uid}/")
