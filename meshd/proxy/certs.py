@@ -1,7 +1,8 @@
 """The workload certificate: key in memory, CSR to meshd's ``Certificates.Certify``, rotation at half-life.
 
 :class:`CertManager` owns the proxy's identity material. On start (and at every rotation) it makes
-a fresh ECDSA P-256 key that never leaves the process, sends a CSR with the projected
+a fresh ECDSA P-256 key that never leaves the pod (made in a child process, see
+:mod:`meshd.proxy.keygen`, and kept in memory only), sends a CSR with the projected
 service-account token over TLS (meshd verified against the mesh root under the name
 ``istiod.istio-system.svc``), and rebuilds the TLS contexts (:mod:`meshd.proxy.mtls`).
 
@@ -21,16 +22,13 @@ import logging
 import random
 import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from meshd.api.protocol import CERTIFY_METHOD, CertifyRequest, CertifyResponse, deserializer, serializer
 from meshd.api.resources import ResourceError
 from meshd.proxy.grpcclient import Channel, GrpcError
+from meshd.proxy.keygen import KeygenError, leaf_validity, make_key_and_csr
 from meshd.proxy.mtls import TlsContexts, build_contexts, load_chain
 from meshd.proxy.settings import ProxySettings
 
@@ -56,6 +54,14 @@ def meshd_channel(target: str, settings: ProxySettings, root_pem: bytes, *, chai
     return Channel(host.strip("[]"), int(port), ssl_context=ctx, server_name=settings.meshd_server_name)
 
 
+@dataclass(frozen=True)
+class Leaf:
+    """The current leaf certificate's validity."""
+
+    not_valid_before_utc: datetime.datetime
+    not_valid_after_utc: datetime.datetime
+
+
 class CertManager:
     """Current certificate and contexts; :meth:`run` keeps them fresh."""
 
@@ -66,7 +72,7 @@ class CertManager:
         self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
         self.chain_pem: bytes = b""
         self.key_pem: bytes = b""
-        self.leaf: x509.Certificate | None = None
+        self.leaf: Leaf | None = None
         self.received: datetime.datetime | None = None
         """When the current certificate arrived."""
         self.contexts: TlsContexts | None = None
@@ -86,19 +92,17 @@ class CertManager:
 
     async def certify(self) -> None:
         """Get a new certificate now (raises :class:`CertificateError`)."""
-        key = ec.generate_private_key(ec.SECP256R1())
         identity = self.settings.identity
-        csr = (x509.CertificateSigningRequestBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "cluster.local")]))
-               .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(identity.uri)]),
-                              critical=False)
-               .sign(key, hashes.SHA256()))
+        try:
+            key_pem, csr_pem = await make_key_and_csr(identity.uri, identity.trust_domain)
+        except (KeygenError, OSError) as exc:
+            raise CertificateError(str(exc)) from None
         try:
             token = Path(self.settings.token_path).read_text().strip()
             root_pem = self.root_pem
         except OSError as exc:
             raise CertificateError(f"cannot read the token or the mesh root: {exc}") from None
-        request = CertifyRequest(csr=csr.public_bytes(serialization.Encoding.PEM).decode(), token=token,
+        request = CertifyRequest(csr=csr_pem, token=token,
                                  validity_seconds=self.settings.cert_validity_seconds)
         try:
             channel = meshd_channel(self.settings.ca_address, self.settings, root_pem)
@@ -118,12 +122,10 @@ class CertManager:
         # The chain is leaf first, root last; we present leaf + intermediates.
         presented = chain[:-1] if len(chain) > 1 else chain
         chain_pem = "".join(c if c.endswith("\n") else c + "\n" for c in presented).encode()
-        key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
         try:
-            leaf = x509.load_pem_x509_certificate(chain[0].encode())
+            leaf = Leaf(*leaf_validity(chain[0]))
             contexts = build_contexts(chain_pem, key_pem, root_pem)
-        except (ValueError, OSError) as exc:
+        except (KeygenError, ValueError, OSError) as exc:
             raise CertificateError(f"Certify: unusable certificate: {exc}") from None
         self.chain_pem, self.key_pem, self.leaf, self.contexts = chain_pem, key_pem, leaf, contexts
         self.received = self._clock()

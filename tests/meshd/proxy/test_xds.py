@@ -168,3 +168,15 @@ async def test_rotation_under_load_fails_no_request(tmp_path: Path, http: aiohtt
 
 def test_push_order_is_what_the_fake_serves() -> None:
     assert PUSH_ORDER == (CLUSTERS, ROUTES, LISTENERS, INBOUND)
+
+
+def test_leaf_validity_matches_cryptography() -> None:
+    from meshd.proxy.keygen import leaf_validity
+    from tests.meshd.fakes import MeshCA
+
+    ca = MeshCA()
+    chain, _ = ca.issue_spiffe("spiffe://cluster.local/ns/a/sa/b", 1234)
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(chain)
+    assert leaf_validity(chain.decode()) == (cert.not_valid_before_utc, cert.not_valid_after_utc)
