@@ -7,7 +7,7 @@ dir, on a free port), then measures, through the API as ``kubectl rollout status
 - a rolling image update of it until it has rolled out again;
 - the control plane's RSS (apiserver + scheduler + controller-manager) with the pods running.
 
-Targets (issue 3): 1,000 replicas on 100 nodes Ready in ≤ 10 s; the rolling update in ≤ 20 s;
+Targets: 1,000 replicas on 100 nodes Ready in ≤ 10 s; the rolling update in ≤ 20 s;
 control-plane RSS ≤ 300 MB. Everything it starts is stopped on exit (``kubelab down``).
 """
 

@@ -1,6 +1,6 @@
 """Cluster DNS: a UDP + TCP DNS server answering for Services and pods from informer caches (dnslib).
 
-The kubelet process (wired by the lead) starts one :class:`ClusterDNS` and gives every pod the
+The kubelet process started with ``--run-dns`` starts one :class:`ClusterDNS` and gives every pod the
 nameserver / search path / ndots from :func:`resolv_conf_for_pod`. Records, as CoreDNS's kubernetes
 plugin serves them (names are case-insensitive, TTL 5 s):
 

@@ -1,6 +1,6 @@
 """The kubelet's service proxy: Services + Endpoints informers → iptables rules (kube-proxy's iptables mode).
 
-The kubelet process (wired by the lead) runs one :class:`ServiceProxy` per node agent: ``await run()``
+A kubelet started with ``--network-agent`` runs one :class:`ServiceProxy`: ``await run()``
 until ``await stop()``; ``kubelab down`` calls :meth:`ServiceProxy.cleanup` to remove every rule of the
 cluster. The rule text comes from :mod:`kubelet.network.iptables_rules`; this module owns the informers,
 the debounce and the ``iptables`` processes.
