@@ -74,7 +74,10 @@ def _collection(doc: dict[str, Any]) -> str:
 
 
 def _images(doc: dict[str, Any]) -> list[str]:
-    spec = ((doc.get("spec") or {}).get("template") or {}).get("spec") or {}
+    outer = doc.get("spec") or {}
+    if "jobTemplate" in outer:  # a CronJob's pods are one level deeper
+        outer = (outer.get("jobTemplate") or {}).get("spec") or {}
+    spec = (outer.get("template") or {}).get("spec") or {}
     return [str(c["image"]) for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]]
 
 
@@ -130,6 +133,8 @@ def _pre_stop_seconds(hook: dict[str, Any]) -> int:
 def test_workloads_are_ready_to_roll_without_dropping_requests(path: Path) -> None:
     """Readiness gates the endpoints of new pods; preStop keeps old ones serving while they leave."""
     templates = _pod_templates(path)
+    if not templates and {d["kind"] for d in _documents(path)} <= {"CronJob", "Job"}:
+        return  # run-to-completion pods serve nothing
     assert templates, f"{path} has no workload"
     for name, spec in templates:
         grace = int(spec.get("terminationGracePeriodSeconds", 30))
@@ -149,7 +154,7 @@ def test_oldest_supported_kubectl_applies_every_manifest(tmp_path: Path) -> None
         for path in MANIFESTS:
             result = kubectl("apply", "-f", str(path), kubeconfig=server.kubeconfig, version="1.27", check=False)
             assert result.returncode == 0, f"{path}: {result.stderr}"
-        hooks = kubectl("get", "deployments", "-A", "-o", "jsonpath={..lifecycle.preStop}",
+        hooks = kubectl("get", "deployments,statefulsets,daemonsets", "-A", "-o", "jsonpath={..lifecycle.preStop}",
                         kubeconfig=server.kubeconfig).stdout
     assert hooks.count("sleep") == len([c for p in MANIFESTS for _, s in _pod_templates(p) for c in s["containers"]])
 
