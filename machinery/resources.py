@@ -112,6 +112,7 @@ RESOURCES: tuple[ResourceInfo, ...] = (
                      SubresourceInfo("attach", "PodAttachOptions", ("create", "get")),
                      SubresourceInfo("exec", "PodExecOptions", ("create", "get")),
                      SubresourceInfo("portforward", "PodPortForwardOptions", ("create", "get")),
+                     SubresourceInfo("ephemeralcontainers", "Pod", ("get", "patch", "update")),
                  )),
     ResourceInfo("", "v1", "Service", "services", "service", True, ("svc",), ("all",),
                  verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"),
