@@ -1,6 +1,8 @@
 """Subresources other than ``status``: ``scale``, ``pods/binding``, ``pods/eviction``,
-``namespaces/finalize``; ``pods/log``, ``exec``, ``attach`` and ``portforward`` are relayed to the
-kubelet by ``apiserver.proxy``; ``pods|services|nodes/{name}/proxy`` by ``apiserver.resource_proxy``.
+``pods/ephemeralcontainers`` (GET, PUT, PATCH; only ``spec.ephemeralContainers`` is taken from the
+request, and the pod validation allows appending there only), ``namespaces/finalize``; ``pods/log``,
+``exec``, ``attach`` and ``portforward`` are relayed to the kubelet by ``apiserver.proxy``;
+``pods|services|nodes/{name}/proxy`` by ``apiserver.resource_proxy``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from apiserver.registry import DeleteOptions, WriteOptions
 from apiserver.requests import VERB, dry_run, field_validation, json_response
 from apiserver.routing import RequestTarget
 from apiserver.webhooks.views import BINDING_KIND, SCALE_KIND, ObjectView, eviction_kind
+from machinery.api.validation_ephemeral import ephemeral_update
 from machinery.errors import BadRequestError, ConflictError, MethodNotAllowedError
 from machinery.meta import now_rfc3339
 from machinery.selectors import from_label_selector
@@ -38,6 +41,9 @@ async def handle(request: web.Request, ctx: ApiContext, target: RequestTarget) -
     if sub == "eviction" and method == "POST":
         request[VERB] = "create"
         return await _eviction(request, ctx, target)
+    if sub == "ephemeralcontainers" and method in ("GET", "PUT", "PATCH"):
+        request[VERB] = {"GET": "get", "PUT": "update", "PATCH": "patch"}[method]
+        return await _ephemeral_containers(request, ctx, target)
     if sub == "finalize" and method == "PUT":
         request[VERB] = "update"
         return await _finalize(request, ctx, target)
@@ -221,3 +227,43 @@ async def _finalize(request: web.Request, ctx: ApiContext, target: RequestTarget
     result, _ = await ctx.registry(target.resource).mutate(None, target.name, finalize, _options(request),
                                                            subresource="finalize")
     return json_response(result)
+
+
+async def _ephemeral_containers(request: web.Request, ctx: ApiContext, target: RequestTarget) -> web.Response:
+    """``pods/{name}/ephemeralcontainers``: the whole Pod in and out, but a write changes nothing
+    except ``spec.ephemeralContainers`` (Kubernetes' ``dropNonEphemeralContainerUpdates``)."""
+    assert target.name is not None
+    registry = ctx.registry(target.resource)
+    if request.method == "GET":
+        return json_response(await registry.get(target.namespace, target.name))
+    if request.method == "PUT":
+        body = parse_object(await request.read(), request.headers.get("Content-Type"))
+        ptype, patch = "", None
+    else:
+        ptype = patch_type(request.headers.get("Content-Type"))
+        patch = parse_patch(await request.read(), ptype)
+
+    def mutate(live: dict[str, Any]) -> dict[str, Any]:
+        desired = body if not ptype else apply_patch(live, patch, ptype, kind="Pod")
+        spec = desired.get("spec") if isinstance(desired, dict) else None
+        if not isinstance(spec, dict):
+            raise BadRequestError("spec: must be an object")
+        ephemeral = spec.get("ephemeralContainers")
+        if ephemeral is not None and not isinstance(ephemeral, list):
+            raise BadRequestError("json: cannot unmarshal object into Go struct field PodSpec.spec.ephemeralContainers "
+                                  "of type []v1.EphemeralContainer")
+        result = copy.deepcopy(live)
+        if ephemeral:
+            result.setdefault("spec", {})["ephemeralContainers"] = ephemeral
+        else:
+            result.setdefault("spec", {}).pop("ephemeralContainers", None)
+        rv = (desired.get("metadata") or {}).get("resourceVersion")
+        result["metadata"].pop("resourceVersion", None)
+        if rv:
+            result["metadata"]["resourceVersion"] = rv  # a precondition, as on any update
+        return result
+
+    with ephemeral_update():
+        updated, _ = await registry.mutate(target.namespace, target.name, mutate, _options(request),
+                                           subresource="ephemeralcontainers")
+    return json_response(updated)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from machinery import resources
-from machinery.api import names
+from machinery.api import names, validation_ephemeral
 from machinery.api.defaults_autoscaling import AUTOSCALING_CHECKS
 from machinery.api.names import Errors
 from machinery.api.validation_networking import NETWORKING_CHECKS
@@ -84,6 +84,8 @@ def validate_object_meta(errs: Errors, kind: str, obj: Obj, old: Obj | None) -> 
 
 def _strip_mutable_pod_fields(spec: Obj) -> Obj:
     spec = dict(spec)
+    if validation_ephemeral.in_ephemeral_update():
+        spec.pop("ephemeralContainers", None)  # appended through pods/ephemeralcontainers
     for key in ("containers", "initContainers"):
         spec[key] = [{k: v for k, v in c.items() if k != "image"} for c in spec.get(key, [])]
     for key in ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds", "schedulingGates"):
@@ -94,9 +96,10 @@ def _strip_mutable_pod_fields(spec: Obj) -> Obj:
 def _pod(errs: Errors, obj: Obj, old: Obj | None) -> None:
     spec = obj.get("spec") or {}
     pod_spec(errs, "spec", spec)
-    if old is None:
+    old_spec = old.get("spec") or {} if old is not None else None
+    validation_ephemeral.check_pod(errs, spec, old_spec)
+    if old_spec is None:
         return
-    old_spec = old.get("spec") or {}
     old_tol = old_spec.get("tolerations") or []
     new_tol = spec.get("tolerations") or []
     if _strip_mutable_pod_fields(spec) != _strip_mutable_pod_fields(old_spec) or any(
