@@ -13,6 +13,9 @@ is Initialized once every regular init container completed and every sidecar sta
 any app container ran); ContainersReady and Ready also wait for the sidecars' readiness; a
 running sidecar keeps the phase Running, an exited one does not count (so a Job's pod whose app
 containers are done is Succeeded or Failed once its sidecars were stopped).
+
+Ephemeral containers (``kubectl debug``) appear in ``ephemeralContainerStatuses`` only: never
+ready, never restarted, no part of the phase or the conditions.
 """
 
 from __future__ import annotations
@@ -283,6 +286,11 @@ def compute_pod_status(
     }
     if init_statuses:
         status["initContainerStatuses"] = init_statuses
+    ephemeral = [_container_status(c, attempts.get(str(c["name"])), waiting.get(str(c["name"])), False, runtime)
+                 for c in spec.get("ephemeralContainers") or []]
+    if ephemeral:
+        # Never ready, never restarted; they do not count for the phase or the conditions.
+        status["ephemeralContainerStatuses"] = ephemeral
     if sandbox is not None:
         status["podIP"] = sandbox.ip
         status["podIPs"] = [{"ip": sandbox.ip}]

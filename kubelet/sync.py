@@ -26,6 +26,10 @@ The runtime is any :class:`kubelet.runtime.interface.ContainerRuntime`. Real nod
 (``kubelet.envvars``; a failure is ``CreateContainerConfigError``), the pod's DNS config, probes
 (``kubelet.prober``: a failed liveness/startup probe kills the container, which then restarts
 under the usual rules) and lifecycle hooks (``kubelet.lifecycle``). Hollow nodes pass none.
+
+Ephemeral containers (``spec.ephemeralContainers``, added by ``kubectl debug``) are started once
+the app containers may run, each exactly once: they are never restarted. A failed image pull is
+retried with back-off (``kubelet.imagepull``: ``ErrImagePull``, then ``ImagePullBackOff``).
 """
 
 from __future__ import annotations
@@ -219,6 +223,9 @@ class PodSyncer:
                     await self._start(started, container, ContainerKind.REGULAR, 0, waiting)
                 elif current.state is ContainerState.EXITED and should_restart(policy, current.exit_code):
                     await self._restart(key, started, container, current, waiting)
+            for container in spec.get("ephemeralContainers") or []:
+                if str(container["name"]) not in latest:  # started once, never restarted
+                    await self._start(started, container, ContainerKind.REGULAR, 0, waiting)
         if features is not None:
             # Workers first: the status below then sees their (possibly carried-over) verdicts.
             features.probes.sync_pod(pod, await self.runtime.list_containers(uid), sandbox.ip)

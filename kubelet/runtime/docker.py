@@ -8,7 +8,11 @@ engine, each touching only containers labelled with its node name). A pod is the
   when missing, labelled, subnet from the settings). It owns the pod IP, the hostname, DNS
   settings and host port publishing, and its IPC namespace is shareable;
 * init and app containers created per attempt with ``network_mode=container:<pause>`` and
-  ``ipc_mode=container:<pause>`` (see :mod:`kubelet.runtime.docker_spec` for the spec mapping).
+  ``ipc_mode=container:<pause>`` (see :mod:`kubelet.runtime.docker_spec` for the spec mapping);
+  an ephemeral container with ``targetContainerName`` also joins its target's PID namespace
+  (``pid_mode=container:<target>``), so ``ps`` in ``kubectl debug --target`` sees the target;
+* images are never pulled: an image absent locally is an ``ErrImagePull`` (no registry is ever
+  contacted), ``imagePullPolicy: Never`` an ``ErrImageNeverPull``.
 
 Every container carries the labels of :mod:`kubelet.runtime.docker_spec`, so a new instance
 (a restarted kubelet) rebuilds pods, containers and restart counts from Docker alone. Container
@@ -40,6 +44,7 @@ from kubelet.runtime.docker_spec import (
     KIND_SANDBOX,
     LABEL_ATTEMPT,
     LABEL_CLUSTER,
+    LABEL_CONTAINER,
     LABEL_KIND,
     LABEL_NODE,
     LABEL_POD_UID,
@@ -375,6 +380,10 @@ class DockerRuntime:
                                   container=name, kind=kind_label(kind), attempt=attempt)
         config = container_config(pod, container, sandbox_id=str(pause.id), labels=labels,
                                   name=container_name(pod, name, attempt), env=env, mounts=mounts)
+        target = container.get("targetContainerName")
+        if target:
+            # An ephemeral container (kubectl debug --target): the target's processes are visible.
+            config["pid_mode"] = f"container:{self._running_container_id(uid, str(target))}"
         image = config.pop("image")
         config.pop("detach")
         with _translated(f"create container {name} of pod {uid}"):
@@ -387,6 +396,13 @@ class DockerRuntime:
                 self.client.containers.get(config["name"]).remove(force=True)
                 created = self.client.containers.create(image, **config)
         return str(created.id)
+
+    def _running_container_id(self, pod_uid: str, name: str) -> str:
+        """The id of the running container ``name`` of the pod (the target of an ephemeral one)."""
+        for candidate in self._find(pod_uid, sandbox=False):
+            if candidate.labels.get(LABEL_CONTAINER) == name and candidate.status == "running":
+                return str(candidate.id)
+        raise RuntimeError_(f'target container "{name}" of pod {pod_uid} is not running')
 
     async def start_container(self, container_id: str) -> None:
         def start() -> None:
