@@ -10,8 +10,9 @@ Semantics, as Kubernetes: the first probe runs ``initialDelaySeconds`` after the
 started, then every ``periodSeconds``, each bounded by ``timeoutSeconds``; a result flips after
 ``successThreshold`` consecutive successes or ``failureThreshold`` consecutive failures.
 Readiness starts as failure, liveness as success; until a startup probe has succeeded neither
-runs (and the container is neither started nor ready). A container the API status already shows
-ready/started (a restarted kubelet adopting it) starts from that verdict instead. Each failed probe records an
+runs (and the container is neither started nor ready); once it has, they run at once. A
+container the API status already shows ready/started (a restarted kubelet adopting it) starts
+from that verdict instead. Each failed probe records an
 ``Unhealthy`` Warning event (``Liveness probe failed: HTTP probe failed with statuscode: 500``).
 ``time_scale`` shrinks every interval (tests run probes at 1/100 speed).
 
@@ -23,6 +24,7 @@ other address, or a DNS name, fails with the guard's reason and nothing is diall
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shlex
 from collections.abc import Callable, Mapping
@@ -156,6 +158,8 @@ class ProbeManager:
         """(container id, probe kind) → worker."""
         self._failed_startup: dict[str, bool] = {}
         """container id → its startup probe failed ``failureThreshold`` times (restart it)."""
+        self._started: dict[str, asyncio.Event] = {}
+        """container id → set once its startup probe succeeded (the other probes then run at once)."""
 
     # -- queries --------------------------------------------------------------------------
     def _result(self, container_id: str, kind: str, default: bool) -> bool:
@@ -205,11 +209,13 @@ class ProbeManager:
         for key in [k for k, w in self._workers.items() if w.pod_uid == uid and k not in wanted]:
             self._workers.pop(key).task.cancel()
             self._failed_startup.pop(key[0], None)
+            self._started.pop(key[0], None)
 
     def remove_pod(self, uid: str) -> None:
         for key in [k for k, w in self._workers.items() if w.pod_uid == uid]:
             self._workers.pop(key).task.cancel()
             self._failed_startup.pop(key[0], None)
+            self._started.pop(key[0], None)
 
     async def close(self) -> None:
         tasks = [w.task for w in self._workers.values()]
@@ -252,7 +258,10 @@ class ProbeManager:
             while True:
                 if kind != "startupProbe" and spec.get("startupProbe") and not self._result(
                         status.id, "startupProbe", False):
-                    await asyncio.sleep(period)
+                    # As Kubernetes' manual trigger: the first readiness/liveness probe runs as soon as
+                    # the startup probe succeeds, not a whole period later.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._started.setdefault(status.id, asyncio.Event()).wait(), period)
                     continue
                 result = await run_probe(probe, container=spec, container_id=status.id, pod_ip=pod_ip,
                                          runtime=self.runtime, timeout=timeout * scale if scale < 1 else timeout,
@@ -265,6 +274,7 @@ class ProbeManager:
                     if successes >= success_threshold and not worker.result:
                         self._set(worker, True)
                         if kind == "startupProbe":
+                            self._started.setdefault(status.id, asyncio.Event()).set()
                             return  # startup probes stop once they succeeded
                 else:
                     successes, failures = 0, failures + 1

@@ -169,3 +169,15 @@ async def test_hooks_exec_and_sleep() -> None:
     assert (await run_hook({"sleep": {"seconds": 5}}, container={}, container_id="x", pod_ip="", runtime=runtime,
                            timeout=0.1)).success
     assert loop.time() - start < 1.0  # bounded by the grace period
+
+
+async def test_readiness_runs_as_soon_as_the_startup_probe_succeeded() -> None:
+    # Istio's sidecar: startup every 1 s, readiness every 15 s; Ready must not wait for the next period.
+    runtime = ScriptedRuntime([0])
+    pod = probe_pod(startupProbe={"periodSeconds": 1}, readinessProbe={"periodSeconds": 100})
+    status = await running(runtime, pod)
+    manager = ProbeManager(runtime, on_change=lambda _uid: None, time_scale=0.01)
+    manager.sync_pod(pod, [status], "127.0.0.1")
+    await asyncio.sleep(0.3)  # the readiness period is 1 s here (100 s x 0.01)
+    assert manager.is_started(pod, status) and manager.is_ready(pod, status)
+    await manager.close()
