@@ -84,6 +84,7 @@ async def test_large_chunked_response(mesh: Mesh, http: aiohttp.ClientSession) -
     clusters, rc, listener = mesh.http_service("files", ip, 80, {"": [mesh.endpoint(server, app_port, name="files")]})
     mesh.push(clusters, [rc], [listener], Inbound(ports=(InboundPort(app_port, "http", "STRICT"),)))
     await client.wait_ready()
+    await server.wait_ready()
     base, headers = via(client, ip, 80, "files")
     async with http.get(f"{base}/", headers=headers) as resp:
         body = await resp.read()
