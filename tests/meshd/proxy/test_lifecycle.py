@@ -108,3 +108,7 @@ async def test_sigterm_drains_in_flight_requests_then_exits(mesh: Mesh, http: ai
             proc.kill()
             await proc.wait()
     await wait_until(lambda: proc.returncode is not None)
+
+
+async def test_the_proxy_tests_run_on_uvloop() -> None:
+    assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
