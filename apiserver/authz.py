@@ -3,13 +3,14 @@
 An :class:`Authorizer` answers ``await authorize(user, attributes) -> Decision`` for one request
 attribute set (verb, API group, resource, subresource, namespace, name — or a non-resource path),
 as kube-apiserver's ``authorizer.Authorizer`` does. The apiserver keeps one in the application
-(:data:`AUTHORIZER`); today it is :class:`AlwaysAllow`, which lets every authenticated caller do
-anything, impersonation included. An RBAC authorizer replaces it without touching its callers.
+(:data:`AUTHORIZER`), chosen by ``--authorization-mode`` (:func:`apiserver.rbac.filter.authorizer_for`):
+the Node authorizer then RBAC (``Node,RBAC``, the default), RBAC alone, or :class:`AlwaysAllow`.
 
-Callers so far: impersonation (:mod:`apiserver.impersonation`) asks for the ``impersonate`` verb
-on ``users``, ``groups``, ``serviceaccounts``, ``authentication.k8s.io/uids`` and
-``authentication.k8s.io/userextras/<key>``. :func:`forbidden_message` words a denial as
-kube-apiserver does, for whoever turns a denial into a 403.
+Callers: the authorisation filter of every request (:mod:`apiserver.rbac.filter`), impersonation
+(:mod:`apiserver.impersonation`: the ``impersonate`` verb on ``users``, ``groups``,
+``serviceaccounts``, ``authentication.k8s.io/uids`` and ``authentication.k8s.io/userextras/<key>``),
+escalation checks and the review APIs (:mod:`apiserver.rbac`). :func:`forbidden_message` words a
+denial as kube-apiserver does, for whoever turns a denial into a 403.
 """
 
 from __future__ import annotations
