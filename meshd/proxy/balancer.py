@@ -9,7 +9,8 @@ across config changes.
 ``retryIgnorePreviousHosts``, on by default) unless nothing else is left. The caller brackets each
 request with :meth:`Balancer.started` / :meth:`Balancer.finished`.
 
-Outlier detection slots in here later: an ejected-until time per endpoint consulted by ``pick``.
+Outlier detection is not implemented (accepted with a warning); it would be an ejected-until time
+per endpoint consulted by ``pick``.
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ Inbound (:meth:`HttpProxy.inbound`, reporter ``destination``): peer metadata rea
 ``X-Forwarded-Client-Cert`` replaced (set from the verified peer on mTLS, removed otherwise),
 forwarded to the app on ``app_host:<port>`` (no retries).
 
-Later features slot in between steps 1 and 3 (header manipulation, mirroring, redirects: see
-:mod:`meshd.proxy.routing`).
+Header manipulation, mirroring and redirects are not implemented (meshd accepts them with a
+warning); they would sit between steps 1 and 3 (see :mod:`meshd.proxy.routing`).
 """
 
 from __future__ import annotations

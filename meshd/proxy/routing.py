@@ -10,12 +10,13 @@ without the port), then the first route whose any match block holds (all conditi
 must hold; an empty match list matches everything). The caller then draws the destination with
 :meth:`CompiledRoute.pick` from its own random source (deterministic in tests).
 
-Where later traffic features slot in (each a field on :class:`CompiledRoute`, set here at compile
-time and read by :mod:`meshd.proxy.httpproxy`): request/response header manipulation
+Traffic features not implemented (accepted with a warning by meshd) would each be a field on
+:class:`CompiledRoute`, set here at compile time and read by :mod:`meshd.proxy.httpproxy`:
+request/response header manipulation
 (``set/add/remove`` lists applied before the upstream call and after the response), mirroring (a
 cluster and a percentage: a fire-and-forget copy after the pick), rewrite/redirect/direct
-response (a short-circuit before the pick, like faults). Per-cluster features (outlier
-detection, connection-pool limits) live in :mod:`meshd.proxy.balancer` and the upstream pools.
+response (a short-circuit before the pick, like faults). Per-cluster ones (outlier
+detection, connection-pool limits) would live in :mod:`meshd.proxy.balancer` and the upstream pools.
 """
 
 from __future__ import annotations
