@@ -160,7 +160,7 @@ def _json_type(value: Any) -> str:
 
 
 class _Fallback:
-    """Types, required, enum, pruning and defaults; enough to serve until the library lands."""
+    """Types, required, enum, pruning and defaults: the fallback when the library cannot be imported."""
 
     def __init__(self, schema: Obj) -> None:
         self.schema = schema
