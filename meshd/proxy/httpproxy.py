@@ -38,54 +38,20 @@ from meshd.proxy.config import ConfigStore
 from meshd.proxy.http1 import Request, Response, forwardable_headers, serialize_request
 from meshd.proxy.http2 import RefusedStream
 from meshd.proxy.mtls import xfcc
+from meshd.proxy.peers import PEER_METADATA_HEADER, WorkloadMeta
 from meshd.proxy.routing import CompiledRoute, RequestView
 from meshd.proxy.settings import ProxySettings
 from meshd.proxy.telemetry import Telemetry
 from meshd.proxy.tracing import ensure_trace_headers
 from meshd.proxy.upstream import ConnectFailure, H2Pool, Http1Pool, wants_mtls
 
-__all__ = ["PEER_METADATA_HEADER", "ConnContext", "HttpProxy", "WorkloadMeta", "retriable_failure",
-           "retriable_response"]
+__all__ = ["ConnContext", "HttpProxy", "retriable_failure", "retriable_response"]
 
-PEER_METADATA_HEADER = "x-kubelab-peer-metadata"
 EXPLICIT_DST_HEADER = "x-kubelab-original-dst"
 _GRPC_CODES = {"cancelled": "1", "deadline-exceeded": "4", "resource-exhausted": "8", "internal": "13",
                "unavailable": "14"}
 BACKOFF_BASE = 0.025
 BACKOFF_MAX = 0.25
-
-
-@dataclass(frozen=True, slots=True)
-class WorkloadMeta:
-    """A workload's telemetry labels."""
-
-    workload: str = "unknown"
-    namespace: str = "unknown"
-    app: str = "unknown"
-    version: str = "unknown"
-    canonical_service: str = "unknown"
-    canonical_revision: str = "latest"
-
-    @classmethod
-    def from_labels(cls, workload: str, namespace: str, labels: dict[str, str]) -> WorkloadMeta:
-        app = labels.get("app") or labels.get("app.kubernetes.io/name") or ""
-        version = labels.get("version") or labels.get("app.kubernetes.io/version") or ""
-        return cls(workload=workload or "unknown", namespace=namespace or "unknown", app=app or "unknown",
-                   version=version or "unknown",
-                   canonical_service=labels.get("service.istio.io/canonical-name") or app or workload or "unknown",
-                   canonical_revision=labels.get("service.istio.io/canonical-revision") or version or "latest")
-
-    def header(self, service: str) -> str:
-        return (f"w={self.workload};ns={self.namespace};app={self.app};ver={self.version};"
-                f"cs={self.canonical_service};cr={self.canonical_revision};svc={service}")
-
-    @classmethod
-    def parse(cls, value: str) -> tuple[WorkloadMeta, str]:
-        fields = dict(part.partition("=")[::2] for part in value.split(";"))
-        meta = cls(workload=fields.get("w") or "unknown", namespace=fields.get("ns") or "unknown",
-                   app=fields.get("app") or "unknown", version=fields.get("ver") or "unknown",
-                   canonical_service=fields.get("cs") or "unknown", canonical_revision=fields.get("cr") or "latest")
-        return meta, fields.get("svc", "")
 
 
 @dataclass(slots=True)
