@@ -1,0 +1,147 @@
+"""The kubernetes.io tutorials of ``examples/tutorials`` (Kubernetes Basics, Run a Stateless
+Application, Connecting Applications with Services) on real Docker containers, driven by the real
+kubectl with the commands of each README: each test checks what the tutorial says you observe.
+One ``kubelab up --nodes 2`` cluster serves the module; the tutorials use distinct names."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from kubelab.images import ensure_images
+from kubelab.testing import kubectl_binary
+from tests.e2e.docker_harness import DockerCluster, running_cluster
+
+pytestmark = [pytest.mark.docker, pytest.mark.kubectl, pytest.mark.slow]
+TUTORIALS = Path(__file__).resolve().parents[2] / "examples" / "tutorials"
+BOOTCAMP = "kubelab/kubernetes-bootcamp"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient) -> Iterator[DockerCluster]:
+    ensure_images(docker_client, ["busybox", "python", "nginx"])
+    for version in ("1", "2"):  # the README's docker build commands
+        docker_client.images.build(path=str(TUTORIALS / "basics" / "bootcamp"), tag=f"{BOOTCAMP}:v{version}",
+                                   buildargs={"VERSION": version}, rm=True, pull=False)
+    with running_cluster(tmp_path_factory.mktemp("tutorials"), docker_client, "--nodes", "2") as c:
+        yield c
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body: bytes = response.read()
+        return body.decode()
+
+
+def names(cluster: DockerCluster, selector: str) -> list[str]:
+    return cluster.kubectl("get", "pods", "-l", selector, "-o", "jsonpath={.items[*].metadata.name}").stdout.split()
+
+
+def pod_images(cluster: DockerCluster, selector: str) -> list[str]:
+    """The ``Image:`` lines of ``kubectl describe pods -l SELECTOR``."""
+    out = cluster.kubectl("describe", "pods", "-l", selector).stdout
+    return [line.split()[1] for line in out.splitlines() if line.strip().startswith("Image:")]
+
+
+def node_ip(cluster: DockerCluster) -> str:
+    return cluster.kubectl("get", "nodes", "-o",
+                           'jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}').stdout
+
+
+def test_kubernetes_basics(cluster: DockerCluster) -> None:
+    k = cluster.kubectl
+    # 1. create a Deployment, reach the pod through kubectl proxy
+    k("create", "deployment", "kubernetes-bootcamp", f"--image={BOOTCAMP}:v1")
+    k("rollout", "status", "deployment/kubernetes-bootcamp", "--timeout=90s", timeout=100)
+    row = k("get", "deployments").stdout.splitlines()[1].split()
+    assert row[:2] == ["kubernetes-bootcamp", "1/1"]
+    pod = k("get", "pods", "-o", "go-template", "--template",
+            '{{range .items}}{{.metadata.name}}{{"\\n"}}{{end}}').stdout.strip()
+    assert pod.startswith("kubernetes-bootcamp-")
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    proxy = subprocess.Popen([str(kubectl_binary()), "proxy", "--port=0",
+                              f"--cache-dir={cluster.state_dir / 'kc-proxy'}"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proxy.stdout is not None
+    try:
+        port = int(proxy.stdout.readline().rsplit(":", 1)[1])
+        assert '"major"' in get(f"http://127.0.0.1:{port}/version")
+        answer = get(f"http://127.0.0.1:{port}/api/v1/namespaces/default/pods/{pod}:8080/proxy/")
+        assert answer == f"Hello Kubernetes bootcamp! | Running on: {pod} | v=1\n"
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=30)
+
+    # 2. explore: describe, logs, env, a command inside the container
+    assert f"Image:          {BOOTCAMP}:v1" in k("describe", "pods").stdout
+    assert f"Running On: {pod} | Total Requests: 1" in k("logs", pod).stdout
+    assert f"HOSTNAME={pod}" in k("exec", pod, "--", "env").stdout
+    inside = k("exec", pod, "--", "python3", "-c",
+               'import urllib.request; print(urllib.request.urlopen("http://localhost:8080").read().decode())')
+    assert "Hello Kubernetes bootcamp!" in inside.stdout
+
+    # 3. expose with a NodePort Service; labels; deleting the Service closes the way in
+    k("expose", "deployment/kubernetes-bootcamp", "--type=NodePort", "--port", "8080")
+    node_port = k("get", "services/kubernetes-bootcamp", "-o", "go-template={{(index .spec.ports 0).nodePort}}").stdout
+    assert 30000 <= int(node_port) <= 32767
+    assert "Type:                     NodePort" in k("describe", "services/kubernetes-bootcamp").stdout
+    url = f"http://{node_ip(cluster)}:{node_port}"
+    wait_for("the NodePort", lambda: _answers(url))
+    assert get(url) == f"Hello Kubernetes bootcamp! | Running on: {pod} | v=1\n"
+    k("label", "pods", pod, "version=v1")
+    assert names(cluster, "version=v1") == [pod]
+    k("delete", "service", "-l", "app=kubernetes-bootcamp")
+    wait_for("the NodePort to close", lambda: not _answers(url))
+    assert "Hello Kubernetes bootcamp!" in k("exec", pod, "--", "python3", "-c", inside.args[-1]).stdout
+
+    # 4. scale to 4: several pods answer on the NodePort; back to 2
+    k("expose", "deployment/kubernetes-bootcamp", "--type=NodePort", "--port", "8080")
+    node_port = k("get", "services/kubernetes-bootcamp", "-o", "go-template={{(index .spec.ports 0).nodePort}}").stdout
+    url = f"http://{node_ip(cluster)}:{node_port}"
+    k("scale", "deployments/kubernetes-bootcamp", "--replicas=4")
+    k("rollout", "status", "deployment/kubernetes-bootcamp", "--timeout=90s", timeout=100)
+    assert k("get", "deployments").stdout.splitlines()[1].split()[1] == "4/4"
+    wait_for("the NodePort", lambda: _answers(url))
+    seen = {get(url).split(" | ")[1] for _ in range(40)}
+    assert len(seen) > 1, f"one pod answered every request: {seen}"
+    k("scale", "deployments/kubernetes-bootcamp", "--replicas=2")
+    wait_for("two pods", lambda: len(names(cluster, "app=kubernetes-bootcamp")) == 2)
+
+    # 5. rolling update to v2, a broken v10, rollout undo
+    k("set", "image", "deployments/kubernetes-bootcamp", f"kubernetes-bootcamp={BOOTCAMP}:v2")
+    k("rollout", "status", "deployments/kubernetes-bootcamp", "--timeout=90s", timeout=100)
+    wait_for("v=2 on the NodePort", lambda: all(get(url).endswith("| v=2\n") for _ in range(10)))
+    k("set", "image", "deployments/kubernetes-bootcamp", f"kubernetes-bootcamp={BOOTCAMP}:v10")
+    wait_for("the failed pull", lambda: any(
+        reason in k("get", "pods").stdout for reason in ("ErrImagePull", "ImagePullBackOff")))
+    assert get(url).endswith("| v=2\n"), "the old pods kept serving"
+    k("rollout", "undo", "deployments/kubernetes-bootcamp")
+    k("rollout", "status", "deployments/kubernetes-bootcamp", "--timeout=90s", timeout=100)
+    wait_for("only v2 pods", lambda: pod_images(cluster, "app=kubernetes-bootcamp") == [f"{BOOTCAMP}:v2"] * 2)
+
+    # 6. clean up
+    k("delete", "deployments/kubernetes-bootcamp", "services/kubernetes-bootcamp")
+    wait_for("the pods to go", lambda: not names(cluster, "app=kubernetes-bootcamp"))
+
+
+def _answers(url: str) -> bool:
+    try:
+        get(url)
+    except (urllib.error.URLError, OSError):
+        return False
+    return True
