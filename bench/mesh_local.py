@@ -181,6 +181,8 @@ async def main(args: argparse.Namespace) -> None:
         elapsed = time.monotonic() - t0
         cpu = {p.pid: (proc_cpu_seconds(p.pid) - cpu0[p.pid]) / elapsed for p in (server, client)}
         print()
+        print("load average during the run (this host is shared: latency includes waiting for a CPU): "
+              + " ".join(f"{x:.1f}" for x in os.getloadavg()) + f" on {os.cpu_count()} CPUs")
         print(f"{'':24}{'p50':>9}{'p90':>9}{'p99':>9}{'req/s':>9}{'non-200':>9}")
         for label, r in (("direct", direct), ("via sidecars", via)):
             print(f"{label:24}{r['p50']:9.2f}{r['p90']:9.2f}{r['p99']:9.2f}{r['rps']:9.0f}{r['non200']:9.0f}")
