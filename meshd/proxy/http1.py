@@ -161,6 +161,16 @@ class ServerProtocol(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
+    def on_headers_complete(self) -> None:
+        # The body is buffered here anyway: answer "Expect: 100-continue" at once (curl would
+        # otherwise wait a second before sending a body) and do not pass the expectation on.
+        for i, (key, value) in enumerate(self._headers):
+            if key == "expect" and value.lower() == "100-continue":
+                del self._headers[i]
+                if self.transport is not None:
+                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                break
+
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
 
