@@ -34,6 +34,16 @@ carry the DNS SAN ``istiod.istio-system.svc`` (checked whatever address was dial
 Ports (from :mod:`meshd.api.identity`): 15001 outbound, 15006 inbound, 15000 admin (127.0.0.1
 only), 15020 merged metrics and ``/app-health/...``, 15021 ``/healthz/ready``. The proxy runs as
 uid/gid 1337; it reaches the app on ``127.0.0.1:<port>``.
+
+Runtime dependencies (what the ``kubelab/proxyv2`` image needs): uvloop, httptools, h2 (with hpack
+and hyperframe), orjson, and cryptography -- the latter only in the short-lived child that makes
+the key and CSR (:mod:`meshd.proxy.keygen`). grpcio is not used: the proxy speaks gRPC to meshd
+over its own HTTP/2 stack (:mod:`meshd.proxy.grpcclient`).
+
+Outside a pod (tests, benchmarks) the flags ``--original-dst HOST:PORT`` (every accepted
+connection's original destination) and ``--explicit-destination-header`` (HTTP requests name their
+``ClusterIP:port`` in ``x-kubelab-original-dst``) replace iptables, with ``--*-port`` and
+``--bind-address 127.0.0.1``.
 """
 
 from __future__ import annotations
