@@ -243,6 +243,9 @@ class Listeners:
             sock.close()
             return
         port = dst[1]
+        if port in (self.inbound_port, self.outbound_port):
+            sock.close()  # dialled the proxy's own port directly: forwarding it to the app would loop
+            return
         snapshot = self.store.snapshot
         port_config = snapshot.inbound_ports.get(port)
         mode = port_config.mtls_mode if port_config is not None else snapshot.inbound.default_mtls_mode

@@ -163,3 +163,15 @@ async def test_unknown_destination_passes_through(mesh: Mesh, smtp_like: int) ->
     writer.write(b"QUIT\r\n")
     assert await asyncio.wait_for(reader.readline(), 10) == b"250 QUIT\r\n"
     writer.close()
+
+
+async def test_inbound_to_the_proxys_own_port_is_closed_not_looped(mesh: Mesh) -> None:
+    proxy_port: list[int] = []
+    proxy = await mesh.proxy("loop", original_dst=lambda sock: ("127.0.0.1", proxy_port[0]))
+    proxy_port.append(proxy.ports["inbound"])
+    mesh.push([], [], [], Inbound(default_mtls_mode="DISABLE"))
+    await proxy.wait_ready()
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.ports["inbound"])
+    writer.write(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+    assert await asyncio.wait_for(reader.read(), 10) == b""
+    writer.close()
