@@ -15,7 +15,8 @@ Inbound, per accepted connection (a peer sidecar or a plain client dialled ``pod
 * the port's ``mtls_mode`` (the Inbound resource; other ports use its default);
 * ``STRICT``: TLS handshake required (client certificate chained to the mesh root, else refused);
   ``DISABLE``: plaintext; ``PERMISSIVE``: the first byte decides (``0x16``, a TLS handshake record,
-  means mTLS). Istio's known limitation applies to a *plaintext server-first* client on a PERMISSIVE
+  means TLS: mTLS when the ClientHello offers ALPN ``istio``, else TLS meant for the app, passed
+  through as bytes). Istio's known limitation applies to a *plaintext server-first* client on a PERMISSIVE
   port: nothing arrives to decide on, so the proxy waits ``permissive_detect_seconds`` (100 ms) and
   then treats the connection as plaintext -- a one-off delay instead of Istio's hang;
 * then HTTP (``http`` ports, with ``X-Forwarded-Client-Cert``) or opaque TCP to the app on
@@ -35,13 +36,14 @@ import socket
 import struct
 from typing import Any
 
+from meshd.api.identity import MESH_ALPN
 from meshd.api.resources import Cluster
 from meshd.proxy.config import ConfigStore
 from meshd.proxy.http1 import ServerProtocol
 from meshd.proxy.http2 import Detect
 from meshd.proxy.http2 import ServerProtocol as H2ServerProtocol
 from meshd.proxy.httpproxy import ConnContext, HttpProxy
-from meshd.proxy.mtls import peer_identity
+from meshd.proxy.mtls import client_hello_alpn, peer_identity
 from meshd.proxy.settings import ProxySettings
 from meshd.proxy.tcpproxy import Half, splice
 from meshd.proxy.telemetry import Telemetry
@@ -261,6 +263,15 @@ class Listeners:
                 sock.close()
                 return
             tls = first == b"\x16"
+            if tls:
+                try:
+                    hello = sock.recv(4096, socket.MSG_PEEK)
+                except OSError:
+                    hello = b""
+                offered = client_hello_alpn(hello)
+                if offered is not None and MESH_ALPN not in offered:
+                    tls = False  # TLS for the app itself (not a sidecar): passed through untouched
+                    protocol = "tcp"
         if tls and contexts is None:
             sock.close()
             return

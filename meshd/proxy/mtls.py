@@ -28,7 +28,7 @@ from typing import Any
 
 from meshd.api.identity import MESH_ALPN
 
-__all__ = ["TlsContexts", "build_contexts", "load_chain", "peer_identity", "xfcc"]
+__all__ = ["TlsContexts", "build_contexts", "client_hello_alpn", "load_chain", "peer_identity", "xfcc"]
 
 
 @dataclass(frozen=True)
@@ -92,3 +92,40 @@ def peer_cert_hash(ssl_object: Any) -> str:
 def xfcc(own_identity: str, ssl_object: Any) -> str:
     """Envoy's ``X-Forwarded-Client-Cert`` value for the peer of ``ssl_object``."""
     return f'By={own_identity};Hash={peer_cert_hash(ssl_object)};Subject="";URI={peer_identity(ssl_object)}'
+
+
+def client_hello_alpn(data: bytes) -> list[str] | None:
+    """The ALPN protocols offered in a TLS ClientHello at the start of ``data`` (None: not a complete one).
+
+    Lets a PERMISSIVE port tell a sidecar's mTLS (it offers ``istio``) from TLS meant for the app
+    itself (passed through untouched, as Istio does).
+    """
+    try:
+        if data[0] != 0x16 or data[5] != 0x01:
+            return None
+        end = 5 + int.from_bytes(data[3:5], "big")
+        if len(data) < end:
+            return None
+        pos = 5 + 4 + 2 + 32  # record header, handshake header, client_version, random
+        pos += 1 + data[pos]  # session id
+        pos += 2 + int.from_bytes(data[pos:pos + 2], "big")  # cipher suites
+        pos += 1 + data[pos]  # compression methods
+        if pos >= end:
+            return []
+        ext_end = pos + 2 + int.from_bytes(data[pos:pos + 2], "big")
+        pos += 2
+        while pos + 4 <= ext_end:
+            ext_type = int.from_bytes(data[pos:pos + 2], "big")
+            ext_len = int.from_bytes(data[pos + 2:pos + 4], "big")
+            body = data[pos + 4:pos + 4 + ext_len]
+            if ext_type == 0x0010:  # application_layer_protocol_negotiation
+                protocols, i = [], 2
+                while i < len(body):
+                    length = body[i]
+                    protocols.append(body[i + 1:i + 1 + length].decode("ascii", "replace"))
+                    i += 1 + length
+                return protocols
+            pos += 4 + ext_len
+        return []
+    except IndexError:
+        return None

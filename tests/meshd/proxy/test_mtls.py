@@ -175,3 +175,40 @@ async def test_inbound_to_the_proxys_own_port_is_closed_not_looped(mesh: Mesh) -
     writer.write(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
     assert await asyncio.wait_for(reader.read(), 10) == b""
     writer.close()
+
+
+async def test_permissive_passes_the_apps_own_tls_through(mesh: Mesh) -> None:
+    import tempfile
+
+    from cryptography import x509
+
+    app_ca = MeshCA("app-ca")
+    chain, key = app_ca.issue([x509.DNSName("app.example")])
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.NamedTemporaryFile() as c, tempfile.NamedTemporaryFile() as k:
+        c.write(chain)
+        c.flush()
+        k.write(key)
+        k.flush()
+        server_ctx.load_cert_chain(c.name, k.name)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        line = await reader.readline()
+        writer.write(b"tls-app:" + line)
+        await writer.drain()
+        writer.close()
+
+    app = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_ctx)
+    port = app.sockets[0].getsockname()[1]
+    try:
+        proxy = await mesh.proxy("https-app", app_port=port)
+        mesh.push([], [], [], Inbound(default_mtls_mode="PERMISSIVE"))
+        await proxy.wait_ready()
+        client_ctx = ssl.create_default_context(cadata=app_ca.root_pem)
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.ports["inbound"], ssl=client_ctx,
+                                                       server_hostname="app.example")
+        writer.write(b"hi\n")
+        assert await asyncio.wait_for(reader.readline(), 10) == b"tls-app:hi\n"
+        writer.close()
+    finally:
+        app.close()
