@@ -1,5 +1,5 @@
 """The kubernetes.io tutorials of ``examples/tutorials`` (Kubernetes Basics, Run a Stateless
-Application, Connecting Applications with Services) on real Docker containers, driven by the real
+Application Using a Deployment, Connecting Applications with Services) on real Docker containers, driven by the real
 kubectl with the commands of each README: each test checks what the tutorial says you observe.
 One ``kubelab up --nodes 2`` cluster serves the module; the tutorials use distinct names."""
 
@@ -145,3 +145,83 @@ def _answers(url: str) -> bool:
     except (urllib.error.URLError, OSError):
         return False
     return True
+
+
+def test_run_a_stateless_application(cluster: DockerCluster) -> None:
+    k, lab = cluster.kubectl, TUTORIALS / "stateless"
+    k("apply", "-f", str(lab / "deployment.yaml"))
+    k("rollout", "status", "deployment/nginx-deployment", "--timeout=90s", timeout=100)
+    described = k("describe", "deployment", "nginx-deployment").stdout
+    assert "2 desired | 2 updated | 2 total | 2 available | 0 unavailable" in described
+    assert "Image:         kubelab/nginx:1.22" in described and "Port:          80/TCP" in described
+    first = names(cluster, "app=nginx")
+    assert len(first) == 2 and all(n.startswith("nginx-deployment-") for n in first)
+    assert "Status:           Running" in k("describe", "pod", first[0]).stdout
+    ip = k("get", "pod", first[0], "-o", "jsonpath={.status.podIP}").stdout
+    assert "Welcome to nginx" in get(f"http://{ip}/"), "nginx serves its page"
+
+    k("apply", "-f", str(lab / "deployment-update.yaml"))
+    k("rollout", "status", "deployment/nginx-deployment", "--timeout=90s", timeout=100)
+    wait_for("the old pods to go", lambda: not set(first) & set(names(cluster, "app=nginx")))
+    assert len(names(cluster, "app=nginx")) == 2
+    requests = [line.split()[1] for line in k("describe", "pods", "-l", "app=nginx").stdout.splitlines()
+                if line.strip().startswith(("cpu:", "memory:"))]
+    assert requests == ["50m", "32Mi"] * 2
+    history = k("rollout", "history", "deployment/nginx-deployment").stdout.split()
+    assert history[history.index("REVISION") + 2:][::2][:2] == ["1", "2"]
+
+    k("apply", "-f", str(lab / "deployment-scale.yaml"))
+    k("rollout", "status", "deployment/nginx-deployment", "--timeout=90s", timeout=100)
+    assert len(names(cluster, "app=nginx")) == 4
+    k("delete", "deployment", "nginx-deployment")
+    wait_for("the pods to go", lambda: not names(cluster, "app=nginx"))
+    assert "nginx-deployment" not in k("get", "replicasets").stdout
+
+
+def test_connecting_applications_with_services(cluster: DockerCluster) -> None:
+    k, lab = cluster.kubectl, TUTORIALS / "services"
+    k("apply", "-f", str(lab / "run-my-nginx.yaml"))
+    k("rollout", "status", "deployment/my-nginx", "--timeout=90s", timeout=100)
+    ips = k("get", "pods", "-l", "run=my-nginx", "-o", "custom-columns=POD_IP:.status.podIPs").stdout.splitlines()
+    assert ips[0] == "POD_IP" and len(ips) == 3
+    for line in ips[1:]:
+        assert "Welcome to nginx" in get(f"http://{line.split('ip:')[1].rstrip(']')}/")
+    old = names(cluster, "run=my-nginx")
+
+    k("expose", "deployment/my-nginx")
+    cluster_ip = k("get", "svc", "my-nginx", "-o", "jsonpath={.spec.clusterIP}").stdout
+    assert k("get", "svc", "my-nginx").stdout.splitlines()[1].split()[:5] == [
+        "my-nginx", "ClusterIP", cluster_ip, "<none>", "80/TCP"]
+    pod_ips = sorted(k("get", "pods", "-l", "run=my-nginx", "-o", "jsonpath={.items[*].status.podIP}").stdout.split())
+    wait_for("both endpoints", lambda: _endpoints(cluster) == sorted(f"{ip}:80" for ip in pod_ips))
+    slices = k("get", "endpointslices", "-l", "kubernetes.io/service-name=my-nginx").stdout.splitlines()
+    assert len(slices) == 2 and slices[1].split()[1:3] == ["IPv4", "80"]
+    assert sorted(slices[1].split()[3].split(",")) == pod_ips
+
+    env = k("exec", old[0], "--", "printenv").stdout
+    assert "KUBERNETES_SERVICE_HOST=" in env and "MY_NGINX_SERVICE_HOST" not in env
+    k("scale", "deployment", "my-nginx", "--replicas=0")
+    k("scale", "deployment", "my-nginx", "--replicas=2")
+    k("rollout", "status", "deployment/my-nginx", "--timeout=90s", timeout=100)
+    wait_for("the new pods", lambda: len(new := names(cluster, "run=my-nginx")) == 2 and not set(new) & set(old))
+    env = k("exec", names(cluster, "run=my-nginx")[0], "--", "printenv").stdout
+    assert f"MY_NGINX_SERVICE_HOST={cluster_ip}\n" in env and "MY_NGINX_SERVICE_PORT=80\n" in env
+
+    dns_ip = k("get", "services", "kube-dns", "--namespace=kube-system", "-o", "jsonpath={.spec.clusterIP}").stdout
+    assert dns_ip
+    out = k("run", "curl", "--image=kubelab/busybox:1.35", "-i", "--rm", "--restart=Never", "--",
+            "sh", "-c", "cat /etc/resolv.conf; nslookup my-nginx; wget -qO- http://my-nginx", timeout=120).stdout
+    assert f"nameserver {dns_ip}" in out
+    assert "my-nginx.default.svc.cluster.local" in out and f"Address: {cluster_ip}" in out
+    assert "Welcome to nginx" in out
+
+    k("delete", "deployment", "my-nginx")
+    k("delete", "service", "my-nginx")
+    wait_for("the pods to go", lambda: not names(cluster, "run=my-nginx"))
+
+
+def _endpoints(cluster: DockerCluster) -> list[str]:
+    for line in cluster.kubectl("describe", "svc", "my-nginx").stdout.splitlines():
+        if line.startswith("Endpoints:"):
+            return sorted(line.split(":", 1)[1].strip().split(","))
+    return []
