@@ -143,7 +143,8 @@ async def _pod_and_container(ctx: ApiContext, target: RequestTarget,
                 message += f" or one of the init containers: [{' '.join(init_names)}]"
             raise BadRequestError(message)
         container = names[0]
-    elif container not in names and container not in init_names:
+    elif container not in names and container not in init_names and container not in [
+            c.get("name", "") for c in spec.get("ephemeralContainers") or []]:
         raise BadRequestError(f"container {container} is not valid for pod {target.name}")
     if not spec.get("nodeName"):
         raise BadRequestError(f"pod {target.name} does not have a host assigned")

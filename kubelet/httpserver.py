@@ -191,7 +191,8 @@ class _KubeletHandlers:
         spec = (obj or {}).get("spec") or {}
         if obj is None or spec.get("nodeName", node) != node:
             raise web.HTTPNotFound(text=f'pod "{namespace}/{pod}" not found on node {node}')
-        names = [c.get("name") for key in ("initContainers", "containers") for c in spec.get(key) or []]
+        names = [c.get("name") for key in ("initContainers", "containers", "ephemeralContainers")
+                 for c in spec.get(key) or []]
         if container is not None and container not in names:
             raise web.HTTPNotFound(text=f'container "{container}" not found in pod "{namespace}/{pod}"')
 
