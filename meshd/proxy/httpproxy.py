@@ -123,6 +123,9 @@ class HttpProxy:
         self.h2pool = H2Pool()
         self.me = WorkloadMeta.from_labels(settings.workload_name, settings.namespace, settings.labels)
         self.identity = settings.identity.uri
+        self._endpoint_meta: dict[int, tuple[Endpoint, WorkloadMeta]] = {}
+        self._peer_meta: dict[str, tuple[WorkloadMeta, str]] = {}
+        self._peer_header: dict[str, str] = {}
         self._time_second = -1
         self._time_text = ""
 
@@ -207,7 +210,13 @@ class HttpProxy:
             outcome.endpoint = endpoint
             outcome.upstream = f"{endpoint.address}:{endpoint.port}"
             mtls = wants_mtls(cluster, endpoint)
-            headers = [*forward, (PEER_METADATA_HEADER, self.me.header(cluster.service))] if mtls else forward
+            if mtls:
+                meta = self._peer_header.get(cluster.service)
+                if meta is None:
+                    meta = self._peer_header[cluster.service] = self.me.header(cluster.service)
+                headers = [*forward, (PEER_METADATA_HEADER, meta)]
+            else:
+                headers = forward
             balancer.started(endpoint)
             try:
                 resp = await self._send(req, headers, endpoint.address, endpoint.port, mtls, endpoint.identity,
@@ -296,7 +305,7 @@ class HttpProxy:
         for key, value in req.headers:
             if key == PEER_METADATA_HEADER:
                 if ctx.peer_identity:
-                    peer, service = WorkloadMeta.parse(value)
+                    peer, service = self._parse_peer(value)
             elif key != "x-forwarded-client-cert":
                 kept.append((key, value))
         if ctx.peer_identity:
@@ -331,7 +340,7 @@ class HttpProxy:
         if reporter == "source":
             src, src_principal = self.me, self.identity if self.certs is not None else "unknown"
             ep = outcome.endpoint
-            dst = WorkloadMeta.from_labels(ep.workload, ep.namespace, ep.labels) if ep is not None else WorkloadMeta()
+            dst = self._meta_of(ep) if ep is not None else WorkloadMeta()
             dst_principal = (ep.identity or "unknown") if ep is not None else "unknown"
             service = cluster.service if cluster is not None else (req.header("host") or "unknown")
             security = "unknown"
@@ -352,6 +361,25 @@ class HttpProxy:
         self.telemetry.request(labels, duration_ms, len(req.body), len(resp.body))
         if self.settings.access_log:
             self.telemetry.access_log(self._log_line(req, resp, duration_ms, ctx, outcome))
+
+    def _meta_of(self, endpoint: Endpoint) -> WorkloadMeta:
+        """An endpoint's telemetry labels, computed once per endpoint object (not per request)."""
+        hit = self._endpoint_meta.get(id(endpoint))
+        if hit is not None and hit[0] is endpoint:
+            return hit[1]
+        meta = WorkloadMeta.from_labels(endpoint.workload, endpoint.namespace, endpoint.labels)
+        if len(self._endpoint_meta) > 4096:
+            self._endpoint_meta.clear()
+        self._endpoint_meta[id(endpoint)] = (endpoint, meta)
+        return meta
+
+    def _parse_peer(self, value: str) -> tuple[WorkloadMeta, str]:
+        hit = self._peer_meta.get(value)
+        if hit is None:
+            if len(self._peer_meta) > 4096:
+                self._peer_meta.clear()
+            hit = self._peer_meta[value] = WorkloadMeta.parse(value)
+        return hit
 
     def _log_line(self, req: Request, resp: Response, duration_ms: float, ctx: ConnContext,
                   outcome: _Outcome) -> str:
