@@ -105,7 +105,7 @@ async def hey(url: str, *, rate: int, duration: float, connections: int, headers
     if os.environ.get("MESH_LOCAL_DEBUG"):
         print(out)
     if "p50" not in result:
-        raise RuntimeError(f"hey failed:\n{out}")
+        raise RuntimeError(f"hey failed (exit {proc.returncode}):\n{out}")
     return result
 
 
