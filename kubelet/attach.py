@@ -45,8 +45,13 @@ class DockerAttachSession(DockerSocketSession):
 async def attach_container(api: Any, container: Any, *, stdin: bool, tty: bool) -> DockerAttachSession:
     """Attach to ``container`` (an SDK container object) through ``api`` (its low-level client)."""
 
+    framing_tty = tty
+
     def start() -> socket.socket:
+        nonlocal framing_tty
         container.reload()
+        # Docker frames the stream by the container's own TTY, whatever the client asked for.
+        framing_tty = bool((container.attrs.get("Config") or {}).get("Tty"))
         if container.status != "running":
             raise ContainerNotFoundError(f"container {container.labels.get('io.kubernetes.container.name', '')} "
                                          f"is not running (state {container.status})")
@@ -62,4 +67,4 @@ async def attach_container(api: Any, container: Any, *, stdin: bool, tty: bool) 
         raise
     except Exception as err:  # docker.errors.APIError and transport errors stay behind this seam
         raise RuntimeError_(f"failed to attach to the container: {err}") from err
-    return DockerAttachSession(api, str(container.id), sock, tty=tty)
+    return DockerAttachSession(api, str(container.id), sock, tty=framing_tty)

@@ -45,6 +45,7 @@ from kubelet.envvars import ApiObjectSource, NodeAllocatable, ObjectSource, PodC
 from kubelet.imagepull import (
     ERR_IMAGE_NEVER_PULL,
     ERR_IMAGE_PULL,
+    ERR_IMAGE_PULL_SHOWN,
     IMAGE_PULL_BACKOFF,
     ImagePullBackoff,
     backoff_message,
@@ -354,6 +355,11 @@ class PodSyncer:
         name = str(container["name"])
         uid, image = str(pod["metadata"]["uid"]), str(container.get("image") or "")
         pull_wait = self.image_backoff.remaining(uid, image)
+        shown = min(ERR_IMAGE_PULL_SHOWN, self.image_backoff.delay(uid, image) / 2)
+        if pull_wait > 0 and self.image_backoff.since_failure(uid, image) < shown:
+            waiting[name] = Waiting(ERR_IMAGE_PULL, self.image_backoff.last_error(uid, image))
+            self._requeue(self._keys.get(uid, ""), shown - self.image_backoff.since_failure(uid, image) + 0.01)
+            return
         if pull_wait > 0:
             waiting[name] = Waiting(IMAGE_PULL_BACKOFF, backoff_message(image))
             self._event(pod, "Normal", "BackOff", backoff_message(image))
@@ -386,7 +392,7 @@ class PodSyncer:
         except RuntimeError_ as exc:
             waiting[name] = Waiting(exc.reason, str(exc))
             if exc.reason == ERR_IMAGE_PULL:
-                delay = self.image_backoff.failed(uid, image)
+                delay = self.image_backoff.failed(uid, image, str(exc))
                 self._event(pod, "Warning", "Failed", failed_event_message(image, str(exc)))
                 self._requeue(self._keys.get(uid, ""), delay + 0.01)
             elif exc.reason == ERR_IMAGE_NEVER_PULL:

@@ -1,7 +1,7 @@
 """``kubectl debug`` and image pull back-off on real Docker containers with the real kubectl.
 
-``kubectl debug POD -it --image=... --target=CONTAINER -- sh`` adds an ephemeral container through
-``pods/ephemeralcontainers``, the kubelet starts it in the target's PID namespace and kubectl
+``kubectl debug POD -i --image=... --target=CONTAINER -- sh`` (``-it`` at a terminal) adds an
+ephemeral container through ``pods/ephemeralcontainers``, the kubelet starts it in the target's PID namespace and kubectl
 attaches to it: ``ps`` there sees the target's process (every pinned kubectl, 1.27 to 1.33). A
 pod whose image is absent shows ``ErrImagePull``, then ``ImagePullBackOff`` with Kubernetes'
 events; nothing is pulled (no registry is contacted). ``kubectl debug node/NAME`` is not covered.
@@ -45,7 +45,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, docker_client: docker.Dock
         yield c
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 90, what: str = "") -> Any:
+def wait_for(check: Callable[[], Any], timeout: float = 90, what: str = "",
+             extra: Callable[[], Any] | None = None) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -53,13 +54,13 @@ def wait_for(check: Callable[[], Any], timeout: float = 90, what: str = "") -> A
         if last:
             return last
         time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r}, {extra() if extra else ''})")
 
 
 @pytest.mark.parametrize("version", kubectl_versions() or [None])
 def test_kubectl_debug_target_sees_the_target_processes(cluster: DockerCluster, version: str | None) -> None:
     name = f"debugger-{(version or 'default').replace('.', '-')}"
-    result = kubectl("-n", NS, "debug", "target", "-it", f"--image={BUSYBOX}", "--target=app", "-c", name,
+    result = kubectl("-n", NS, "debug", "target", "-i", f"--image={BUSYBOX}", "--target=app", "-c", name,
                      "--", "sh", kubeconfig=cluster.kubeconfig, version=version, input="ps\nexit\n",
                      check=False, timeout=120)
     assert "panic" not in result.stderr, result.stderr
@@ -101,11 +102,12 @@ def test_missing_image_err_image_pull_then_image_pull_backoff(cluster: DockerClu
 
     seen: set[str] = set()
 
-    def both_seen() -> bool:
+    def both_seen() -> set[str] | None:
         seen.add(status_column())
-        return {"ErrImagePull", "ImagePullBackOff"} <= seen
+        return seen if {"ErrImagePull", "ImagePullBackOff"} <= seen else None
 
-    wait_for(both_seen, timeout=120, what="ErrImagePull then ImagePullBackOff")
+    wait_for(both_seen, timeout=120, what="ErrImagePull then ImagePullBackOff",
+             extra=lambda: (seen, cluster.kubectl("-n", NS, "describe", "pod", "missing").stdout))
     waiting = wait_for(lambda: (cluster.json("-n", NS, "get", "pod", "missing")["status"]["containerStatuses"][0]
                                 ["state"].get("waiting") or {}).get("reason") == "ImagePullBackOff"
                        and cluster.json("-n", NS, "get", "pod", "missing"), what="ImagePullBackOff")

@@ -134,13 +134,19 @@ async def test_err_image_pull_then_backoff_then_retry_then_start() -> None:
     ]
     assert h.requeued == [pytest.approx(10, abs=0.1)]
 
+    # Shown as ErrImagePull for a while (a re-sync does not flip it at once), no new events.
+    h.clock.now += 2
+    waiting = await h.sync()
+    assert waiting["reason"] == "ErrImagePull" and IMAGE in waiting["message"]
+    assert h.events.take() == [] and h.requeued == [pytest.approx(3, abs=0.1)]
+
     # Between tries: no pull, ImagePullBackOff, a re-sync when the back-off ends.
     h.clock.now += 4
     waiting = await h.sync()
     assert waiting == {"reason": "ImagePullBackOff", "message": f'Back-off pulling image "{IMAGE}"'}
     assert h.events.take() == [("Normal", "BackOff", f'Back-off pulling image "{IMAGE}"'),
                                ("Warning", "Failed", "Error: ImagePullBackOff")]
-    assert h.requeued == [pytest.approx(6, abs=0.1)]
+    assert h.requeued == [pytest.approx(4, abs=0.1)]
     assert await h.runtime.list_containers("uid-1") == []
 
     # The back-off passed: tried again, failed again, twice as long now.
