@@ -1,8 +1,8 @@
 """``kubectl debug`` and image pull back-off on real Docker containers with the real kubectl.
 
 ``kubectl debug POD -i --image=... --target=CONTAINER -- sh`` (``-it`` at a terminal) adds an
-ephemeral container through ``pods/ephemeralcontainers``, the kubelet starts it in the target's PID namespace and kubectl
-attaches to it: ``ps`` there sees the target's process (every pinned kubectl, 1.27 to 1.33). A
+ephemeral container through ``pods/ephemeralcontainers``, the kubelet starts it in the target's
+PID namespace and kubectl attaches to it: ``ps`` there sees the target's process (every pinned kubectl, 1.27 to 1.33). A
 pod whose image is absent shows ``ErrImagePull``, then ``ImagePullBackOff`` with Kubernetes'
 events; nothing is pulled (no registry is contacted). ``kubectl debug node/NAME`` is not covered.
 """
