@@ -1,11 +1,14 @@
 """The Kubernetes Basics tutorial's bootcamp server: answers every ``GET`` on port 8080 with
 ``Hello Kubernetes bootcamp! | Running on: <pod name> | v=<version>`` and logs each request, as the
-tutorial's ``kubernetes-bootcamp`` image does. The version comes from ``BOOTCAMP_VERSION``."""
+tutorial's ``kubernetes-bootcamp`` image does. The version comes from ``BOOTCAMP_VERSION``. SIGTERM
+stops it at once, so a pod being deleted does not wait out its grace period."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -33,6 +36,7 @@ class Bootcamp(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # PID 1 has no default SIGTERM action
     print(f"Kubernetes Bootcamp App Started At: {time.strftime('%Y-%m-%dT%H:%M:%S')} "
           f"| Running On: {socket.gethostname()}", flush=True)
     ThreadingHTTPServer(("", 8080), Bootcamp).serve_forever()
