@@ -1,5 +1,6 @@
 """The kubernetes.io tutorials of ``examples/tutorials`` (Kubernetes Basics, Run a Stateless
-Application Using a Deployment, Connecting Applications with Services) on real Docker containers, driven by the real
+Application Using a Deployment, Connecting Applications with Services, and the CronJob tutorial's
+"going further" commands) on real Docker containers, driven by the real
 kubectl with the commands of each README: each test checks what the tutorial says you observe.
 One ``kubelab up --nodes 2`` cluster serves the module; the tutorials use distinct names."""
 
@@ -228,6 +229,22 @@ def test_connecting_applications_with_services(cluster: DockerCluster) -> None:
     k("delete", "deployment", "my-nginx")
     k("delete", "service", "my-nginx")
     wait_for("the pods to go", lambda: not names(cluster, "run=my-nginx"))
+
+
+def test_cronjob_runs_now_with_create_job_from(cluster: DockerCluster) -> None:
+    k = cluster.kubectl
+    k("create", "-f", str(TUTORIALS / "cronjob" / "cronjob.yaml"))
+    k("create", "job", "hello-now", "--from=cronjob/hello")
+    job = cluster.json("get", "job", "hello-now")
+    assert job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"] == "manual"
+    assert [(o["kind"], o["name"]) for o in job["metadata"]["ownerReferences"]] == [("CronJob", "hello")]
+    k("wait", "--for=condition=complete", "job/hello-now", "--timeout=90s", timeout=100)
+    assert "Hello from the Kubernetes cluster" in k("logs", "job/hello-now").stdout
+    bad = k("create", "cronjob", "bad", "--image=kubelab/busybox:1.35", "--schedule=61 * * * *", check=False)
+    assert bad.returncode != 0
+    assert 'spec.schedule: Invalid value: "61 * * * *": end of range (61) above maximum (59): 61' in bad.stderr
+    k("delete", "cronjob", "hello")
+    wait_for("the CronJob's job to go with it", lambda: k("get", "job", "hello-now", check=False).returncode != 0)
 
 
 def _endpoints(cluster: DockerCluster) -> list[str]:
