@@ -118,6 +118,7 @@ class FakeMeshd:
         self.requests: list[DiscoveryRequest] = []
         self.streams: list[_Stream] = []
         self.certified = 0
+        self.certify_attempts = 0
         self.refuse_certify = False
         self._nonces = itertools.count(1)
         self._versions = itertools.count(1)
@@ -166,6 +167,7 @@ class FakeMeshd:
         return [r for r in self.requests if r.error_detail is not None]
 
     async def _certify(self, request: CertifyRequest, context: grpc.aio.ServicerContext[Any, Any]) -> CertifyResponse:
+        self.certify_attempts += 1
         if self.refuse_certify:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "refusing")
         namespace, _, account = request.token.partition("/")

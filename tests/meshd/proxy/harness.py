@@ -106,6 +106,11 @@ class Mesh:
         self.proxies.append(proxy)
         return proxy
 
+    async def ready(self) -> None:
+        """Every sidecar has its certificate and configuration (as the kubelet's readiness gate ensures)."""
+        for proxy in self.proxies:
+            await proxy.wait_ready()
+
     def cluster_ip(self) -> str:
         return f"127.96.0.{next(self._ips)}"
 

@@ -122,9 +122,13 @@ async def test_fault_abort_and_delay_percentages(mesh: Mesh, http: aiohttp.Clien
     slow: list[float] = []
     for _ in range(5):  # batches of 20, so an undelayed request never waits 1 s behind the others
         slow += await asyncio.gather(*(timed("slow") for _ in range(20)))
-    delayed = sum(1 for t in slow if t >= 0.9)
-    assert within_3_sigma(delayed, 100, 0.5), delayed
-    assert 'response_flags="DI"' in client.telemetry.render()
+    # delayed requests carry Envoy's DI flag; jason's 20 are all delayed, the "slow" user's about half
+    flagged = sum(series.count for labels, series in client.telemetry.http.items() if labels[-2] == "DI")
+    slow_delayed = flagged - len(jason)
+    assert within_3_sigma(slow_delayed, 100, 0.5), slow_delayed
+    # each of them took at least the delay as the client measured it (a lower bound: load on the machine
+    # can only add time, so this holds on a busy machine too)
+    assert sum(1 for t in slow if t >= 0.99) >= slow_delayed
     # other users are unaffected: no fault on the default route (no 300 ms wait, no abort)
     others = await asyncio.gather(*(get(http, client, ip, headers={"end-user": "mary"}) for _ in range(50)))
     assert all(status == 200 for status, _ in others)
@@ -143,7 +147,7 @@ async def test_route_timeout_answers_504(mesh: Mesh, http: aiohttp.ClientSession
     start = time.monotonic()
     status, body = await get(http, client, ip, "/slow")
     assert status == 504 and "timeout" in body
-    assert time.monotonic() - start < 3
+    assert time.monotonic() - start < 4.5  # the route's 200 ms, not the app's 5 s
     assert (await get(http, client, ip, "/fast"))[0] == 200
 
 
@@ -163,7 +167,7 @@ async def test_retries_connect_failure_to_a_dead_endpoint(mesh: Mesh, http: aioh
     with_retries = Route(name="r", destinations=(WeightedCluster(V1),), retries=RetryPolicy())
     clusters, rc, listener = mesh.http_service("reviews", ip, 9080, {"v1": [dead, live]}, [with_retries])
     mesh.push(clusters, [rc], [listener])
-    await client.wait_ready()
+    await mesh.ready()
     results = [await get(http, client, ip) for _ in range(20)]
     assert results == [(200, "reviews-v1")] * 20
     # without retries, the dead endpoint's share fails with 503 (UF)

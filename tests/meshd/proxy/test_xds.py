@@ -39,7 +39,7 @@ async def test_ready_only_after_certificate_and_every_type(mesh: Mesh, http: aio
     mesh.meshd.refuse_certify = True
     proxy = await mesh.proxy("sleep")
     mesh.push([], [], [], Inbound())
-    await asyncio.sleep(0.3)  # give a wrong implementation the chance to turn ready
+    await wait_until(lambda: mesh.meshd.certify_attempts >= 2, what="a retried CSR")
     assert await ready_status(http, proxy) == 503
     assert proxy.store.versions == {}  # no stream before a certificate (mTLS to meshd)
     mesh.meshd.refuse_certify = False
@@ -69,7 +69,7 @@ async def test_invalid_regex_is_nacked_and_old_routing_kept(mesh: Mesh, http: ai
     clusters, rc, listener = mesh.http_service("reviews", ip, 9080, {"": [mesh.endpoint(server, port, name="reviews")]},
                                                good)
     mesh.push(clusters, [rc], [listener], Inbound(ports=(InboundPort(port, "http", "STRICT"),)))
-    await client.wait_ready()
+    await mesh.ready()
     good_version = client.store.versions[ROUTES]
 
     async def status(path: str) -> int:
@@ -99,7 +99,7 @@ async def test_meshd_away_keeps_serving_then_resyncs(mesh: Mesh, http: aiohttp.C
     ip = mesh.cluster_ip()
     clusters, rc, listener = mesh.http_service("reviews", ip, 9080, {"": [mesh.endpoint(server, port, name="reviews")]})
     mesh.push(clusters, [rc], [listener], Inbound(ports=(InboundPort(port, "http", "STRICT"),)))
-    await client.wait_ready()
+    await mesh.ready()
     url = f"http://127.0.0.1:{client.ports['outbound']}/"
     headers = {"host": "reviews", "x-kubelab-original-dst": f"{ip}:9080"}
     versions = dict(client.store.versions)
@@ -140,7 +140,7 @@ async def test_rotation_under_load_fails_no_request(tmp_path: Path, http: aiohtt
         clusters, rc, listener = mesh.http_service("reviews", ip, 9080,
                                                    {"": [mesh.endpoint(server, port, name="reviews")]})
         mesh.push(clusters, [rc], [listener], Inbound(ports=(InboundPort(port, "http", "STRICT"),)))
-        await client.wait_ready()
+        await mesh.ready()
         url = f"http://127.0.0.1:{client.ports['outbound']}/"
         headers = {"host": "reviews", "x-kubelab-original-dst": f"{ip}:9080"}
         statuses: list[int] = []
