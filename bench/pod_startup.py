@@ -94,11 +94,14 @@ def proc_rss_mb(pid: int) -> float:
 
 
 def pod_manifest(name: str, node: str) -> dict[str, Any]:
-    """A busybox httpd pod bound to ``node`` (no scheduler involved)."""
+    """A busybox httpd pod bound to ``node`` (no scheduler involved).
+
+    No service-account token is mounted: the raw ``docker run`` baseline has none, and this
+    cluster runs no controller-manager to publish the ``kube-root-ca.crt`` the token volume needs."""
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"app": "bench"}},
-        "spec": {"nodeName": node, "terminationGracePeriodSeconds": 0,
+        "spec": {"nodeName": node, "terminationGracePeriodSeconds": 0, "automountServiceAccountToken": False,
                  "containers": [{"name": "app", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent",
                                  "command": APP_COMMAND}]},
     }
