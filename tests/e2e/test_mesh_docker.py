@@ -395,10 +395,11 @@ def test_a_config_the_proxy_cannot_apply_is_nacked(mesh: MeshCluster) -> None:
         text = str(mesh.kubectl("describe", "virtualservice", "reviews", "-n", MESH).stdout)
         return text if "ProxyRejectedConfig" in text else None
     text = wait_for(described, WAIT, "the NACK on the VirtualService's events")
-    assert "sleep" in text, text
+    assert "invalid regular expression" in text and "Accepted" in text, text
     vs = mesh.cluster.json("get", "virtualservice", "reviews", "-n", MESH)
     conditions = {c["type"]: c for c in (vs.get("status") or {}).get("conditions") or []}
-    assert conditions.get("Accepted", {}).get("status") == "False", vs.get("status")
+    accepted = conditions.get("Accepted", {})
+    assert accepted.get("status") == "False" and "rejected RouteConfig" in accepted.get("message", ""), vs.get("status")
 
     # Fixed: SYNCED again and routing follows.
     mesh.apply(_virtual_service("reviews", MESH, [{"route": [_route("reviews", "v1")]}]))
