@@ -159,8 +159,14 @@ class KubeletGroup:
         if pod is not None and (pod.get("spec") or {}).get("nodeName") != node:
             pod = None
         await self.nodes[node].syncer.sync(key, pod)
-        if pod is None:
+        if pod is None and self._pod_nodes.get(key) == node and not self._on_node(key, node):
+            # A new pod of the same name bound while the old one was cleaned up keeps its entry.
             self._pod_nodes.pop(key, None)
+
+    def _on_node(self, key: str, node: str) -> bool:
+        """Whether the informer holds a pod ``key`` bound to ``node``."""
+        pod = self.informer.store.get(key)
+        return pod is not None and (pod.get("spec") or {}).get("nodeName") == node
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self, *, timeout: float = 60.0) -> None:
