@@ -1,6 +1,6 @@
 """The kubernetes.io tutorials of ``examples/tutorials`` (Kubernetes Basics, Run a Stateless
-Application Using a Deployment, Connecting Applications with Services, and the CronJob tutorial's
-"going further" commands) on real Docker containers, driven by the real
+Application Using a Deployment, Connecting Applications with Services, Declare Network Policy, and
+the CronJob tutorial's "going further" commands) on real Docker containers, driven by the real
 kubectl with the commands of each README: each test checks what the tutorial says you observe.
 One ``kubelab up --nodes 2`` cluster serves the module; the tutorials use distinct names."""
 
@@ -252,3 +252,44 @@ def _endpoints(cluster: DockerCluster) -> list[str]:
         if line.startswith("Endpoints:"):
             return sorted(line.split(":", 1)[1].strip().split(","))
     return []
+
+
+def readme_yaml(tutorial: str) -> str:
+    """The first YAML block of a tutorial's README (a manifest the reader saves, as on kubernetes.io)."""
+    text = (TUTORIALS / tutorial / "README.md").read_text()
+    return text.split("```yaml\n", 1)[1].split("```", 1)[0]
+
+
+def spider(cluster: DockerCluster, *labels: str) -> str:
+    """A busybox pod running ``/bin/wget --spider --timeout=5 nginx`` (the README's step, without the
+    interactive shell): its log once it has finished."""
+    k = cluster.kubectl
+    k("run", "busybox", "--restart=Never", "--image=kubelab/busybox:1.35", *labels,
+      "--", "/bin/wget", "--spider", "--timeout=5", "nginx")
+    try:
+        wait_for("wget to finish", lambda: k("get", "pod", "busybox", "-o", "jsonpath={.status.phase}").stdout
+                 in ("Succeeded", "Failed"))
+        return k("logs", "busybox").stdout
+    finally:
+        k("delete", "pod", "busybox", "--wait=true", timeout=100)
+
+
+def test_declare_network_policy(cluster: DockerCluster) -> None:
+    k = cluster.kubectl
+    k("create", "deployment", "nginx", "--image=kubelab/nginx:1.22")
+    k("expose", "deployment", "nginx", "--port=80")
+    k("rollout", "status", "deployment/nginx", "--timeout=90s", timeout=100)
+    assert "service/nginx" in k("get", "svc,pod").stdout
+    wait_for("nginx through its Service", lambda: "remote file exists" in spider(cluster))
+
+    k("apply", "-f", "-", input=readme_yaml("network-policy"))
+    assert "Allowing ingress traffic:" in k("describe", "networkpolicy", "access-nginx").stdout
+    wait_for("the policy to deny", lambda: "remote file exists" not in spider(cluster))
+    denied = spider(cluster)
+    assert "Connection refused" in denied or "download timed out" in denied, denied
+    assert "remote file exists" in spider(cluster, "--labels=access=true")
+
+    k("delete", "networkpolicy", "access-nginx")
+    k("delete", "service", "nginx")
+    k("delete", "deployment", "nginx")
+    wait_for("the pods to go", lambda: not names(cluster, "app=nginx"))
