@@ -2,8 +2,9 @@
 official Python client: a claim of the default ``local-path`` class is provisioned on the node of its
 first consumer; data written by one pod is read by the next pod (which lands on the same node) and
 by a Deployment's replacement pod; deleting a claim of the ``Delete`` class removes its volume and
-the directory on the host; ``kubectl get pv,pvc,sc`` prints Kubernetes' columns; a claim of a missing
-class stays Pending with Kubernetes' event and an invalid access mode gets Kubernetes' 422."""
+the directory on the host, a ``Retain`` class keeps both; ``kubectl get pv,pvc,sc`` prints
+Kubernetes' columns; a claim of a missing class stays Pending with Kubernetes' event and an invalid
+access mode gets Kubernetes' 422."""
 
 from __future__ import annotations
 
@@ -170,6 +171,29 @@ def test_deleting_a_delete_class_claim_removes_volume_and_directory(cluster: Doc
     assert cluster.kubectl("-n", NS, "get", "pvc", "scratch", check=False).returncode != 0
 
 
+def test_retain_class_keeps_a_released_volume_and_its_directory(cluster: DockerCluster) -> None:
+    cluster.kubectl("apply", "-f", "-", input="""\
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: keep}
+provisioner: rancher.io/local-path
+reclaimPolicy: Retain
+volumeBindingMode: WaitForFirstConsumer
+""")
+    cluster.kubectl("apply", "-f", "-", input=claim("kept", "  storageClassName: keep\n") + "---\n" + pod(
+        "keeper", "kept", "echo y > /data/y && sleep 3600"))
+    ready(cluster, "keeper")
+    pv = volume_of(cluster, "kept")
+    assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+    host_dir, name = Path(pv["spec"]["hostPath"]["path"]), pv["metadata"]["name"]
+    cluster.kubectl("-n", NS, "delete", "pod", "keeper", "--wait=true", timeout=100)
+    cluster.kubectl("-n", NS, "delete", "pvc", "kept", "--wait=true", timeout=100)
+    wait_for("the volume to be Released", lambda: field(cluster, "pv", name, path="{.status.phase}") == "Released")
+    assert (host_dir / "y").read_text() == "y\n"
+    cluster.kubectl("delete", "pv", name, "--wait=true", timeout=100)
+    assert host_dir.exists(), "a Retain volume's data outlives its PersistentVolume"
+
+
 def test_kubectl_get_pv_pvc_sc_prints_kubernetes_columns(cluster: DockerCluster) -> None:
     cluster.kubectl("apply", "-f", "-", input=claim("listed") + "---\n" + pod("lister", "listed", "sleep 3600"))
     ready(cluster, "lister")
@@ -190,8 +214,9 @@ def test_kubectl_get_pv_pvc_sc_prints_kubernetes_columns(cluster: DockerCluster)
     sc_block = next(b for b in blocks if "PROVISIONER" in b[0])
     assert sc_block[0].split() == ["NAME", "PROVISIONER", "RECLAIMPOLICY", "VOLUMEBINDINGMODE",
                                    "ALLOWVOLUMEEXPANSION", "AGE"]
-    assert sc_block[1].split()[:6] == ["storageclass.storage.k8s.io/local-path", "(default)",
-                                       "rancher.io/local-path", "Delete", "WaitForFirstConsumer", "false"]
+    sc_row = next(r.split() for r in sc_block[1:] if r.startswith("storageclass.storage.k8s.io/local-path "))
+    assert sc_row[:6] == ["storageclass.storage.k8s.io/local-path", "(default)",
+                          "rancher.io/local-path", "Delete", "WaitForFirstConsumer", "false"]
 
 
 def test_python_client_claims_and_storage_classes(cluster: DockerCluster) -> None:
