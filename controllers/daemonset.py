@@ -19,7 +19,6 @@ Expectations keep a stale cache from creating a second pod on a node.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from controllers import daemonset_util as du
 from controllers.controllerrevision import HASH_LABEL, History
 from controllers.expectations import ControllerExpectations
 from controllers.ownership import RefManager, controller_of, is_terminating, labels_of, new_controller_ref
+from controllers.podcontrol import PodControl
 from controllers.replicaset_util import is_pod_available, is_pod_ready
 from controllers.settings import ControllerManagerSettings
 from machinery import errors
@@ -78,6 +78,7 @@ class DaemonSetController:
         self.queue = settings.workqueue(self.name)
         self.expectations = ControllerExpectations()
         self.recorder = EventRecorder(client, component="daemonset-controller")
+        self.pod_control = PodControl(self)
         self.ds_informer.add_handler(on_add=self._enqueue, on_update=lambda old, cur: self._enqueue(cur),
                                      on_delete=self._ds_deleted)
         self.node_informer.add_handler(on_add=self._node_event, on_update=self._node_updated,
@@ -231,7 +232,7 @@ class DaemonSetController:
             elif len(ok) > 1:
                 keep = 2 if surge > 0 and {_hash(p) == current_hash for p in ok[:2]} == {True, False} else 1
                 delete += ok[keep:]
-        await self._delete(ds, key, delete)
+        await self.pod_control.delete_pods(ds, key, delete)
         await self._create(ds, key, create, current_hash)
         return bool(create or delete)
 
@@ -259,7 +260,7 @@ class DaemonSetController:
             surging = sum(1 for n in old_on if n in new_on)
             delete = [old_on[n] for n in old_on if n in new_on and available(new_on[n])]
             create = [n for n in old_on if n not in new_on][:max(0, surge - surging)]
-            await self._delete(ds, key, delete)
+            await self.pod_control.delete_pods(ds, key, delete)
             await self._create(ds, key, create, current_hash)
             return
         unavailable = sum(1 for n in eligible if not any(available(p) for p in by_node.get(n, [])))
@@ -271,47 +272,13 @@ class DaemonSetController:
             elif unavailable < max_unavailable:
                 victims.append(pod)
                 unavailable += 1
-        await self._delete(ds, key, victims)
+        await self.pod_control.delete_pods(ds, key, victims)
 
     async def _create(self, ds: Obj, key: str, node_names: list[str], current_hash: str) -> None:
-        if not node_names:
-            return
         owner_ref = new_controller_ref(ds, api_version="apps/v1", kind="DaemonSet")
         generation = int(ds["metadata"].get("generation") or 1)
-        self.expectations.expect_creations(key, len(node_names))
-        ns = ds["metadata"]["namespace"]
-
-        async def create(node: str) -> None:
-            try:
-                pod = await self.client.create(PODS, du.pod_for(ds, node, owner_ref, current_hash, generation),
-                                               namespace=ns)
-            except errors.ApiError as exc:
-                self.expectations.lower_creations(key, 1)
-                self.recorder.event(ds, "Warning", "FailedCreate", f"Error creating: {exc}")
-                raise
-            self.recorder.event(ds, "Normal", "SuccessfulCreate", f"Created pod: {pod['metadata']['name']}")
-
-        results = await asyncio.gather(*(create(n) for n in node_names), return_exceptions=True)
-        _raise_first(results)
-
-    async def _delete(self, ds: Obj, key: str, victims: list[Obj]) -> None:
-        if not victims:
-            return
-        self.expectations.expect_deletions(key, [object_key(p) for p in victims])
-
-        async def delete(pod: Obj) -> None:
-            meta = pod["metadata"]
-            try:
-                await self.client.delete(PODS, meta["name"], namespace=meta["namespace"],
-                                         preconditions={"uid": meta["uid"]})
-                self.recorder.event(ds, "Normal", "SuccessfulDelete", f"Deleted pod: {meta['name']}")
-            except errors.NotFoundError:
-                self.expectations.deletion_observed(key, object_key(pod))
-            except errors.ApiError:
-                self.expectations.deletion_observed(key, object_key(pod))
-                raise
-
-        _raise_first(await asyncio.gather(*(delete(p) for p in victims), return_exceptions=True))
+        await self.pod_control.create_pods(ds, key, [du.pod_for(ds, n, owner_ref, current_hash, generation)
+                                                     for n in node_names], slow_start=False, record_failures=True)
 
     async def _write_status(self, ds: Obj, nodes: dict[str, Obj], by_node: dict[str, list[Obj]],
                             current_hash: str) -> None:
@@ -354,14 +321,6 @@ class DaemonSetController:
 
 def _hash(pod: Obj) -> str:
     return str(((pod.get("metadata") or {}).get("labels") or {}).get("controller-revision-hash", ""))
-
-
-def _raise_first(results: list[Any]) -> None:
-    for r in results:
-        if isinstance(r, errors.ApiError):
-            raise r
-        if isinstance(r, BaseException):
-            raise errors.ServiceUnavailableError(str(r)) from r
 
 
 def _selector(ds: Obj) -> LabelSelector | None:

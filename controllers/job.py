@@ -31,7 +31,7 @@ from controllers import job_util as ju
 from controllers.expectations import ControllerExpectations
 from controllers.job_sync import JobSync
 from controllers.ownership import RefManager, controller_of, is_terminating, labels_of, new_controller_ref
-from controllers.replicaset_util import slow_start_batches
+from controllers.podcontrol import PodControl
 from controllers.settings import ControllerManagerSettings
 from machinery import errors
 from machinery.client import (
@@ -71,6 +71,7 @@ class JobController:
         self.backoff: dict[str, tuple[int, datetime]] = {}
         """Per job: consecutive failures and when the last one happened."""
         self.recorder = EventRecorder(client, component="job-controller")
+        self.pod_control = PodControl(self)
         self.job_informer.add_handler(on_add=self._job_added, on_update=self._job_updated,
                                       on_delete=self._job_deleted)
         self.pod_informer.add_handler(on_add=self._pod_added, on_update=self._pod_updated,
@@ -252,50 +253,7 @@ class JobController:
     async def create_pods(self, job: Obj, key: str, indexes: list[int | None]) -> None:
         """Create one pod per entry of ``indexes`` (None: NonIndexed), in slow-start batches."""
         owner_ref = new_controller_ref(job, api_version="batch/v1", kind="Job")
-        ns = job["metadata"]["namespace"]
-        self.expectations.expect_creations(key, len(indexes))
-        created = 0
-        todo = list(indexes)
-        for size in slow_start_batches(len(todo)):
-            batch, todo = todo[:size], todo[size:]
-            results = await asyncio.gather(*(self.client.create(PODS, ju.pod_for(job, owner_ref, i), namespace=ns)
-                                             for i in batch), return_exceptions=True)
-            failures = [r for r in results if isinstance(r, BaseException)]
-            for r in results:
-                if not isinstance(r, BaseException):
-                    self.recorder.event(job, "Normal", "SuccessfulCreate", f"Created pod: {r['metadata']['name']}")
-            created += len(batch) - len(failures)
-            if failures:
-                self.expectations.lower_creations(key, len(indexes) - created)
-                first = failures[0]
-                if isinstance(first, errors.ApiError):
-                    raise first
-                raise errors.ServiceUnavailableError(str(first)) from first
-
-    async def delete_pods(self, job: Obj, key: str, victims: list[Obj]) -> None:
-        """Delete ``victims`` (UID preconditions), expecting their deletions."""
-        if not victims:
-            return
-        self.expectations.expect_deletions(key, [object_key(p) for p in victims])
-
-        async def delete(pod: Obj) -> None:
-            meta = pod["metadata"]
-            try:
-                await self.client.delete(PODS, meta["name"], namespace=meta["namespace"],
-                                         preconditions={"uid": meta["uid"]})
-                self.recorder.event(job, "Normal", "SuccessfulDelete", f"Deleted pod: {meta['name']}")
-            except errors.NotFoundError:
-                self.expectations.deletion_observed(key, object_key(pod))
-            except errors.ApiError:
-                self.expectations.deletion_observed(key, object_key(pod))
-                raise
-
-        results = await asyncio.gather(*(delete(p) for p in victims), return_exceptions=True)
-        for r in results:
-            if isinstance(r, errors.ApiError):
-                raise r
-            if isinstance(r, BaseException):
-                raise errors.ServiceUnavailableError(str(r)) from r
+        await self.pod_control.create_pods(job, key, [ju.pod_for(job, owner_ref, i) for i in indexes])
 
 
 def _selector(job: Obj) -> LabelSelector | None:

@@ -64,7 +64,7 @@ class JobSync:
             elif suspended:
                 self._suspend_condition(True)
                 self.status.pop("startTime", None)
-                await ctl.delete_pods(self.job, key, active)
+                await ctl.pod_control.delete_pods(self.job, key, active)
                 active = []
             else:
                 self._suspend_condition(False)
@@ -177,7 +177,7 @@ class JobSync:
         interim, final = ("SuccessCriteriaMet", "Complete") if ok else ("FailureTarget", "Failed")
         if ju.set_condition(self.status, interim, "True", reason, message, self.now_s) and not ok:
             self.ctl.recorder.event(self.job, "Warning", reason, message)
-        await self.ctl.delete_pods(self.job, self.key, active)
+        await self.ctl.pod_control.delete_pods(self.job, self.key, active)
         holding = [p for p in self.pods if ju.has_finalizer(p) or is_pod_active(p)]
         if holding or self.status.get("uncountedTerminatedPods"):
             return active
@@ -220,7 +220,7 @@ class JobSync:
         diff = len(active) - want
         if diff > 0:
             victims = pods_to_delete(active, active, diff)
-            await self.ctl.delete_pods(self.job, self.key, victims)
+            await self.ctl.pod_control.delete_pods(self.job, self.key, victims)
             return [p for p in active if p not in victims]
         if diff < 0 and self._may_create():
             await self.ctl.create_pods(self.job, self.key, [None] * min(-diff, BURST))
@@ -238,7 +238,7 @@ class JobSync:
             else:
                 seen.add(index)
         if extra:
-            await self.ctl.delete_pods(self.job, self.key, extra)
+            await self.ctl.pod_control.delete_pods(self.job, self.key, extra)
             active = [p for p in active if p not in extra]
         missing = [i for i in range(self.completions) if i not in completed and i not in seen]
         room = parallelism - len(active)

@@ -9,7 +9,6 @@ previous writes), then writes ``status`` through the status subresource.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -17,13 +16,13 @@ from typing import Any
 
 from controllers.expectations import ControllerExpectations
 from controllers.ownership import RefManager, controller_of, is_terminating, labels_of, new_controller_ref
+from controllers.podcontrol import PodControl
 from controllers.replicaset_util import (
     calculate_status,
     is_pod_active,
     is_pod_ready,
     pod_from_template,
     pods_to_delete,
-    slow_start_batches,
     status_equal,
 )
 from controllers.settings import ControllerManagerSettings
@@ -65,6 +64,7 @@ class ReplicaSetController:
         self.queue = settings.workqueue(self.name)
         self.expectations = ControllerExpectations()
         self.recorder = EventRecorder(client, component=self.component)
+        self.pod_control = PodControl(self)
         self.rs_informer.add_handler(on_add=self._rs_added, on_update=self._rs_updated, on_delete=self._rs_deleted)
         self.pod_informer.add_handler(on_add=self._pod_added, on_update=self._pod_updated,
                                       on_delete=self._pod_deleted)
@@ -231,50 +231,15 @@ class ReplicaSetController:
         meta = rs["metadata"]
         owner_ref = new_controller_ref(rs, api_version=self.resource.api_version, kind=self.kind)
         template = (rs.get("spec") or {}).get("template") or {}
-        self.expectations.expect_creations(key, count)
         log.info("replicaset %s: creating %d pods", key, count)
-        created = 0
-        for size in slow_start_batches(count):
-            results = await asyncio.gather(*(self.client.create(
-                PODS, pod_from_template(template, namespace=meta["namespace"], generate_name=f"{meta['name']}-",
-                                        owner_ref=owner_ref), namespace=meta["namespace"]) for _ in range(size)),
-                return_exceptions=True)
-            failures = [r for r in results if isinstance(r, BaseException)]
-            for r in results:
-                if not isinstance(r, BaseException):
-                    self.recorder.event(rs, "Normal", "SuccessfulCreate", f"Created pod: {r['metadata']['name']}")
-            created += size - len(failures)
-            if failures:
-                # Creations that failed or were never attempted will never be observed.
-                self.expectations.lower_creations(key, count - created)
-                first = failures[0]
-                if isinstance(first, errors.ApiError):
-                    raise first
-                raise errors.ServiceUnavailableError(str(first)) from first
+        await self.pod_control.create_pods(rs, key, [
+            pod_from_template(template, namespace=meta["namespace"], generate_name=f"{meta['name']}-",
+                              owner_ref=owner_ref) for _ in range(count)])
 
     async def _delete(self, rs: Obj, key: str, pods: list[Obj], count: int) -> None:
         victims = pods_to_delete(pods, pods, count)
-        self.expectations.expect_deletions(key, [object_key(p) for p in victims])
         log.info("replicaset %s: deleting %d pods", key, len(victims))
-
-        async def delete(pod: Obj) -> None:
-            meta = pod["metadata"]
-            try:
-                await self.client.delete(PODS, meta["name"], namespace=meta["namespace"],
-                                         preconditions={"uid": meta["uid"]})
-                self.recorder.event(rs, "Normal", "SuccessfulDelete", f"Deleted pod: {meta['name']}")
-            except errors.NotFoundError:
-                self.expectations.deletion_observed(key, object_key(pod))
-            except errors.ApiError:
-                self.expectations.deletion_observed(key, object_key(pod))
-                raise
-
-        results = await asyncio.gather(*(delete(p) for p in victims), return_exceptions=True)
-        for r in results:
-            if isinstance(r, BaseException):
-                if isinstance(r, errors.ApiError):
-                    raise r
-                raise errors.ServiceUnavailableError(str(r)) from r
+        await self.pod_control.delete_pods(rs, key, victims)
 
 
 def _replicas(rs: Obj) -> int:

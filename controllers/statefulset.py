@@ -29,6 +29,7 @@ from controllers import statefulset_util as su
 from controllers.controllerrevision import History, Revisions
 from controllers.expectations import ControllerExpectations
 from controllers.ownership import RefManager, controller_of, is_terminating, labels_of, new_controller_ref
+from controllers.podcontrol import PodControl
 from controllers.replicaset_util import is_pod_available
 from controllers.settings import ControllerManagerSettings
 from machinery import errors
@@ -65,6 +66,7 @@ class StatefulSetController:
         self.queue = settings.workqueue(self.name)
         self.expectations = ControllerExpectations()
         self.recorder = EventRecorder(client, component="statefulset-controller")
+        self.pod_control = PodControl(self)
         self.sts_informer.add_handler(on_add=self._enqueue, on_update=lambda old, cur: self._enqueue(cur),
                                       on_delete=self._sts_deleted)
         self.pod_informer.add_handler(on_add=self._pod_added, on_update=self._pod_updated,
@@ -364,18 +366,7 @@ class _Update:
                 continue
 
     async def _delete(self, pod: Obj, message: str) -> None:
-        meta = pod["metadata"]
-        self.ctl.expectations.expect_deletions(self.key, [object_key(pod)])
-        try:
-            await self.ctl.client.delete(PODS, meta["name"], namespace=meta["namespace"],
-                                         preconditions={"uid": meta["uid"]})
-        except errors.NotFoundError:
-            self.ctl.expectations.deletion_observed(self.key, object_key(pod))
-            return
-        except errors.ApiError:
-            self.ctl.expectations.deletion_observed(self.key, object_key(pod))
-            raise
-        self.ctl.recorder.event(self.sts, "Normal", "SuccessfulDelete", message)
+        await self.ctl.pod_control.delete_pods(self.sts, self.key, [pod], message=lambda _: message)
 
 
 def _max_unavailable(value: Any, replicas: int) -> int:
