@@ -28,7 +28,14 @@ from typing import Any
 from controllers import daemonset_util as du
 from controllers.controllerrevision import HASH_LABEL, History
 from controllers.expectations import ControllerExpectations
-from controllers.ownership import RefManager, controller_of, is_terminating, labels_of, new_controller_ref
+from controllers.ownership import (
+    RefManager,
+    controller_of,
+    is_terminating,
+    labels_of,
+    new_controller_ref,
+    owning_key,
+)
 from controllers.podcontrol import PodControl
 from controllers.replicaset_util import is_pod_available, is_pod_ready
 from controllers.settings import ControllerManagerSettings
@@ -114,12 +121,7 @@ class DaemonSetController:
             self._node_event(cur)
 
     def _owner(self, pod: Obj) -> str | None:
-        ref = controller_of(pod)
-        if ref is None or ref.get("kind") != "DaemonSet":
-            return None
-        key = f"{pod['metadata'].get('namespace', '')}/{ref.get('name')}"
-        ds = self.ds_informer.store.get(key)
-        return key if ds is not None and ds["metadata"].get("uid") == ref.get("uid") else None
+        return owning_key(pod, "DaemonSet", self.ds_informer.store.get)
 
     def _pod_added(self, pod: Obj) -> None:
         key = self._owner(pod)

@@ -30,7 +30,14 @@ from typing import Any
 from controllers import job_util as ju
 from controllers.expectations import ControllerExpectations
 from controllers.job_sync import JobSync
-from controllers.ownership import RefManager, controller_of, is_terminating, labels_of, new_controller_ref
+from controllers.ownership import (
+    RefManager,
+    controller_of,
+    is_terminating,
+    labels_of,
+    new_controller_ref,
+    owning_key,
+)
 from controllers.podcontrol import PodControl
 from controllers.settings import ControllerManagerSettings
 from machinery import errors
@@ -100,15 +107,8 @@ class JobController:
         self.backoff.pop(key, None)
         self.queue.add(key)
 
-    def _owner(self, pod: Obj, ref: Obj | None = None) -> str | None:
-        ref = ref if ref is not None else controller_of(pod)
-        if ref is None or ref.get("kind") != "Job":
-            return None
-        key = f"{pod['metadata'].get('namespace', '')}/{ref.get('name')}"
-        job = self.job_informer.store.get(key)
-        if job is None or job["metadata"].get("uid") != ref.get("uid"):
-            return None
-        return key
+    def _owner(self, pod: Obj) -> str | None:
+        return owning_key(pod, "Job", self.job_informer.store.get)
 
     def _orphan_matches(self, pod: Obj) -> list[str]:
         out = []

@@ -30,6 +30,17 @@ def controller_of(obj: Obj) -> Obj | None:
     return None
 
 
+def owning_key(pod: Obj, kind: str, owners: Callable[[str], Obj | None]) -> str | None:
+    """The ``namespace/name`` key of the ``kind`` object that controls ``pod`` (its controllerRef),
+    when ``owners`` (a cache lookup by key) holds that very object (same UID); else None."""
+    ref = controller_of(pod)
+    if ref is None or ref.get("kind") != kind:
+        return None
+    key = f"{pod['metadata'].get('namespace', '')}/{ref.get('name')}"
+    owner = owners(key)
+    return key if owner is not None and owner["metadata"].get("uid") == ref.get("uid") else None
+
+
 def new_controller_ref(owner: Obj, *, api_version: str, kind: str) -> Obj:
     """The ownerReference a controller puts on what it creates or adopts."""
     meta = owner["metadata"]

@@ -28,7 +28,14 @@ from typing import Any
 from controllers import statefulset_util as su
 from controllers.controllerrevision import History, Revisions
 from controllers.expectations import ControllerExpectations
-from controllers.ownership import RefManager, controller_of, is_terminating, labels_of, new_controller_ref
+from controllers.ownership import (
+    RefManager,
+    controller_of,
+    is_terminating,
+    labels_of,
+    new_controller_ref,
+    owning_key,
+)
 from controllers.podcontrol import PodControl
 from controllers.replicaset_util import is_pod_available
 from controllers.settings import ControllerManagerSettings
@@ -90,12 +97,7 @@ class StatefulSetController:
         self.queue.add(object_key(sts))
 
     def _owner(self, pod: Obj) -> str | None:
-        ref = controller_of(pod)
-        if ref is None or ref.get("kind") != "StatefulSet":
-            return None
-        key = f"{pod['metadata'].get('namespace', '')}/{ref.get('name')}"
-        sts = self.sts_informer.store.get(key)
-        return key if sts is not None and sts["metadata"].get("uid") == ref.get("uid") else None
+        return owning_key(pod, "StatefulSet", self.sts_informer.store.get)
 
     def _orphan_keys(self, pod: Obj) -> list[str]:
         keys = []
