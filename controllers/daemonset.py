@@ -28,14 +28,7 @@ from typing import Any
 from controllers import daemonset_util as du
 from controllers.controllerrevision import HASH_LABEL, History
 from controllers.expectations import ControllerExpectations
-from controllers.ownership import (
-    RefManager,
-    controller_of,
-    is_terminating,
-    labels_of,
-    new_controller_ref,
-    owning_key,
-)
+from controllers.ownership import RefManager, controller_of, is_terminating, labels_of, new_controller_ref, owning_key
 from controllers.podcontrol import PodControl
 from controllers.replicaset_util import is_pod_available, is_pod_ready
 from controllers.settings import ControllerManagerSettings

@@ -30,14 +30,7 @@ from typing import Any
 from controllers import job_util as ju
 from controllers.expectations import ControllerExpectations
 from controllers.job_sync import JobSync
-from controllers.ownership import (
-    RefManager,
-    controller_of,
-    is_terminating,
-    labels_of,
-    new_controller_ref,
-    owning_key,
-)
+from controllers.ownership import RefManager, controller_of, is_terminating, labels_of, new_controller_ref, owning_key
 from controllers.podcontrol import PodControl
 from controllers.settings import ControllerManagerSettings
 from machinery import errors

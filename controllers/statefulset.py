@@ -28,14 +28,7 @@ from typing import Any
 from controllers import statefulset_util as su
 from controllers.controllerrevision import History, Revisions
 from controllers.expectations import ControllerExpectations
-from controllers.ownership import (
-    RefManager,
-    controller_of,
-    is_terminating,
-    labels_of,
-    new_controller_ref,
-    owning_key,
-)
+from controllers.ownership import RefManager, controller_of, is_terminating, labels_of, new_controller_ref, owning_key
 from controllers.podcontrol import PodControl
 from controllers.replicaset_util import is_pod_available
 from controllers.settings import ControllerManagerSettings
