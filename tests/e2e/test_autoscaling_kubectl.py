@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from kubelab.testing import kubectl, kubectl_versions
+from kubelab.testing import KubectlError, kubectl, kubectl_versions
 from machinery.resources import DEPLOYMENTS
 from tests.apiserver.hollow_metrics import HollowMetrics, hollow_metrics
 from tests.controllers.helpers import manager
@@ -47,7 +47,11 @@ async def test_kubectl_top_nodes_and_pods(cluster: HollowMetrics) -> None:
     await cluster.run_pod("quiet", node="hollow-node-2", cpu="20m", labels={"app": "db"})
 
     async def ready() -> bool:
-        text = await run(cluster, "top", "pods", "-A")
+        # Until the first scrape, kubectl says "metrics not available yet" (exit 1), as with metrics-server.
+        try:
+            text = await run(cluster, "top", "pods", "-A")
+        except KubectlError:
+            return False
         return "busy" in text and "quiet" in text
 
     await eventually(ready, timeout=60)
