@@ -15,6 +15,7 @@ import copy
 from typing import Any
 
 from controllers.taint_eviction import tolerates
+from machinery.nodeselector import term_matches
 
 Obj = dict[str, Any]
 
@@ -36,34 +37,9 @@ def default_tolerations(spec: Obj) -> list[Obj]:
     return tolerations
 
 
-def _expression_matches(req: Obj, value: str | None) -> bool:
-    op, values = req.get("operator"), [str(v) for v in req.get("values") or []]
-    if op == "In":
-        return value is not None and value in values
-    if op == "NotIn":
-        return value is None or value not in values
-    if op == "Exists":
-        return value is not None
-    if op == "DoesNotExist":
-        return value is None
-    if op in ("Gt", "Lt") and value is not None and values:
-        try:
-            a, b = int(value), int(values[0])
-        except ValueError:
-            return False
-        return a > b if op == "Gt" else a < b
-    return False
-
-
 def _term_matches(term: Obj, node: Obj) -> bool:
-    labels = (node.get("metadata") or {}).get("labels") or {}
-    exprs, fields = term.get("matchExpressions") or [], term.get("matchFields") or []
-    if not exprs and not fields:
-        return False
-    if not all(_expression_matches(r, labels.get(r.get("key", ""))) for r in exprs):
-        return False
-    fields_of = {"metadata.name": (node.get("metadata") or {}).get("name")}
-    return all(_expression_matches(r, fields_of.get(r.get("key", ""))) for r in fields)
+    meta = node.get("metadata") or {}
+    return term_matches(term, str(meta.get("name") or ""), meta.get("labels") or {})
 
 
 def node_matches(pod_spec: Obj, node: Obj) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from machinery.nodeselector import term_matches
 from machinery.quantity import Quantity, parse_quantity
 from machinery.selectors import from_label_selector
 
@@ -61,28 +62,6 @@ def volume_capacity(volume: Mapping[str, Any]) -> Quantity:
     return parse_quantity(str(((volume.get("spec") or {}).get("capacity") or {}).get("storage", "0")))
 
 
-def _expression_matches(expr: Mapping[str, Any], values: Mapping[str, str]) -> bool:
-    key = str(expr.get("key", ""))
-    operator = expr.get("operator")
-    wanted = [str(v) for v in expr.get("values") or []]
-    present = key in values
-    if operator == "In":
-        return present and values[key] in wanted
-    if operator == "NotIn":
-        return not present or values[key] not in wanted
-    if operator == "Exists":
-        return present
-    if operator == "DoesNotExist":
-        return not present
-    if operator in ("Gt", "Lt") and present and len(wanted) == 1:
-        try:
-            actual, bound = int(values[key]), int(wanted[0])
-        except ValueError:
-            return False
-        return actual > bound if operator == "Gt" else actual < bound
-    return False
-
-
 def node_affinity_allows(volume: Mapping[str, Any], node_name: str, node_labels: Mapping[str, str]) -> bool:
     """Whether the volume's ``nodeAffinity.required`` lets the node reach it (no affinity: any node)."""
     required = (((volume.get("spec") or {}).get("nodeAffinity") or {}).get("required"))
@@ -90,15 +69,7 @@ def node_affinity_allows(volume: Mapping[str, Any], node_name: str, node_labels:
         return True
     labels = dict(node_labels)
     labels.setdefault(HOSTNAME_LABEL, node_name)
-    for term in required.get("nodeSelectorTerms") or []:
-        exprs = term.get("matchExpressions") or []
-        fields = term.get("matchFields") or []
-        if not exprs and not fields:
-            continue
-        if all(_expression_matches(e, labels) for e in exprs) and \
-                all(_expression_matches(f, {"metadata.name": node_name}) for f in fields):
-            return True
-    return False
+    return any(term_matches(term, node_name, labels) for term in required.get("nodeSelectorTerms") or [])
 
 
 def hostname_affinity(node_name: str) -> Obj:

@@ -12,41 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from machinery import nodeselector
 from scheduler.cache import NodeInfo
 from scheduler.podinfo import PodInfo
 
 
-def _expression_matches(expr: Mapping[str, Any], values: Mapping[str, str]) -> bool:
-    key = str(expr.get("key", ""))
-    operator = expr.get("operator")
-    wanted = [str(v) for v in expr.get("values") or []]
-    present = key in values
-    if operator == "In":
-        return present and values[key] in wanted
-    if operator == "NotIn":
-        return not present or values[key] not in wanted
-    if operator == "Exists":
-        return present
-    if operator == "DoesNotExist":
-        return not present
-    if operator in ("Gt", "Lt") and present and len(wanted) == 1:
-        try:
-            actual, bound = int(values[key]), int(wanted[0])
-        except ValueError:
-            return False
-        return actual > bound if operator == "Gt" else actual < bound
-    return False
-
-
 def term_matches(term: Mapping[str, Any], node: NodeInfo) -> bool:
     """One NodeSelectorTerm; a term with no requirements matches nothing (as in Kubernetes)."""
-    exprs = term.get("matchExpressions") or []
-    fields = term.get("matchFields") or []
-    if not exprs and not fields:
-        return False
-    if not all(_expression_matches(e, node.labels) for e in exprs):
-        return False
-    return all(_expression_matches(f, {"metadata.name": node.name}) for f in fields)
+    return nodeselector.term_matches(term, node.name, node.labels)
 
 
 def required_terms(pod: PodInfo) -> list[dict[str, Any]] | None:
