@@ -243,10 +243,14 @@ class JobController:
         results = await asyncio.gather(*(remove(p) for p in pods if ju.has_finalizer(p)))
         return [uid for uid in results if uid is not None]
 
-    async def create_pods(self, job: Obj, key: str, indexes: list[int | None]) -> None:
-        """Create one pod per entry of ``indexes`` (None: NonIndexed), in slow-start batches."""
+    async def create_pods(self, job: Obj, key: str, indexes: list[int | None],
+                          annotations: dict[int, dict[str, str]] | None = None) -> None:
+        """Create one pod per entry of ``indexes`` (None: NonIndexed), in slow-start batches;
+        ``annotations`` per index are added to that index's pod."""
         owner_ref = new_controller_ref(job, api_version="batch/v1", kind="Job")
-        await self.pod_control.create_pods(job, key, [ju.pod_for(job, owner_ref, i) for i in indexes])
+        extra = annotations or {}
+        await self.pod_control.create_pods(job, key, [
+            ju.pod_for(job, owner_ref, i, extra.get(i) if i is not None else None) for i in indexes])
 
 
 def _selector(job: Obj) -> LabelSelector | None:

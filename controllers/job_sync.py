@@ -14,8 +14,9 @@ import copy
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from controllers import job_perindex as jp
+from controllers import job_successpolicy as jsp
 from controllers import job_util as ju
-from controllers.ownership import is_terminating
 from controllers.replicaset_util import is_pod_active, pods_to_delete
 from machinery import errors
 from machinery.resources import JOBS
@@ -47,6 +48,12 @@ class JobSync:
         completions = self.spec.get("completions")
         self.completions: int | None = None if completions is None else int(completions)
         self.failure: tuple[str, str] | None = None
+        self.per_index = jp.enabled(self.spec) and self.completions is not None
+        self.failed_indexes: set[int] = (ju.parse_indexes(self.status.get("failedIndexes"), self.completions)
+                                         if self.per_index else set())
+        self.replaced: dict[int, Obj] = {}
+        """Per index waiting to run again: its last failed pod (the source of the new pod's counts)."""
+        self.terminating = [p for p in pods if ju.is_terminating(p)]
 
     async def run(self) -> None:
         ctl, key = self.ctl, self.key
@@ -74,8 +81,7 @@ class JobSync:
             manage_error = exc
         self.status["active"] = len(active)
         self.status["ready"] = ju.count_ready(active)
-        self.status["terminating"] = sum(1 for p in self.pods
-                                         if is_terminating(p) and ju.phase(p) not in ("Succeeded", "Failed"))
+        self.status["terminating"] = len(self.terminating)
         await self._write_status()
         left = ju.deadline_passed(self.job, self.now)[1] if done is None and not suspended else None
         if left is not None:
@@ -86,20 +92,26 @@ class JobSync:
     # -- step 2: finished pods ------------------------------------------------------------------
 
     async def _track_finished(self) -> None:
-        unc = self.status.get("uncountedTerminatedPods") or {}
+        status, spec = self.status, self.spec
+        unc = status.get("uncountedTerminatedPods") or {}
         unc_s, unc_f = set(unc.get("succeeded") or []), set(unc.get("failed") or [])
         pending = self.ctl.finalizers_pending.get(self.key, set())
-        completed = ju.parse_indexes(self.status.get("completedIndexes"), self.completions)
-        policy = self.spec.get("podFailurePolicy")
+        completed = ju.parse_indexes(status.get("completedIndexes"), self.completions)
+        policy = spec.get("podFailurePolicy")
+        # Once the outcome is decided, every pod still running counts as failed (as ignored when
+        # the Job succeeded) and no finalizer is held back.
+        finishing = ju.is_true(status, "FailureTarget") or ju.is_true(status, "SuccessCriteriaMet")
+        succeeding = ju.is_true(status, "SuccessCriteriaMet")
+        candidates = [p for p in self.pods if ju.has_finalizer(p) and str(p["metadata"].get("uid")) not in
+                      pending | unc_s | unc_f]
+        delayed = self._delayed(candidates, completed) if self.per_index and not finishing else set()
         drop: list[Obj] = []
         grew = False
         last_failure: datetime | None = None
         new_failures = 0
         by_uid = {str(p["metadata"].get("uid")): p for p in self.pods}
-        for pod in self.pods:
+        for pod in candidates:
             uid = str(pod["metadata"].get("uid"))
-            if not ju.has_finalizer(pod) or uid in pending or uid in unc_s or uid in unc_f or not ju.is_finished(pod):
-                continue
             if ju.succeeded(pod):
                 index = ju.pod_index(pod) if self.indexed else None
                 if self.indexed and (index is None or index in completed or
@@ -112,12 +124,22 @@ class JobSync:
                 grew = True
                 self.ctl.backoff.pop(self.key, None)
                 continue
+            failed = ju.is_failed(pod, spec)
+            if not failed and not (finishing and ju.is_terminating(pod)):
+                continue
+            if not failed and succeeding:
+                drop.append(pod)
+                continue
             action, message = ju.match_failure_policy(policy, pod) if ju.phase(pod) == "Failed" else (None, "")
+            if action == "FailJob" and self.failure is None:
+                self.failure = (ju.REASON_POLICY, message)
+            if uid in delayed:
+                continue
             if action == "Ignore":
                 drop.append(pod)
                 continue
-            if action == "FailJob" and self.failure is None:
-                self.failure = (ju.REASON_POLICY, message)
+            if self.per_index and self._index_failed(pod):
+                grew = True
             unc_f.add(uid)
             grew = True
             new_failures += 1
@@ -126,23 +148,50 @@ class JobSync:
         if new_failures:
             count, _ = self.ctl.backoff.get(self.key, (0, self.now))
             self.ctl.backoff[self.key] = (count + new_failures, last_failure or self.now)
+        if self.per_index:
+            status["failedIndexes"] = ju.format_indexes(self.failed_indexes)
         if grew:
-            self.status["uncountedTerminatedPods"] = {"succeeded": sorted(unc_s), "failed": sorted(unc_f)}
+            status["uncountedTerminatedPods"] = {"succeeded": sorted(unc_s), "failed": sorted(unc_f)}
             await self._write_status()
         targets = [by_uid[u] for u in unc_s | unc_f if u in by_uid and ju.has_finalizer(by_uid[u])] + drop
         failed_uids = set(await self.ctl._remove_finalizers(self.key, targets))
         # Move what is no longer held by a finalizer into the counters.
         done_s, done_f = unc_s - failed_uids, unc_f - failed_uids
         if done_s or done_f:
-            self.status["succeeded"] = int(self.status.get("succeeded") or 0) + len(done_s)
-            self.status["failed"] = int(self.status.get("failed") or 0) + len(done_f)
+            status["succeeded"] = int(status.get("succeeded") or 0) + len(done_s)
+            status["failed"] = int(status.get("failed") or 0) + len(done_f)
         if self.indexed:
             counted = {ju.pod_index(by_uid[u]) for u in done_s if u in by_uid}
-            base = ju.parse_indexes(self.status.get("completedIndexes"), self.completions)
-            self.status["completedIndexes"] = ju.format_indexes(base | {i for i in counted if i is not None})
+            base = ju.parse_indexes(status.get("completedIndexes"), self.completions)
+            status["completedIndexes"] = ju.format_indexes(base | {i for i in counted if i is not None})
         left_s, left_f = unc_s & failed_uids, unc_f & failed_uids
-        self.status["uncountedTerminatedPods"] = {k: sorted(v) for k, v in (("succeeded", left_s),
-                                                                            ("failed", left_f)) if v}
+        status["uncountedTerminatedPods"] = {k: sorted(v) for k, v in (("succeeded", left_s),
+                                                                       ("failed", left_f)) if v}
+
+    def _index_failed(self, pod: Obj) -> bool:
+        """Record the index of the failed ``pod`` as failed when it is; whether it was new."""
+        index = ju.pod_index(pod)
+        if index is None or self.completions is None or index >= self.completions or index in self.failed_indexes:
+            return False
+        if not jp.is_index_failed(self.spec, pod):
+            return False
+        self.failed_indexes.add(index)
+        return True
+
+    def _delayed(self, candidates: list[Obj], completed: set[int]) -> set[str]:
+        """UIDs of the failed pods whose finalizer waits for their index's replacement (recorded
+        in ``self.replaced`` by index)."""
+        assert self.completions is not None
+        settled = set(completed) | self.failed_indexes
+        for pod in candidates:
+            index = ju.pod_index(pod)
+            if index is None:
+                continue
+            if ju.succeeded(pod) or is_pod_active(pod) or jp.is_index_failed(self.spec, pod):
+                settled.add(index)
+        self.replaced = jp.delayed_pods(self.spec, candidates, completions=self.completions, settled=settled,
+                                        skip=set())
+        return {str(p["metadata"].get("uid")) for p in self.replaced.values()}
 
     # -- step 3: decide ---------------------------------------------------------------------------
 
@@ -163,7 +212,15 @@ class JobSync:
             return False, ju.REASON_DEADLINE, ju.MESSAGE_DEADLINE
         succeeded = int(status.get("succeeded") or 0)
         if self.indexed and self.completions is not None:
-            if len(ju.parse_indexes(status.get("completedIndexes"), self.completions)) >= self.completions:
+            done = ju.parse_indexes(status.get("completedIndexes"), self.completions)
+            if self.per_index:
+                failing = jp.failure_condition(self.spec, self.failed_indexes, done, self.completions)
+                if failing is not None:
+                    return False, *failing
+            matched = jsp.match(self.spec.get("successPolicy"), self.completions, done)
+            if matched is not None:
+                return True, jsp.REASON, matched
+            if len(done) >= self.completions:
                 return True, ju.REASON_COMPLETIONS, ju.MESSAGE_COMPLETIONS
         elif self.completions is not None:
             if succeeded >= self.completions:
@@ -178,7 +235,8 @@ class JobSync:
         if ju.set_condition(self.status, interim, "True", reason, message, self.now_s) and not ok:
             self.ctl.recorder.event(self.job, "Warning", reason, message)
         await self.ctl.pod_control.delete_pods(self.job, self.key, active)
-        holding = [p for p in self.pods if ju.has_finalizer(p) or is_pod_active(p)]
+        # The terminal condition waits for every pod to be gone or terminal (Kubernetes ≥ 1.31).
+        holding = [p for p in self.pods if ju.has_finalizer(p) or is_pod_active(p) or ju.is_terminating(p)]
         if holding or self.status.get("uncountedTerminatedPods"):
             return active
         ju.set_condition(self.status, final, "True", reason, message, self.now_s)
@@ -222,9 +280,14 @@ class JobSync:
             victims = pods_to_delete(active, active, diff)
             await self.ctl.pod_control.delete_pods(self.job, self.key, victims)
             return [p for p in active if p not in victims]
-        if diff < 0 and self._may_create():
-            await self.ctl.create_pods(self.job, self.key, [None] * min(-diff, BURST))
+        short = want - len(active) - self._replacing()
+        if short > 0 and self._may_create():
+            await self.ctl.create_pods(self.job, self.key, [None] * min(short, BURST))
         return active
+
+    def _replacing(self) -> int:
+        """Terminating pods that still hold their place (``podReplacementPolicy: Failed``)."""
+        return len(self.terminating) if ju.only_replace_failed(self.spec) else 0
 
     async def _manage_indexed(self, active: list[Obj], parallelism: int) -> list[Obj]:
         assert self.completions is not None
@@ -240,10 +303,32 @@ class JobSync:
         if extra:
             await self.ctl.pod_control.delete_pods(self.job, self.key, extra)
             active = [p for p in active if p not in extra]
-        missing = [i for i in range(self.completions) if i not in completed and i not in seen]
-        room = parallelism - len(active)
-        if room > 0 and missing and self._may_create():
-            await self.ctl.create_pods(self.job, self.key, list(missing[:min(room, BURST)]))
+        busy = completed | seen | self.failed_indexes
+        if ju.only_replace_failed(self.spec):
+            busy |= {i for i in (ju.pod_index(p) for p in self.terminating) if i is not None}
+        missing = [i for i in range(self.completions) if i not in busy]
+        room = min(parallelism, self.completions - len(completed)) - len(active) - self._replacing()
+        if room <= 0 or not missing:
+            return active
+        if not self.per_index:
+            if self._may_create():
+                await self.ctl.create_pods(self.job, self.key, list(missing[:min(room, BURST)]))
+            return active
+        # Each index has its own backoff, counted from its last failed pod.
+        ready: list[int] = []
+        wait: float | None = None
+        for index in missing:
+            left = jp.remaining(self.replaced.get(index), self.now, base=self.ctl.backoff_base)
+            if left <= 0:
+                ready.append(index)
+                if len(ready) >= min(room, BURST):
+                    break
+            elif wait is None or left < wait:
+                wait = left
+        if wait is not None:
+            self.ctl.queue.add_after(self.key, wait)
+        annotations = {i: jp.replacement_annotations(self.spec, self.replaced.get(i)) for i in ready}
+        await self.ctl.create_pods(self.job, self.key, list(ready), annotations)
         return active
 
     def _may_create(self) -> bool:

@@ -75,9 +75,25 @@ def phase(pod: Obj) -> str:
     return str((pod.get("status") or {}).get("phase") or "")
 
 
-def is_finished(pod: Obj) -> bool:
-    """Succeeded or Failed; a terminating pod that has not succeeded counts as failed."""
-    return phase(pod) in ("Succeeded", "Failed") or bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+def only_replace_failed(spec: Obj) -> bool:
+    """``podReplacementPolicy: Failed`` (implied by a pod failure policy): a pod counts as failed, and
+    is replaced, only once it reached the ``Failed`` phase — a terminating pod is waited for."""
+    return spec.get("podReplacementPolicy") == "Failed" or spec.get("podFailurePolicy") is not None
+
+
+def is_failed(pod: Obj, spec: Obj) -> bool:
+    """The pod failed: phase ``Failed``, or (``TerminatingOrFailed``) terminating without having
+    succeeded (Kubernetes' ``isPodFailed``)."""
+    if phase(pod) == "Failed":
+        return True
+    if only_replace_failed(spec):
+        return False
+    return bool((pod.get("metadata") or {}).get("deletionTimestamp")) and phase(pod) != "Succeeded"
+
+
+def is_terminating(pod: Obj) -> bool:
+    """Being deleted and not yet in a terminal phase (what ``status.terminating`` counts)."""
+    return bool((pod.get("metadata") or {}).get("deletionTimestamp")) and phase(pod) not in ("Succeeded", "Failed")
 
 
 def succeeded(pod: Obj) -> bool:
@@ -140,6 +156,11 @@ def match_failure_policy(policy: Obj | None, pod: Obj) -> tuple[str | None, str]
     return None, ""
 
 
+def counts_as_failure(policy: Obj | None, pod: Obj) -> bool:
+    """A failed pod counts towards the backoff limits unless an ``Ignore`` rule matches it."""
+    return match_failure_policy(policy, pod)[0] != "Ignore"
+
+
 def backoff_delay(failures: int, *, base: float = DEFAULT_BACKOFF, cap: float = MAX_BACKOFF) -> float:
     """The pod recreation delay after ``failures`` consecutive failures: 10 s, 20 s, … 6 min."""
     if failures <= 0:
@@ -193,9 +214,9 @@ def deadline_passed(job: Obj, now: datetime) -> tuple[bool, float | None]:
     return left <= 0, max(left, 0.0)
 
 
-def pod_for(job: Obj, owner_ref: Obj, index: int | None) -> Obj:
+def pod_for(job: Obj, owner_ref: Obj, index: int | None, annotations: dict[str, str] | None = None) -> Obj:
     """The pod a Job creates (with the tracking finalizer; index annotation, label, env, hostname
-    when Indexed)."""
+    when Indexed; ``annotations`` added, such as the per-index failure counts)."""
     meta_j = job["metadata"]
     template = (job.get("spec") or {}).get("template") or {}
     tmeta = template.get("metadata") or {}
@@ -208,6 +229,7 @@ def pod_for(job: Obj, owner_ref: Obj, index: int | None) -> Obj:
     if index is not None:
         meta["annotations"][COMPLETION_INDEX] = str(index)
         meta["labels"][COMPLETION_INDEX] = str(index)
+        meta["annotations"].update(annotations or {})
         spec.setdefault("hostname", f"{name}-{index}")
         env = {"name": COMPLETION_INDEX_ENV, "valueFrom": {"fieldRef": {
             "apiVersion": "v1", "fieldPath": f"metadata.annotations['{COMPLETION_INDEX}']"}}}
