@@ -65,7 +65,8 @@ def _subresource_entry(r: ResourceInfo, sub_name: str) -> dict[str, Any]:
     assert sub is not None
     entry: dict[str, Any] = {"name": f"{r.plural}/{sub.name}", "singularName": "", "namespaced": r.namespaced,
                              "kind": sub.kind, "verbs": list(sub.verbs)}
-    if sub.group or sub.version:
+    if sub.version and (sub.group, sub.version) != (r.group, r.version):
+        # Named only when the kind lives elsewhere (``autoscaling/v1`` Scale, ``policy/v1`` Eviction).
         entry["group"] = sub.group
         entry["version"] = sub.version
     return entry

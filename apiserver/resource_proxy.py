@@ -120,11 +120,11 @@ async def _service_target(ctx: ApiContext, target: RequestTarget, name: str, por
 
 async def _node_url(ctx: ApiContext, name: str, scheme: str, port: str) -> tuple[str, bool]:
     """(base URL, whether to present the kubelet-client certificate)."""
-    if not port:
-        return await kubelet_base(ctx, name), True
     nodes = lookup("", "v1", "nodes")
     assert nodes is not None
-    node = await ctx.registry(nodes).get(None, name)
+    node = await ctx.registry(nodes).get(None, name)  # a missing node is a 404 NotFound, as upstream
+    if not port:
+        return await kubelet_base(ctx, name), True
     addresses = (node.get("status") or {}).get("addresses") or []
     address = next((a.get("address") for a in addresses if a.get("type") == "InternalIP"), None)
     if not address:

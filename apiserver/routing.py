@@ -22,8 +22,6 @@ from machinery.errors import NotFoundError, StatusCause
 from machinery.resources import ResourceInfo, group_versions, lookup, revision
 
 NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
-PROXIED_RESOURCES = frozenset({"pods", "services", "nodes"})
-"""Core resources with a ``proxy`` subresource (``apiserver.resource_proxy``)."""
 
 
 class PageNotFound(Exception):
@@ -86,7 +84,7 @@ def parse_resource_path(path: str) -> RequestTarget | None:
     if rest[0] == "namespaces" and len(rest) >= 3 and rest[2] not in NAMESPACE_SUBRESOURCES:
         namespace, rest = rest[1], rest[2:]
     if len(rest) > 3:
-        if rest[2] != "proxy":  # pods|services|nodes/{name}/proxy/{path...}: the rest is the proxied path
+        if rest[2] != "proxy":  # {plural}/{name}/proxy/{path...}: the rest is the proxied path
             raise route_not_found()
         rest = rest[:3]
     plural = rest[0]
@@ -97,8 +95,6 @@ def parse_resource_path(path: str) -> RequestTarget | None:
     subresource = rest[2] if len(rest) == 3 else ""
     if resource.namespaced is False and namespace is not None:
         raise route_not_found()
-    if subresource and resource.subresource(subresource) is None and not (
-        resource.kind == "Namespace" and subresource == "finalize"
-    ) and not (subresource == "proxy" and group == "" and plural in PROXIED_RESOURCES):
+    if subresource and resource.subresource(subresource) is None:
         raise route_not_found()
     return RequestTarget(resource, namespace, name, subresource)

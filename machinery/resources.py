@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 
 ALL_VERBS: tuple[str, ...] = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 STATUS_VERBS: tuple[str, ...] = ("get", "patch", "update")
+# A connect subresource lists the verbs of the HTTP methods it accepts (GET get, POST create, PUT
+# update, PATCH patch, DELETE delete; HEAD and OPTIONS have none), as kube-apiserver's discovery does.
+PROXY_VERBS: tuple[str, ...] = ("create", "delete", "get", "patch", "update")
 
 
 @dataclass(frozen=True)
@@ -99,10 +102,14 @@ def _scale() -> SubresourceInfo:
     return SubresourceInfo("scale", "Scale", STATUS_VERBS, "autoscaling", "v1")
 
 
+def _proxy(kind: str) -> SubresourceInfo:
+    return SubresourceInfo("proxy", f"{kind}ProxyOptions", PROXY_VERBS)
+
+
 RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo("", "v1", "Namespace", "namespaces", "namespace", False, ("ns",),
                  verbs=("create", "delete", "get", "list", "patch", "update", "watch"),
-                 subresources=(_status("Namespace"),)),
+                 subresources=(SubresourceInfo("finalize", "Namespace", ("update",)), _status("Namespace"))),
     ResourceInfo("", "v1", "Pod", "pods", "pod", True, ("po",), ("all",),
                  subresources=(
                      _status("Pod"),
@@ -112,13 +119,14 @@ RESOURCES: tuple[ResourceInfo, ...] = (
                      SubresourceInfo("attach", "PodAttachOptions", ("create", "get")),
                      SubresourceInfo("exec", "PodExecOptions", ("create", "get")),
                      SubresourceInfo("portforward", "PodPortForwardOptions", ("create", "get")),
+                     _proxy("Pod"),
                      SubresourceInfo("ephemeralcontainers", "Pod", ("get", "patch", "update")),
                  )),
     ResourceInfo("", "v1", "Service", "services", "service", True, ("svc",), ("all",),
                  verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"),
-                 subresources=(_status("Service"),), storage_root="services/specs"),
+                 subresources=(_proxy("Service"), _status("Service")), storage_root="services/specs"),
     ResourceInfo("", "v1", "Endpoints", "endpoints", "endpoints", True, ("ep",), storage_root="services/endpoints"),
-    ResourceInfo("", "v1", "Node", "nodes", "node", False, ("no",), subresources=(_status("Node"),),
+    ResourceInfo("", "v1", "Node", "nodes", "node", False, ("no",), subresources=(_proxy("Node"), _status("Node")),
                  storage_root="minions"),
     ResourceInfo("", "v1", "ConfigMap", "configmaps", "configmap", True, ("cm",)),
     ResourceInfo("", "v1", "Secret", "secrets", "secret", True),
