@@ -12,6 +12,7 @@ from machinery import cronschedule
 from machinery.api import names
 from machinery.api.defaults_workloads import CONTROLLER_UID
 from machinery.api.names import Errors
+from machinery.api.validation_job import job_policies
 from machinery.api.validation_pod import label_selector, pod_spec
 
 Obj = dict[str, Any]
@@ -86,7 +87,7 @@ def job_spec(errs: Errors, path: str, spec: Obj, *, generated: bool) -> None:
         elif isinstance(spec.get("parallelism"), int) and spec["parallelism"] > 100000:
             errs.invalid(f"{path}.parallelism", spec["parallelism"],
                          "must be less than or equal to 100000 when completion mode is Indexed")
-    errs.enum(f"{path}.podReplacementPolicy", spec.get("podReplacementPolicy"), ("TerminatingOrFailed", "Failed"))
+    job_policies(errs, path, spec)
     template = spec.get("template")
     labels = _template(errs, f"{path}.template", template, restart=("OnFailure", "Never"))
     if generated or spec.get("selector") is not None:
@@ -139,7 +140,8 @@ def _job(errs: Errors, obj: Obj, old: Obj | None) -> None:
             errs.invalid("spec.selector", selector, "`selector` not auto-generated")
     if old is not None:
         ospec = old.get("spec") or {}
-        for field in ("completions", "selector", "completionMode", "podFailurePolicy", "backoffLimitPerIndex"):
+        for field in ("completions", "selector", "completionMode", "podFailurePolicy", "backoffLimitPerIndex",
+                      "successPolicy"):
             if field == "completions" and spec.get("completions") != ospec.get("completions") \
                     and spec.get("completionMode") == "Indexed" and spec.get("completions") == spec.get("parallelism"):
                 continue  # elastic Indexed jobs may scale completions with parallelism
