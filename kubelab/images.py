@@ -5,8 +5,9 @@ Called by ``kubelab image build|load|ls`` (:mod:`kubelab.cli`), by tests through
 anything that packages a Python program as a pod image (:func:`build_app_image`). Nothing here pulls: the
 images are assembled on this host and handed to the local Docker daemon.
 
-* busybox -- a tar built in memory from Debian's ``busybox-static`` (``/bin/busybox``, every applet symlinked,
-  ``/etc/passwd`` with ``root`` and uid 1337 ``proxy``), then ``docker import``: well under a second.
+* busybox -- a tar built in memory from Debian's dynamically linked ``busybox`` and its shared libraries
+  (every applet linked, scripts for ``wget -T``, ``nc -z`` and ``printenv``, ``/etc/passwd`` with ``root``
+  and uid 1337 ``proxy``; see :mod:`kubelab.image_busybox`), then ``docker import``: well under a second.
 * python, nginx -- a Debian bookworm rootfs from ``mmdebstrap`` (variant essential, merged-usr and eatmydata
   hooks, docs removed), then ``docker import``: about 20 s each on two cores. The apt sources are the
   host's sources *file*, passed as mmdebstrap's mirror argument and deleted from the rootfs afterwards, so no
@@ -37,7 +38,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -46,6 +46,8 @@ from pathlib import Path
 
 import docker
 import docker.errors
+
+from kubelab.image_busybox import BUSYBOX_BINARY, PROXY_UID, BusyboxError, busybox_rootfs_tar
 
 __all__ = [
     "BUSYBOX",
@@ -59,6 +61,7 @@ __all__ = [
     "Progress",
     "build_app_image",
     "build_image",
+    "busybox_rootfs_tar",
     "ensure_images",
     "image_exists",
     "list_images",
@@ -79,9 +82,10 @@ IMAGES: dict[str, str] = {"busybox": BUSYBOX, "python": PYTHON, "nginx": NGINX, 
 RECIPE_LABEL = "kubelab.dev/recipe"
 SOURCE_LABEL = "kubelab.dev/source"
 """On images that package kubelab code: a hash of that code (a mismatch rebuilds the image)."""
-RECIPES: dict[str, int] = {BUSYBOX: 3, PYTHON: 2, NGINX: 3, PROXYV2: 2}
+RECIPES: dict[str, int] = {BUSYBOX: 4, PYTHON: 2, NGINX: 3, PROXYV2: 2}
 """Tag -> revision of its recipe (nginx 2: stopped with SIGQUIT; nginx 3: serves /usr/share/nginx/html;
-python 2: ``python``; busybox 3: ``printenv``, ``wget -T`` and ``nc -z`` scripts).
+python 2: ``python``; busybox 3: ``printenv``, ``wget -T`` and ``nc -z`` scripts; busybox 4: the dynamic
+build, whose ``sh`` runs those scripts too).
 An image labelled otherwise is rebuilt."""
 PROXY_REQUIREMENTS = ("orjson", "grpcio", "httptools", "cryptography", "uvloop", "h2")
 """What ``meshd.proxy`` imports beyond the standard library (pinned to the host's installed versions)."""
@@ -92,13 +96,11 @@ PROXY_HOST_LIBRARIES = ("libstdc++.so.6",)
 """Shared libraries grpcio needs that the python image lacks, copied from this (bookworm) host's
 ``libstdc++6`` package: the same distribution as the image, so the same file apt would install."""
 
-BUSYBOX_BINARY = Path("/bin/busybox")
 APT_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 DEBIAN_SUITE = "bookworm"  # python3 3.11, nginx 1.22, busybox 1.35: the tags above follow from it
 MMDEBSTRAP_HOOKS = Path("/usr/share/mmdebstrap/hooks")
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SITE_PACKAGES = "/usr/local/lib/python3.11/dist-packages"  # on the Debian python3's sys.path
-PROXY_UID = 1337
 
 Progress = Callable[[str], None]
 """Receives one human-readable line per build step (the CLI prints them)."""
@@ -202,105 +204,12 @@ def _chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
 # --- busybox ---------------------------------------------------------------------------------------------
 
 
-def _busybox_applets(binary: Path) -> list[str]:
-    try:
-        out = subprocess.run([str(binary), "--list"], check=True, capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise ImageBuildError(f"{binary} --list failed: {exc}") from exc
-    return sorted({name for name in out.split() if name and name != "busybox" and "/" not in name})
-
-
-WGET_WRAPPER = """#!/bin/busybox sh
-# busybox 1.35's wget crashes (SIGSEGV) in its error path when given -T: the timeout is applied
-# around it instead (the whole transfer, where -T bounds each connect and read).
-t= want=
-for a do
-  shift
-  if [ -n "$want" ]; then t=$a; want=; continue; fi
-  case $a in
-    -T) want=1; continue ;;
-    -T*) t=${a#-T}; continue ;;
-    --timeout=*) t=${a#--timeout=}; continue ;;
-  esac
-  set -- "$@" "$a"
-done
-[ -z "$t" ] && exec /bin/busybox wget "$@"
-/bin/busybox timeout "$t" /bin/busybox wget "$@"
-rc=$?
-if [ "$rc" -eq 143 ]; then echo "wget: download timed out" >&2; exit 1; fi
-exit "$rc"
-"""
-"""``/bin/wget`` of the busybox image."""
-
-NC_WRAPPER = """#!/bin/busybox sh
-# busybox 1.35's small nc has no -z (report whether the port accepts, send nothing): connect with
-# nothing to send, which closes at once (0: open, 1: refused).
-z=
-for a do
-  shift
-  case $a in
-    -z) z=1; continue ;;
-    -zv|-vz) z=1; continue ;;
-  esac
-  set -- "$@" "$a"
-done
-[ -z "$z" ] && exec /bin/busybox nc "$@"
-exec /bin/busybox nc "$@" </dev/null >/dev/null
-"""
-"""``/bin/nc`` of the busybox image."""
-
-PRINTENV = """#!/bin/busybox sh
-# printenv [NAME...]: Debian's busybox-static has no printenv applet.
-[ $# -eq 0 ] && exec /bin/busybox env
-rc=0
-for n do
-  case $n in ''|*[!A-Za-z0-9_]*) rc=1; continue ;; esac
-  eval "if [ -n \\"\\${$n+x}\\" ]; then printf '%s\\n' \\"\\$$n\\"; else rc=1; fi"
-done
-exit "$rc"
-"""
-"""``/bin/printenv`` of the busybox image."""
-
-_WRAPPED = {"wget": WGET_WRAPPER, "nc": NC_WRAPPER}
-"""Applets replaced by a script. Busybox's own ``sh`` runs applets directly (Debian builds it with
-FEATURE_SH_STANDALONE), so the scripts serve commands started without a shell (``command: [wget, ...]``)
-or by path; inside ``sh -c`` the applets run as they are."""
-
-
-def busybox_rootfs_tar(binary: Path = BUSYBOX_BINARY) -> bytes:
-    """The busybox image's root filesystem as an uncompressed tar (in memory, about 2 MB)."""
-    if not binary.is_file():
-        raise ImageBuildError(f"{binary} is missing: install Debian's busybox-static (run scripts/setup)")
-    now = int(time.time())
-    buffer = io.BytesIO()
-
-    def add(name: str, kind: bytes, *, mode: int = 0o755, data: bytes = b"", link: str = "") -> None:
-        info = tarfile.TarInfo(name)
-        info.type, info.mode, info.mtime, info.linkname, info.size = kind, mode, now, link, len(data)
-        tar.addfile(info, io.BytesIO(data) if data else None)
-
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for directory in ("bin", "etc", "root", "usr", "usr/bin", "var", "var/www"):
-            add(directory, tarfile.DIRTYPE, mode=0o700 if directory == "root" else 0o755)
-        add("tmp", tarfile.DIRTYPE, mode=0o1777)
-        add("bin/busybox", tarfile.REGTYPE, data=binary.read_bytes())
-        for applet in _busybox_applets(binary):
-            if applet in _WRAPPED:
-                add(f"bin/{applet}", tarfile.REGTYPE, data=_WRAPPED[applet].encode())
-            else:
-                add(f"bin/{applet}", tarfile.SYMTYPE, mode=0o777, link="busybox")
-        add("bin/printenv", tarfile.REGTYPE, data=PRINTENV.encode())
-        add("usr/bin/env", tarfile.SYMTYPE, mode=0o777, link="/bin/busybox")  # for "#!/usr/bin/env" scripts
-        passwd = f"root:x:0:0:root:/root:/bin/sh\nproxy:x:{PROXY_UID}:{PROXY_UID}:proxy:/:/bin/sh\n"
-        group = f"root:x:0:\nproxy:x:{PROXY_UID}:\n"
-        add("etc/passwd", tarfile.REGTYPE, mode=0o644, data=passwd.encode())
-        add("etc/group", tarfile.REGTYPE, mode=0o644, data=group.encode())
-    return buffer.getvalue()
-
-
 def _build_busybox(client: docker.DockerClient, progress: Progress) -> None:
-    progress(f"{BUSYBOX}: packing {BUSYBOX_BINARY} and its applets")
-    tar = busybox_rootfs_tar()
+    progress(f"{BUSYBOX}: packing {BUSYBOX_BINARY}, its libraries and its applets")
+    try:
+        tar = busybox_rootfs_tar()
+    except BusyboxError as exc:
+        raise ImageBuildError(f"{BUSYBOX}: {exc}") from exc
     progress(f"{BUSYBOX}: docker import ({len(tar) / 1e6:.1f} MB)")
     _import_tar(client, tar, BUSYBOX, ['CMD ["/bin/sh"]', "ENV PATH=/bin:/usr/bin"])
 

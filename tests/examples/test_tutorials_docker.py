@@ -261,11 +261,11 @@ def readme_yaml(tutorial: str) -> str:
 
 
 def spider(cluster: DockerCluster, *labels: str) -> str:
-    """A busybox pod running ``/bin/wget --spider --timeout=5 nginx`` (the README's step, without the
-    interactive shell): its log once it has finished."""
+    """A busybox pod whose shell runs ``wget --spider --timeout=5 nginx`` (the README's step, typed into
+    ``sh -c`` rather than an interactive shell): its log once it has finished."""
     k = cluster.kubectl
     k("run", "busybox", "--restart=Never", "--image=kubelab/busybox:1.35", *labels,
-      "--", "/bin/wget", "--spider", "--timeout=5", "nginx")
+      "--", "sh", "-c", "wget --spider --timeout=5 nginx")
     try:
         wait_for("wget to finish", lambda: k("get", "pod", "busybox", "-o", "jsonpath={.status.phase}").stdout
                  in ("Succeeded", "Failed"))
