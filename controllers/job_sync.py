@@ -138,7 +138,7 @@ class JobSync:
             if action == "Ignore":
                 drop.append(pod)
                 continue
-            if self.per_index and self._index_failed(pod):
+            if self.per_index and not finishing and self._index_failed(pod):
                 grew = True
             unc_f.add(uid)
             grew = True
