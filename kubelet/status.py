@@ -292,8 +292,9 @@ def compute_pod_status(
         # Never ready, never restarted; they do not count for the phase or the conditions.
         status["ephemeralContainerStatuses"] = ephemeral
     if sandbox is not None:
-        status["podIP"] = sandbox.ip
-        status["podIPs"] = [{"ip": sandbox.ip}]
+        ip = host_ip if spec.get("hostNetwork") and host_ip else sandbox.ip  # host network: the node's IP
+        status["podIP"] = ip
+        status["podIPs"] = [{"ip": ip}]
     elif old.get("podIP"):
         status["podIP"], status["podIPs"] = old["podIP"], old.get("podIPs") or [{"ip": old["podIP"]}]
     return status

@@ -11,6 +11,8 @@ engine, each touching only containers labelled with its node name). A pod is the
   ``ipc_mode=container:<pause>`` (see :mod:`kubelet.runtime.docker_spec` for the spec mapping);
   an ephemeral container with ``targetContainerName`` also joins its target's PID namespace
   (``pid_mode=container:<target>``), so ``ps`` in ``kubectl debug --target`` sees the target;
+* ``hostNetwork``, ``hostPID``, ``hostIPC`` and ``shareProcessNamespace`` change those namespace
+  modes (:mod:`kubelet.runtime.host_namespaces`: ``kubectl debug node/NAME`` pods run in the host's);
 * images are never pulled: an image absent locally is an ``ErrImagePull`` (no registry is ever
   contacted), ``imagePullPolicy: Never`` an ``ErrImageNeverPull``.
 
@@ -62,6 +64,7 @@ from kubelet.runtime.docker_spec import (
     status_from_inspect,
     stop_timeout,
 )
+from kubelet.runtime.host_namespaces import HostNamespaces
 from kubelet.runtime.interface import (
     ContainerKind,
     ContainerNotFoundError,
@@ -154,6 +157,7 @@ class DockerRuntime:
         self._network_ready = False
         self._oom_killed: set[str] = set()
         """Container ids Docker's event stream reported an OOM kill for."""
+        self._host = HostNamespaces(client, settings.network)
 
     # -- identity and lifecycle -----------------------------------------------------------
     @property
@@ -250,6 +254,7 @@ class DockerRuntime:
     def _sandbox_status(self, pause: Any) -> SandboxStatus:
         networks = (pause.attrs.get("NetworkSettings") or {}).get("Networks") or {}
         ip = str((networks.get(self.settings.network) or {}).get("IPAddress") or "")
+        ip = ip or self._host.sandbox_ip(pause.attrs)  # a host-network pod: the node's address
         running = pause.status == "running"
         return SandboxStatus(
             pod_uid=str(pause.labels.get(LABEL_POD_UID, "")), id=str(pause.id),
@@ -276,6 +281,8 @@ class DockerRuntime:
     def _run_pod_sandbox_sync(self, pod: dict[str, Any], servers: list[str], searches: list[str],
                               options: list[str]) -> SandboxStatus:
         uid = str(pod["metadata"]["uid"])
+        if not HostNamespaces.uses_cluster_dns(pod):
+            servers, searches, options = [], [], []
         attempt = 0
         existing = self._sandbox(uid)
         if existing is not None:
@@ -302,6 +309,7 @@ class DockerRuntime:
             config["dns_search"] = searches
         if options:
             config["dns_opt"] = options
+        config = self._host.sandbox_config(pod, config)
         with _translated(f"run sandbox of pod {uid}"):
             pause = self.client.containers.run(self.settings.pause_image, PAUSE_COMMAND, **config)
             pause.reload()
@@ -380,6 +388,7 @@ class DockerRuntime:
                                   container=name, kind=kind_label(kind), attempt=attempt)
         config = container_config(pod, container, sandbox_id=str(pause.id), labels=labels,
                                   name=container_name(pod, name, attempt), env=env, mounts=mounts)
+        config.update(HostNamespaces.container_modes(pod, str(pause.id)))
         target = container.get("targetContainerName")
         if target:
             # An ephemeral container (kubectl debug --target): the target's processes are visible.
