@@ -8,16 +8,20 @@ health check, because test machines are shared and loaded (a slow example is not
 badly filtered strategy is, so ``filter_too_much`` stays on). With ``CI=true`` the ``ci`` profile
 also derandomizes (the same examples on every run) and keeps no example database.
 ``HYPOTHESIS_PROFILE`` picks a profile explicitly.
+
+When ``scripts/test`` runs the mostly idle ``background`` tests beside this process, every other test
+runs inside :func:`tests.quiet.sharing`, so that a background test can time its critical part alone.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests import quiet
 from tests.etcd_server import EtcdError, EtcdServer
 
 pytest_plugins = ["kubelab.pytest_plugin", "tests.docker_daemon"]
@@ -39,3 +43,13 @@ def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer
         pytest.fail(f"cannot start a real etcd: {exc}", pytrace=False)
     yield server
     server.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
+    """Share the machine with the background lane (a no-op when none runs)."""
+    if item.get_closest_marker("background"):
+        yield
+        return
+    with quiet.sharing():
+        yield

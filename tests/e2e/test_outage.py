@@ -7,7 +7,9 @@ it again, and from the moment it answers ``/readyz`` the cluster must reach the 
 state within 30 s: the Deployment Complete with a current observedGeneration, one ReplicaSet
 with replicas, every pod on the newest template, no orphan, no duplicate.
 
-Slow (about six minutes, most of it the outage itself: the test process is idle then).
+Slow (about six minutes, most of it the outage itself: the test process is idle then), so
+``scripts/test`` runs it beside the other tests; the apiserver's return and the convergence are timed
+with the machine to itself (:func:`tests.quiet.machine_to_myself`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pytest
 from machinery.resources import DEPLOYMENTS, NAMESPACES
 from tests.e2e.chaos_harness import Cluster, deployment, outage_round, wait_converged
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.background]
 
 REPLICAS = 200
 OUTAGE = 300.0
@@ -47,7 +49,7 @@ async def test_cluster_converges_within_30s_after_a_5_minute_apiserver_outage_mi
         # minReadySeconds makes the rollout take several steps of at least 1 s: a middle to stop in.
         await api.create(DEPLOYMENTS, deployment("web", REPLICAS, "kubelab/nginx:1.0", min_ready_seconds=1),
                          namespace=NAMESPACE)
-        await wait_converged(api, NAMESPACE, "web", timeout=180)
+        await wait_converged(api, NAMESPACE, "web", timeout=300)
         outage = await outage_round(cluster, api, NAMESPACE, "web", image="kubelab/nginx:2.0", seconds=OUTAGE,
                                     converge_timeout=CONVERGE_WITHIN)
         print(f"apiserver stopped with {outage.updated_at_stop}/{REPLICAS} replicas updated, down "

@@ -1,0 +1,67 @@
+"""The machine to oneself: how a mostly idle test shares the machine with a lane of other tests.
+
+``scripts/test`` runs the ``background`` tests (minutes of waiting, such as a five-minute apiserver
+outage) in their own pytest process beside the main lane, and points both at one directory through
+``KUBELAB_TEST_QUIET_DIR``. A background test waits for free; only the part it *times* must not
+compete with the other lane for two cores. That part runs inside :func:`machine_to_myself`, and every
+test of the other lane runs inside :func:`sharing` (a hook in ``tests/conftest.py``):
+
+* ``intent.lock`` -- held exclusively by a background test from the moment it wants the machine;
+  a test of the other lane takes it shared for an instant before it starts, so no new test starts
+  while a background test is waiting or timing;
+* ``machine.lock`` -- held shared by the running test of the other lane, exclusively by the timing
+  background test: the background test waits for the running test (and its fixtures) to finish.
+
+Both are ``flock`` locks: a process that dies releases them. Without ``KUBELAB_TEST_QUIET_DIR``
+(a plain ``pytest`` run, one process) both context managers do nothing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+ENV = "KUBELAB_TEST_QUIET_DIR"
+
+
+def _directory() -> Path | None:
+    value = os.environ.get(ENV)
+    return Path(value) if value else None
+
+
+@contextmanager
+def _locked(path: Path, operation: int) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, operation)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases its lock
+
+
+@contextmanager
+def sharing() -> Iterator[None]:
+    """Run one test of the main lane: wait while a background test wants the machine, then hold it
+    shared until the test (setup, call, teardown) is over."""
+    directory = _directory()
+    if directory is None:
+        yield
+        return
+    with ExitStack() as held:
+        with _locked(directory / "intent.lock", fcntl.LOCK_SH):
+            held.enter_context(_locked(directory / "machine.lock", fcntl.LOCK_SH))
+        yield
+
+
+@contextmanager
+def machine_to_myself() -> Iterator[None]:
+    """Time something without the other lane: no new test of it starts, the running one ends first."""
+    directory = _directory()
+    if directory is None:
+        yield
+        return
+    with _locked(directory / "intent.lock", fcntl.LOCK_EX), _locked(directory / "machine.lock", fcntl.LOCK_EX):
+        yield
