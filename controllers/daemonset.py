@@ -7,8 +7,9 @@ Started by ``controllers.manager``. DaemonSet, node and pod events enqueue Daemo
 1. claims pods and records the template as a ControllerRevision (pods carry its hash in
    ``controller-revision-hash``);
 2. per node (``controllers.daemonset_util.should_run``): creates the missing pod — bound through a
-   ``metadata.name`` node affinity term, scheduled by the scheduler — deletes Failed pods (recreated
-   next sync), surplus pods and pods on nodes that should not run one;
+   ``metadata.name`` node affinity term, scheduled by the scheduler — deletes surplus pods, pods on
+   nodes that should not run one and Failed pods, these with a per-node backoff of 1 s doubling to
+   15 min (``controllers.daemonset_backoff``; the replacement follows once the failed pod is gone);
 3. RollingUpdate: with ``maxSurge`` 0 deletes outdated pods, unavailable ones first, while at most
    ``maxUnavailable`` nodes lack an available pod; with ``maxSurge`` > 0 starts the new pod beside
    the old one on up to ``maxSurge`` nodes and deletes the old one once the new is available.
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from controllers import daemonset_backoff
 from controllers import daemonset_util as du
 from controllers.controllerrevision import HASH_LABEL, History
 from controllers.expectations import ControllerExpectations
@@ -67,9 +69,13 @@ class DaemonSetController:
     name = "daemonset"
 
     def __init__(self, client: ApiClient, factory: InformerFactory, settings: ControllerManagerSettings,
-                 *, clock: Callable[[], datetime] = utcnow) -> None:
+                 *, clock: Callable[[], datetime] = utcnow,
+                 failed_pods_backoff: daemonset_backoff.FailedPodsBackoff | None = None) -> None:
         self.client = client
         self.clock = clock
+        self.failed_pods_backoff = (daemonset_backoff.FailedPodsBackoff() if failed_pods_backoff is None
+                                    else failed_pods_backoff)
+        """Per DaemonSet and node: when a failed daemon pod may be replaced again."""
         self.ds_informer = factory.informer(DAEMONSETS)
         self.pod_informer = factory.informer(PODS)
         self.node_informer = factory.informer(NODES)
@@ -101,6 +107,7 @@ class DaemonSetController:
 
     def _ds_deleted(self, ds: Obj) -> None:
         self.expectations.delete(object_key(ds))
+        self.failed_pods_backoff.forget(str(ds["metadata"].get("uid")))
         self.queue.add(object_key(ds))
 
     def _node_event(self, node: Obj) -> None:
@@ -156,6 +163,7 @@ class DaemonSetController:
 
     async def sync(self, key: str) -> None:
         """Reconcile the DaemonSet ``key`` (``namespace/name``) from the informer caches."""
+        self.failed_pods_backoff.gc()
         ds = self.ds_informer.store.get(key)
         if ds is None:
             self.expectations.delete(key)
@@ -214,22 +222,39 @@ class DaemonSetController:
             if node is None or not du.should_run(ds, node):
                 delete += live
                 continue
-            failed = [p for p in live if (p.get("status") or {}).get("phase") == "Failed"]
-            if failed:
-                self.recorder.event(ds, "Warning", "FailedDaemonPod",
-                                    f"Found failed daemon pod {ds['metadata']['namespace']}/"
-                                    f"{failed[0]['metadata']['name']} on node {name}, will try to kill it")
-            delete += failed
-            ok = sorted((p for p in live if p not in failed), key=lambda p: str(p["metadata"].get("creationTimestamp")))
-            if not ok:
-                if not any(is_terminating(p) for p in by_node.get(name, [])):
+            if not live:
+                # A pod still terminating holds the node; a deleted pod that already failed does not.
+                if not any(_phase(p) not in ("Succeeded", "Failed") for p in by_node.get(name, [])):
                     create.append(name)
-            elif len(ok) > 1:
+                continue
+            failed = [p for p in live if _phase(p) == "Failed"]
+            delete += self._failed_to_delete(ds, key, name, failed)
+            ok = sorted((p for p in live if p not in failed), key=lambda p: str(p["metadata"].get("creationTimestamp")))
+            if len(ok) > 1:
                 keep = 2 if surge > 0 and {_hash(p) == current_hash for p in ok[:2]} == {True, False} else 1
                 delete += ok[keep:]
         await self.pod_control.delete_pods(ds, key, delete)
         await self._create(ds, key, create, current_hash)
         return bool(create or delete)
+
+    def _failed_to_delete(self, ds: Obj, key: str, node: str, failed: list[Obj]) -> list[Obj]:
+        """The failed pods on ``node`` to delete now: none while the node's backoff runs (the
+        DaemonSet is synced again when it ends), else all of them, starting the next period. The
+        replacement is created once they are gone."""
+        if not failed:
+            return []
+        backoff_key = daemonset_backoff.key_for(ds, node)
+        left = self.failed_pods_backoff.remaining(backoff_key)
+        if left > 0:
+            log.debug("daemonset %s: deleting the failed pod on node %s waits %.1fs", key, node, left)
+            self.queue.add_after(key, left)
+            return []
+        self.failed_pods_backoff.next(backoff_key)
+        for pod in failed:
+            self.recorder.event(ds, "Warning", "FailedDaemonPod",
+                                f"Found failed daemon pod {ds['metadata']['namespace']}/{pod['metadata']['name']} "
+                                f"on node {node}, will try to kill it")
+        return failed
 
     async def _rolling_update(self, ds: Obj, key: str, nodes: dict[str, Obj], by_node: dict[str, list[Obj]],
                               current_hash: str) -> None:
@@ -312,6 +337,10 @@ class DaemonSetController:
             await self.client.update(DAEMONSETS, {**ds, "status": status}, subresource="status")
         except errors.NotFoundError:
             return
+
+
+def _phase(pod: Obj) -> str:
+    return str((pod.get("status") or {}).get("phase") or "")
 
 
 def _hash(pod: Obj) -> str:

@@ -1,5 +1,6 @@
 """DaemonSet controller against the embedded apiserver: one pod per eligible node (selector, taints
-and the default daemon tolerations), nodes added and removed, rolling update, expectations."""
+and the default daemon tolerations), nodes added and removed, rolling update, expectations, the
+backoff between replacements of a failed daemon pod."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import pytest
 
 from controllers import daemonset_util as du
 from controllers.daemonset import DaemonSetController
+from controllers.daemonset_backoff import FailedPodsBackoff
 from controllers.settings import ControllerManagerSettings
 from machinery.client import ApiClient, InformerFactory
 from machinery.meta import object_key
-from machinery.resources import DAEMONSETS, NODES
+from machinery.resources import DAEMONSETS, EVENTS, NODES, PODS
 from tests.controllers.helpers import cluster, eventually, pods, ready_all, running_controller
 
 Obj = dict[str, Any]
@@ -134,3 +136,67 @@ async def test_daemonset_sync_before_the_cache_catches_up_creates_nothing(tmp_pa
         ctl.ds_informer.store.upsert(await client.get(DAEMONSETS, "agent", namespace="default"))
         await ctl.sync(object_key(ds))
         assert len(await pods(client, "app=agent")) == 1, "a second pod for the node from a stale cache"
+
+
+async def test_failed_daemon_pods_are_replaced_with_backoff(tmp_path: Path) -> None:
+    """A kubelet that fails every daemon pod at once: each replacement waits 1 s, then 2 s, ..."""
+    now = [0.0]
+    async with cluster(tmp_path) as client:
+        ctl = DaemonSetController(client, InformerFactory(client), ControllerManagerSettings(),
+                                  failed_pods_backoff=FailedPodsBackoff(clock=lambda: now[0]))
+        ctl.node_informer.store.upsert(await client.create(NODES, _node("n1")))
+        ds = await client.create(DAEMONSETS, _ds(), namespace="default")
+        key = object_key(ds)
+
+        async def sync() -> list[Obj]:
+            """Bring the caches up to date (as the informers would), sync, answer the live pods."""
+            ctl.ds_informer.store.upsert(await client.get(DAEMONSETS, "agent", namespace="default"))
+            current = {object_key(p): p for p in await pods(client, "app=agent", active=False)}
+            for pod_key in list(ctl.pod_informer.store.keys()):
+                if pod_key not in current:
+                    ctl._pod_deleted(ctl.pod_informer.store.delete(pod_key) or {})
+            for pod in current.values():
+                old = ctl.pod_informer.store.upsert(pod)
+                ctl._pod_added(pod) if old is None else ctl._pod_updated(old, pod)
+            await ctl.sync(key)
+            return await pods(client, "app=agent", active=False)
+
+        async def fail(pod: Obj) -> None:
+            await client.patch(PODS, pod["metadata"]["name"], {"status": {"phase": "Failed"}}, namespace="default",
+                               subresource="status")
+
+        created = await sync()
+        assert len(created) == 1
+        uids = [created[0]["metadata"]["uid"]]
+        for wait in (0.0, 1.0, 2.0, 4.0):
+            await fail((await pods(client, "app=agent"))[0])
+            if wait:
+                now[0] += wait / 2
+                assert [p["metadata"]["uid"] for p in await sync()] == uids[-1:], "deleted inside the backoff"
+                now[0] += wait / 2
+            assert await sync() == [], "the failed pod is deleted once out of backoff"
+            replacement = await sync()
+            assert len(replacement) == 1 and replacement[0]["metadata"]["uid"] not in uids
+            uids.append(replacement[0]["metadata"]["uid"])
+        events = (await client.list(EVENTS, namespace="default"))["items"]
+        reasons = [e["reason"] for e in events if e["involvedObject"]["name"] == "agent"]
+        assert reasons.count("FailedDaemonPod") == 4
+
+
+def test_failed_pods_backoff_doubles_to_fifteen_minutes_and_expires() -> None:
+    now = [0.0]
+    backoff = FailedPodsBackoff(clock=lambda: now[0])
+    assert backoff.remaining("k") == 0.0
+    assert [backoff.next("k") for _ in range(12)][:3] == [1.0, 2.0, 4.0]
+    assert backoff.next("k") == 900.0, "capped at 15 min"
+    now[0] += 600
+    assert backoff.remaining("k") == 300.0
+    now[0] += 2 * 900
+    assert backoff.remaining("k") == 0.0 and backoff.next("k") == 1.0, "idle for twice the cap: starts again"
+    backoff.next("other/1/n1")
+    now[0] += 2 * 900 + 1
+    backoff.next("uid/1/n2")
+    backoff.gc()
+    assert len(backoff) == 1
+    backoff.forget("uid")
+    assert len(backoff) == 0
