@@ -35,7 +35,7 @@ from machinery.errors import (
     StatusCause,
     invalid,
 )
-from machinery.meta import now_rfc3339, random_suffix
+from machinery.meta import now_rfc3339
 from machinery.resources import NAMESPACES, ResourceInfo, lookup
 
 MAX_CONFLICT_RETRIES = 16
@@ -179,10 +179,18 @@ class Registry:
         r = self.resource
         prepared, warnings = api.prepare(obj, api_version=r.api_version, kind=r.kind,
                                          field_validation=opts.field_validation)
-        if self.mutating_admission is not None:
-            await self.mutating_admission(prepared, old, opts.dry_run)
+        await self._mutate(prepared, old, opts.dry_run)
         api.validate(prepared, old=old)
         return prepared, warnings
+
+    async def _mutate(self, obj: dict[str, Any], old: dict[str, Any] | None, dry_run: bool) -> None:
+        """Mutating admission (built-in, then webhooks); on create, then the name from ``generateName``:
+        Kubernetes resolves it after mutating admission (webhooks see an empty name) and before
+        validation and the validating webhooks (which see the final one)."""
+        if self.mutating_admission is not None:
+            await self.mutating_admission(obj, old, dry_run)
+        if old is None:
+            strategy.generate_name(obj)
 
     # Kinds with rules of their own (custom resources, CRDs) override these hooks.
     presents = False
@@ -266,8 +274,6 @@ class Registry:
             raise BadRequestError("the namespace of the object is required")
         namespace = meta.get("namespace")
         generated = not meta.get("name") and bool(meta.get("generateName"))
-        if generated:
-            meta["name"] = f"{meta['generateName']}{random_suffix()}"
         if _resource_version_number(meta.pop("resourceVersion", None)):
             # Like Kubernetes, only a version that parses as a number other than 0 is refused.
             raise BadRequestError("resourceVersion should not be set on objects to be created")
@@ -281,6 +287,8 @@ class Registry:
         # mutating admission and before validating admission.
         uid = obj["metadata"].pop("uid", None) or str(uuid.uuid4())
         obj, warnings = await self._admit(obj, opts, old=None)
+        strategy.generate_name(obj)  # for registries whose admission has no mutating step
+        generated = generated and bool(obj["metadata"].get("generateName"))
         obj["metadata"]["uid"] = uid
         obj["metadata"]["creationTimestamp"] = now_rfc3339()
         await webhooks.validate(self.resource, obj, None, opts.dry_run)
@@ -292,7 +300,8 @@ class Registry:
                 rev = await self.storage.create(key, self._encode(obj))
             except KeyExistsError:
                 if generated and attempt + 1 < GENERATE_NAME_RETRIES:
-                    obj["metadata"]["name"] = f"{obj['metadata']['generateName']}{random_suffix()}"
+                    obj["metadata"].pop("name")
+                    strategy.generate_name(obj)
                     continue
                 r = self.resource
                 name = obj["metadata"]["name"]

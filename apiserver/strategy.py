@@ -7,7 +7,8 @@ kinds we serve:
 - on create, status is reset (pods start ``Pending``, namespaces ``Active``);
 - an update of the main resource keeps the stored status; ``/status`` keeps the stored spec
   and metadata, taking only ``status`` from the request;
-- ``metadata.generation`` starts at 1 and grows when ``spec`` changes, for kinds that track it.
+- ``metadata.generation`` starts at 1 and grows when ``spec`` changes, for kinds that track it;
+- a create that leaves ``name`` empty gets one from ``generateName`` (:func:`generate_name`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ import uuid
 from typing import Any
 
 from machinery.api.defaults_workloads import generate_job_selector
+from machinery.meta import random_suffix
 
+GENERATED_NAME_BASE_MAX = 63 - 5
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 WORKLOAD_KINDS = frozenset({"Job", "CronJob", "StatefulSet", "DaemonSet", "ReplicationController"})
 _INITIAL_STATUS: dict[str, dict[str, int]] = {
     "StatefulSet": {"replicas": 0, "availableReplicas": 0},
@@ -34,6 +38,19 @@ STATUS_KINDS = frozenset({"Pod", "Deployment", "ReplicaSet", "Node", "Namespace"
 # A volume or claim starts Pending; its binder moves it on through /status.
 STORAGE_KINDS = frozenset({"PersistentVolume", "PersistentVolumeClaim"})
 STATUS_KINDS |= STORAGE_KINDS
+
+
+def generate_name(obj: dict[str, Any]) -> None:
+    """An empty ``name`` becomes ``generateName`` plus 5 random characters (in place), the base cut
+    to 58 characters so the result fits a 63-character label, as Kubernetes' name generator does.
+    A Namespace's ``kubernetes.io/metadata.name`` label follows the generated name."""
+    meta = obj.setdefault("metadata", {})
+    base = meta.get("generateName")
+    if meta.get("name") or not base:
+        return
+    meta["name"] = f"{str(base)[:GENERATED_NAME_BASE_MAX]}{random_suffix()}"
+    if obj.get("kind") == "Namespace":
+        meta.setdefault("labels", {})[NAMESPACE_NAME_LABEL] = meta["name"]
 
 
 def prepare_for_create(obj: dict[str, Any]) -> None:

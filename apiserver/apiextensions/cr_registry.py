@@ -136,8 +136,7 @@ class CustomResourceRegistry(Registry):
         pruned = [] if self.served.preserve_unknown else self.served.schema.prune(obj)
         warnings = _unknown_fields(opts.field_validation, unknown_meta + pruned)
         self.served.schema.default(obj)
-        if self.mutating_admission is not None:
-            await self.mutating_admission(obj, old, opts.dry_run)
+        await self._mutate(obj, old, opts.dry_run)
         errs = Errors()
         validate_object_meta(errs, r.kind, obj, old)
         causes: list[StatusCause] = list(errs.causes)

@@ -57,6 +57,22 @@ async def test_generate_name(api: Api) -> None:
     assert status == 201 and obj["metadata"]["name"].startswith("gen-") and len(obj["metadata"]["name"]) == 9
 
 
+async def test_generated_names_fit_a_label_and_name_the_namespace_label(api: Api) -> None:
+    status, obj = await api.request("POST", "/api/v1/namespaces", {"metadata": {"generateName": "n" * 70}})
+    assert status == 201, obj
+    name = obj["metadata"]["name"]
+    assert len(name) == 63 and name.startswith("n" * 58)
+    assert obj["metadata"]["labels"]["kubernetes.io/metadata.name"] == name
+
+
+async def test_an_invalid_generated_object_is_named_by_its_generated_name(api: Api) -> None:
+    status, err = await api.request("POST", CM, {"metadata": {"generateName": "bad-", "labels": {"-x": "y"}}})
+    assert status == 422
+    name = err["details"]["name"]
+    assert name.startswith("bad-") and len(name) == 9
+    assert err["message"].startswith(f'ConfigMap "{name}" is invalid')
+
+
 async def test_update_with_stale_resource_version_conflicts(api: Api) -> None:
     _, obj = await api.request("POST", CM, {"metadata": {"name": "a"}, "data": {"k": "1"}})
     stale = dict(obj, data={"k": "2"})

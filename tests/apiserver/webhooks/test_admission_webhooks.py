@@ -272,3 +272,42 @@ async def test_reinvocation_if_needed(api: Api, hooks: HookServer) -> None:
     first_calls = [r for r in hooks.reviews["/first"] if r["request"]["name"] == name]
     assert len(first_calls) == 2
     assert first_calls[1]["request"]["object"]["metadata"]["labels"] == {"second": "1"}
+
+
+async def test_generate_name_is_resolved_after_mutating_and_before_validating_webhooks(api: Api, hooks: HookServer
+                                                                                      ) -> None:
+    hooks.behaviours["/mutate"] = _allow
+    hooks.behaviours["/validate"] = _allow
+    await configure(api, MUTATING, "gen-m", webhook("gen-m.kubelab.test", url_client(hooks, "/mutate")))
+    await configure(api, VALIDATING, "gen-v", webhook("gen-v.kubelab.test", url_client(hooks, "/validate")))
+    await wait_configured(api, "warm", lambda s, b: bool(hooks.reviews.get("/mutate")) and bool(
+        hooks.reviews.get("/validate")))
+    status, body = await api.request("POST", CONFIGMAPS, {"metadata": {"generateName": "gen-"}})
+    assert status == 201, body
+    name = body["metadata"]["name"]
+    assert name.startswith("gen-") and len(name) == len("gen-") + 5
+    mutating = hooks.reviews["/mutate"][-1]["request"]
+    assert mutating["name"] == ""
+    assert "name" not in mutating["object"]["metadata"]
+    assert mutating["object"]["metadata"]["generateName"] == "gen-"
+    validating = hooks.reviews["/validate"][-1]["request"]
+    assert validating["name"] == name and validating["object"]["metadata"]["name"] == name
+
+
+async def test_a_name_set_by_a_mutating_webhook_wins_over_generate_name(api: Api, hooks: HookServer) -> None:
+    async def name_it(review: Obj) -> Obj:
+        if review["request"]["object"]["metadata"].get("name"):
+            return answer(review)
+        return answer(review, patch=[{"op": "add", "path": "/metadata/name", "value": "chosen-by-hook"}])
+
+    hooks.behaviours["/name"] = name_it
+    await configure(api, MUTATING, "namer", webhook("namer.kubelab.test", url_client(hooks, "/name")))
+    for _ in range(100):
+        status, body = await api.request("POST", CONFIGMAPS, {"metadata": {"generateName": "gen-"}})
+        assert status == 201, body
+        if hooks.reviews.get("/name"):
+            break
+        await asyncio.sleep(0.05)
+    assert body["metadata"]["name"] == "chosen-by-hook"
+    status, stored = await api.request("GET", f"{CONFIGMAPS}/chosen-by-hook")
+    assert status == 200 and stored["metadata"]["generateName"] == "gen-"
