@@ -1,7 +1,10 @@
-"""The HPA walkthrough (``examples/tutorials/hpa``) on hollow nodes, driven by the real kubectl.
+"""The HPA walkthrough's commands (``examples/tutorials/hpa``) on hollow nodes, driven by the real kubectl:
+a quick check of the autoscaling path without Docker (``test_hpa_tutorial_docker.py`` runs the
+walkthrough on real containers under real load).
 
-The lab's manifests are applied as they are; an in-process apiserver, scheduler and
-controller-manager (HPA synced every 0.5 s) run the cluster. Hollow pods run no processes, so the
+The lab's manifest is applied as it is and the HPA made with the tutorial's ``kubectl autoscale``
+and the lab's ``kubectl patch``; an in-process apiserver, scheduler and controller-manager (HPA
+synced every 0.5 s) run the cluster. Hollow pods run no processes, so the
 load generator's effect is simulated the way the metrics pipeline allows: the server's pods are
 annotated ``kubelab.dev/fake-cpu`` (hot, then cool). The walkthrough's expectations are checked
 with kubectl: ``get hpa`` targets, scale up under load, scale down to
@@ -31,6 +34,7 @@ __all__ = ["netaudit"]
 
 pytestmark = [pytest.mark.kubectl, pytest.mark.usefixtures("netaudit")]
 LAB = Path(__file__).resolve().parents[2] / "examples" / "tutorials" / "hpa"
+WINDOW = '{{"spec":{{"behavior":{{"scaleDown":{{"stabilizationWindowSeconds":{seconds}}}}}}}}}'
 
 
 @contextlib.asynccontextmanager
@@ -74,6 +78,8 @@ async def set_load(cluster: HollowMetrics, cpu: str) -> None:
 async def test_walkthrough(cluster: HollowMetrics) -> None:
     await run(cluster, "apply", "-f", str(LAB / "php-apache.yaml"))
     await run(cluster, "rollout", "status", "deployment/php-apache", "--timeout=60s")
+    await run(cluster, "autoscale", "deployment", "php-apache", "--cpu-percent=50", "--min=1", "--max=10")
+    await run(cluster, "patch", "hpa", "php-apache", "--type=merge", "-p", WINDOW.format(seconds=30))
 
     async def measured() -> bool:
         line = (await run(cluster, "get", "hpa", "php-apache", "--no-headers")).split()
@@ -97,8 +103,7 @@ async def test_walkthrough(cluster: HollowMetrics) -> None:
         obj["status"]["desiredReplicas"]
 
     # Stop the load (and shorten the lab's window); the HPA holds, then returns to one replica.
-    await run(cluster, "patch", "hpa", "php-apache", "--type=merge", "-p",
-              '{"spec":{"behavior":{"scaleDown":{"stabilizationWindowSeconds":3}}}}')
+    await run(cluster, "patch", "hpa", "php-apache", "--type=merge", "-p", WINDOW.format(seconds=3))
     await set_load(cluster, "2m")
 
     async def scaled_down() -> bool:
