@@ -216,7 +216,7 @@ def _add_components(commands: Any) -> None:
     kubelet.add_argument("--hollow", action="store_true", help="simulate containers (fake runtime)")
     kubelet.add_argument("--count", type=int, default=1, help="hollow nodes this process runs (default 1)")
     kubelet.add_argument("--node-index-offset", type=int, default=0, metavar="N",
-                         help="hollow nodes: first node index (addresses and pod CIDRs) of this process (default 0)")
+                         help="first node index (addresses and pod CIDRs) of this process (default 0)")
     kubelet.add_argument("--taint", type=_taint, action="append", default=[], metavar="KEY=VALUE:EFFECT",
                          help="register the node with this taint (repeatable)")
     kubelet.add_argument("--labels", type=_labels, default={}, metavar="K=V,...", help="extra node labels")
@@ -237,6 +237,10 @@ def _add_real_kubelet(kubelet: argparse.ArgumentParser) -> None:
     """Flags of a Docker-backed (non-hollow) node; see :class:`kubelet.settings.KubeletSettings`."""
     kubelet.add_argument("--cluster-name", default="kubelab", help="label/network/chain name of the cluster")
     kubelet.add_argument("--pod-subnet", default="10.244.0.0/16", metavar="CIDR", help="pod network subnet")
+    kubelet.add_argument("--node-ip", default="", metavar="IP",
+                         help="the node's InternalIP on the pod network (default: from --node-index-offset)")
+    kubelet.add_argument("--pod-cidr", default="", metavar="CIDR",
+                         help="the node's spec.podCIDR, its pods' IPs (default: from --node-index-offset)")
     kubelet.add_argument("--root-dir", type=Path, default=None, metavar="DIR",
                          help="kubelet state (pod volumes); default ~/.kubelab/kubelet")
     kubelet.add_argument("--pki-dir", type=Path, default=None, metavar="DIR",
@@ -429,6 +433,7 @@ def _prepare_docker(args: argparse.Namespace) -> int:
         print(problem, file=sys.stderr)
         return 1
     from kubelab.images import ImageBuildError, ensure_images
+    from kubelet.network.node_address import max_node_slots
 
     cluster = laptop.cluster_name(args.state_dir)
     client = laptop.docker_client()
@@ -436,6 +441,11 @@ def _prepare_docker(args: argparse.Namespace) -> int:
         ensure_images(client, ["busybox"], progress=lambda line: print(f"image: {line}", flush=True))
         args.pod_subnet, args.dns_ip = laptop.ensure_pod_network(
             client, cluster, args.pod_subnet or laptop.default_pod_subnet(args.state_dir))
+        room = max_node_slots(args.pod_subnet)
+        if args.nodes > room:
+            print(f"kubelab up failed: the pod network {args.pod_subnet} has room for {room} node(s) "
+                  f"(a /24 each), not {args.nodes}", file=sys.stderr)
+            return 1
     except ImageBuildError as exc:
         print(f"kubelab up failed: cannot build the base images: {exc}", file=sys.stderr)
         return 1
@@ -451,8 +461,11 @@ def _prepare_docker(args: argparse.Namespace) -> int:
 def _docker_kubelets(args: argparse.Namespace, renew: str) -> list[launcher.ManagedProcess]:
     """Start ``kubelab kubelet`` node-1..node-N; node-1 runs the service proxy and the cluster DNS.
 
-    All nodes share the host's netfilter (one Docker engine), so one service proxy serves them all.
+    All nodes share the host's netfilter (one Docker engine), so one service proxy serves them all. Node
+    ``i`` gets slot ``i`` of the pod subnet: its own InternalIP and pod CIDR (:mod:`kubelet.network.node_address`).
     """
+    from kubelet.network.node_address import node_network
+
     state_dir: Path = args.state_dir
     common = ["--cluster-name", laptop.cluster_name(state_dir), "--pod-subnet", args.pod_subnet,
               "--root-dir", str(state_dir / "kubelet"), "--pki-dir", str(state_dir / "pki"),
@@ -462,7 +475,9 @@ def _docker_kubelets(args: argparse.Namespace, renew: str) -> list[launcher.Mana
         node = f"{NODE_PREFIX}-{index}"
         kubeconfig = launcher.component_kubeconfig(state_dir, f"kubelet-{node}", user=f"system:node:{node}",
                                                    groups=["system:nodes"])
-        role = ["--network-agent", "--run-dns"] if index == 1 else []
+        place = node_network(args.pod_subnet, index)
+        role = ["--node-ip", place.ip, "--pod-cidr", place.pod_cidr]
+        role += ["--network-agent", "--run-dns"] if index == 1 else []
         processes.append(_ensure_running(state_dir, f"kubelet-{node}", launcher.kubelet_command(
             kubeconfig=kubeconfig, node_name=node, extra_args=[*common, *role])))
     return processes
@@ -698,6 +713,7 @@ def kubelet_settings(args: argparse.Namespace) -> KubeletSettings:
         fake_start_delay=args.fake_start_delay, node_index_offset=args.node_index_offset,
     )
     settings.cluster_name, settings.pod_subnet = args.cluster_name, args.pod_subnet
+    settings.node_ip, settings.pod_cidr = args.node_ip, args.pod_cidr
     if args.root_dir is not None:
         settings.root_dir = args.root_dir.expanduser()
     settings.pki_dir = args.pki_dir.expanduser() if args.pki_dir is not None else _hollow_pki_dir(settings)

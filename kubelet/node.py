@@ -5,7 +5,7 @@
 
 * creates the Node (capacity = allocatable: cpu, memory, pods; labels ``kubernetes.io/hostname``,
   ``kubernetes.io/os``, ``kubernetes.io/arch``, ``node.kubernetes.io/instance-type`` for hollow
-  nodes; taints; ``spec.podCIDR``); an existing Node is adopted and its labels reconciled;
+  nodes; taints; ``spec.podCIDR``); an existing Node is adopted and its labels and pod CIDR reconciled;
 * renews ``kube-node-lease/<node>`` every ``lease_renew_interval`` seconds (update with the
   cached resourceVersion; a 409 re-reads), the first renewal jittered so a thousand nodes of one
   process spread their writes over the interval;
@@ -172,9 +172,15 @@ class NodeAgent:
             except AlreadyExistsError:
                 node = await self.client.get(NODES, self.config.name)
                 labels = dict((node.get("metadata") or {}).get("labels") or {})
+                patch: dict[str, Any] = {}
                 if any(labels.get(k) != v for k, v in self.labels().items()):
                     labels.update(self.labels())
-                    node = await self.client.patch(NODES, self.config.name, {"metadata": {"labels": labels}})
+                    patch["metadata"] = {"labels": labels}
+                if (node.get("spec") or {}).get("podCIDR") != self.config.pod_cidr:
+                    # The node's pods get IPs from this range: the Node must name the one in use.
+                    patch["spec"] = {"podCIDR": self.config.pod_cidr, "podCIDRs": [self.config.pod_cidr]}
+                if patch:
+                    node = await self.client.patch(NODES, self.config.name, patch)
         self._node_uid = str(node["metadata"].get("uid", ""))
         self._last_status = node.get("status") or {}
         await self.post_status()

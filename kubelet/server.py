@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from kubelet.envvars import NodeAllocatable
 from kubelet.hollow import KubeletGroup, NodeHandle
@@ -49,6 +50,9 @@ from kubelet.sync import EventSink, PodFeatures
 from machinery.client.events import EventRecorder
 from machinery.client.rest import ApiClient
 from machinery.netguard import AllowedNetworks
+
+if TYPE_CHECKING:
+    from kubelet.network.node_address import NodeNetwork
 
 __all__ = ["HostNodeAgent", "RealKubeletGroup", "host_memory", "run", "serve"]
 
@@ -171,11 +175,14 @@ async def _real_node(client: ApiClient, settings: KubeletSettings, events_for: C
     import docker
 
     from kubelet.network import ClusterDNS, ServiceProxy, host_upstream, resolv_conf_for_pod
+    from kubelet.network.node_address import node_addresses_block
     from kubelet.runtime.docker import DockerRuntime, DockerRuntimeSettings
 
     docker_client = await asyncio.to_thread(docker.from_env)
+    place, gateway = await asyncio.to_thread(_node_place, docker_client, settings)
     runtime = DockerRuntime(docker_client, DockerRuntimeSettings(
-        cluster=settings.cluster_name, node_name=settings.node_name, pod_subnet=settings.pod_subnet))
+        cluster=settings.cluster_name, node_name=settings.node_name, pod_subnet=settings.pod_subnet,
+        pod_cidr=place.pod_cidr))
     await runtime.start()
     cleanups.append(runtime.close)
 
@@ -200,7 +207,7 @@ async def _real_node(client: ApiClient, settings: KubeletSettings, events_for: C
     handle = group_.nodes[settings.node_name]
     agent = handle.agent
     assert isinstance(agent, HostNodeAgent)
-    agent.config.host_ip = await asyncio.to_thread(_bridge_gateway, docker_client, settings)
+    agent.config.host_ip, agent.config.pod_cidr = place.ip, place.pod_cidr
     images = await asyncio.to_thread(docker_client.images.list)
     agent.images = [{"names": [*i.tags, i.id], "sizeBytes": int(i.attrs.get("Size") or 0)}
                     for i in images if i.tags]
@@ -212,7 +219,7 @@ async def _real_node(client: ApiClient, settings: KubeletSettings, events_for: C
 
         tls = kubelet_server_tls(ClusterPki.at(settings.pki_dir), hosts=["127.0.0.1", agent.config.host_ip],
                                  cert_dir=settings.root_dir / settings.node_name)
-        # The apiserver dials the node's InternalIP (the pod network gateway, a host-only bridge address).
+        # The apiserver dials the node's InternalIP (its own address on the pod network's bridge).
         runner, port = await start_kubelet_server(
             _NodeDockerStreams(docker_client, cluster=settings.cluster_name, node=settings.node_name,
                                allowed=AllowedNetworks.of([settings.pod_subnet])),
@@ -231,7 +238,9 @@ async def _real_node(client: ApiClient, settings: KubeletSettings, events_for: C
         cleanups.append(lambda: _cancel(task))
         from kubelet.network.netpol import NetworkPolicyAgent
 
-        policies = NetworkPolicyAgent(client, cluster=settings.cluster_name, node_ips=(agent.config.host_ip,))
+        node_ips = tuple(ip for ip in dict.fromkeys((gateway, agent.config.host_ip,
+                                                      node_addresses_block(settings.pod_subnet))) if ip)
+        policies = NetworkPolicyAgent(client, cluster=settings.cluster_name, node_ips=node_ips)
         policy_task = asyncio.create_task(policies.run(), name=f"network-policies {settings.node_name}")
         cleanups.append(policies.stop)
         cleanups.append(lambda: _cancel(policy_task))
@@ -297,15 +306,41 @@ class _NoProber:
         return True
 
 
-def _bridge_gateway(docker_client: Any, settings: KubeletSettings) -> str:
-    """The host's address on the pod network (its gateway), or 127.0.0.1."""
-    from kubelet.runtime.docker import network_name
+def _node_place(docker_client: Any, settings: KubeletSettings) -> tuple[NodeNetwork, str]:
+    """This node's InternalIP and pod CIDR (the settings', else its slot's; see
+    :mod:`kubelet.network.node_address`) with the InternalIP on the bridge, and the bridge's gateway.
 
+    The pod network is created first when missing; ``settings.pod_subnet`` becomes its real subnet (an
+    existing network keeps its own). Without the right to add an address (no ``NET_ADMIN``) the node
+    reports the gateway as its InternalIP, as every node then must."""
+    from kubelet.network.node_address import (
+        NodeAddressError,
+        NodeNetwork,
+        bridge_interface,
+        ensure_node_address,
+        node_network,
+    )
+    from kubelet.runtime.docker_network import ensure_network, network_name
+
+    ensure_network(docker_client, cluster=settings.cluster_name, subnet=settings.pod_subnet)
+    attrs = docker_client.api.inspect_network(network_name(settings.cluster_name))
+    config: dict[str, Any] = next((c for c in (attrs.get("IPAM") or {}).get("Config") or [] if c.get("Subnet")), {})
+    subnet = ipaddress.IPv4Network(str(config.get("Subnet") or settings.pod_subnet))
+    settings.pod_subnet = str(subnet)
+    gateway = str(config.get("Gateway") or next(subnet.hosts()))
+    place = NodeNetwork(ip=settings.node_ip, pod_cidr=settings.pod_cidr)
+    if not place.ip or not place.pod_cidr:
+        slot = node_network(str(subnet), settings.node_index_offset + 1)
+        place = NodeNetwork(ip=place.ip or slot.ip, pod_cidr=place.pod_cidr or slot.pod_cidr)
+    for what, value in (("node IP", place.ip), ("pod CIDR", place.pod_cidr)):
+        if not ipaddress.IPv4Network(value).subnet_of(subnet):
+            raise ValueError(f"node {settings.node_name}: {what} {value} is outside the pod network {subnet}")
     try:
-        network = docker_client.networks.get(network_name(settings.cluster_name))
-        for config in (network.attrs.get("IPAM") or {}).get("Config") or []:
-            if config.get("Gateway"):
-                return str(config["Gateway"])
-    except Exception:  # no network yet: the loopback address is still right here
-        pass
-    return "127.0.0.1"
+        ensure_node_address(bridge_interface(attrs), place.ip)
+    except NodeAddressError as exc:
+        log.error("node %s: cannot add its address %s to the pod network's bridge (%s); reporting the "
+                  "gateway %s as InternalIP", settings.node_name, place.ip, exc, gateway)
+        place = NodeNetwork(ip=gateway, pod_cidr=place.pod_cidr)
+    log.info("node %s: InternalIP %s, pod CIDR %s on pod network %s", settings.node_name, place.ip,
+             place.pod_cidr, subnet)
+    return place, gateway

@@ -61,7 +61,8 @@ class KubeletSettings:
     nodes ``10.128.0.0/12``."""
 
     node_index_offset: int = 0
-    """Added to the node index when picking pod CIDRs and host IPs, so processes do not overlap."""
+    """Added to the node index when picking pod CIDRs and host IPs, so processes do not overlap (a Docker
+    node takes slot ``node_index_offset + 1`` of the pod subnet unless ``node_ip``/``pod_cidr`` say)."""
 
     lease_duration_seconds: int = 40
     """``spec.leaseDurationSeconds`` of the node lease."""
@@ -107,6 +108,15 @@ class KubeletSettings:
 
     pod_subnet: str = "10.244.0.0/16"
     """Subnet of the cluster's Docker pod network (all nodes of a cluster share it)."""
+
+    node_ip: str = ""
+    """A Docker node's InternalIP on the pod network (``--node-ip``): added to the bridge, the kubelet
+    server listens there. Empty: the address of slot ``node_index_offset + 1`` of the pod subnet
+    (:func:`kubelet.network.node_address.node_network`). Hollow nodes ignore it."""
+
+    pod_cidr: str = ""
+    """A Docker node's ``spec.podCIDR`` (``--pod-cidr``), inside the pod subnet: its pods' IPs come from
+    it. Empty: the /24 of slot ``node_index_offset + 1``. Hollow nodes ignore it (``pod_cidr_base``)."""
 
     root_dir: Path = Path.home() / ".kubelab" / "kubelet"
     """Kubelet state: pod volumes under ``<root_dir>/<node>/pods/<uid>/volumes/<name>``."""

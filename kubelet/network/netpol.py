@@ -38,8 +38,8 @@ class NetworkPolicyAgent:
     def __init__(self, client: ApiClient | None, *, cluster: str, node_ips: tuple[str, ...] = (),
                  iptables: str = "iptables", netns: str | None = None, min_sync_interval: float = 0.1,
                  resync_seconds: float = 30.0) -> None:
-        """``client`` may be None for :meth:`apply` / :meth:`cleanup` only. ``node_ips``: the node's
-        addresses on the pod network (their traffic to pods is always allowed)."""
+        """``client`` may be None for :meth:`apply` / :meth:`cleanup` only. ``node_ips``: the nodes'
+        addresses (or CIDRs) on the pod network (their traffic to pods is always allowed)."""
         self.client = client
         self.names = ChainNames(cluster)
         self.node_ips = node_ips

@@ -16,9 +16,10 @@ service proxy leaves them and the entry chain alone; ``kubelab down`` removes th
   just RETURNs to FORWARD.
 * ``<P>-NPI-<hash>`` / ``<P>-NPE-<hash>`` (one per isolated pod and direction, keyed by pod IP): clear
   the allow mark, one ``-j MARK --or-mark`` rule per (peer, port) a policy allows (the union of every
-  policy selecting the pod), then RETURN when marked, else REJECT. Ingress from the node itself (the
-  pod network's gateway) is always allowed, as Kubernetes requires for kubelet probes (probes from the
-  host leave through OUTPUT, never FORWARD; the rule covers the gateway address forwarding too).
+  policy selecting the pod), then RETURN when marked, else REJECT. Ingress from the nodes (``node_ips``,
+  addresses or CIDRs: the pod network's gateway and the nodes' InternalIPs) is always allowed, as
+  Kubernetes requires for kubelet probes (probes from the host leave through OUTPUT, never FORWARD; the
+  rule covers node addresses forwarding too).
 * ``<P>-NPB-<hash>``: one per ipBlock with ``except``: RETURN for each excepted CIDR, else mark.
 
 Our chains never ACCEPT: an allowed packet returns to FORWARD and meets Docker's own rules as before.
@@ -212,7 +213,8 @@ def build_policy_rules(state: PolicyInput, *, names: ChainNames) -> RuleSet:
             body.append(f"-A {chain} -j MARK --and-mark 0x{~int(ALLOW_MARK, 16) & 0xFFFFFFFF:x}")
             if kind == "Ingress":
                 for node_ip in state.node_ips:
-                    body.append(f"-A {chain} -m comment --comment \"node to pod\" -s {node_ip}/32 "
+                    source = node_ip if "/" in node_ip else f"{node_ip}/32"
+                    body.append(f"-A {chain} -m comment --comment \"node to pod\" -s {source} "
                                 f"-j MARK --or-mark {ALLOW_MARK}")
             for policy in selecting:
                 pname = f"{policy['metadata'].get('namespace')}/{policy['metadata']['name']}"

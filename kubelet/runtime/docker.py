@@ -6,7 +6,10 @@ engine, each touching only containers labelled with its node name). A pod is the
 * a **pause container** (``pause_image`` running a shell that sleeps, reaps and exits 0 on
   SIGTERM) on the cluster's pod network, the user-defined bridge ``kubelab-<cluster>`` (created
   when missing, labelled, subnet from the settings). It owns the pod IP, the hostname, DNS
-  settings and host port publishing, and its IPC namespace is shareable;
+  settings and host port publishing, and its IPC namespace is shareable. With a ``pod_cidr`` in
+  the settings (the node's ``spec.podCIDR``) the pod IP is allocated from it by
+  :mod:`kubelet.runtime.docker_network` and given to Docker as a static address; a sandbox that fails
+  to start is removed and its address released, so nothing is left half-created;
 * init and app containers created per attempt with ``network_mode=container:<pause>`` and
   ``ipc_mode=container:<pause>`` (see :mod:`kubelet.runtime.docker_spec` for the spec mapping);
   an ephemeral container with ``targetContainerName`` also joins its target's PID namespace
@@ -28,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import time
@@ -39,9 +41,9 @@ from typing import Any
 
 import docker
 import docker.errors
-import docker.types
 
 from kubelet.runtime.docker_events import DockerEventWatcher
+from kubelet.runtime.docker_network import DockerPodIPs, ensure_network, network_name
 from kubelet.runtime.docker_spec import (
     KIND_SANDBOX,
     LABEL_ATTEMPT,
@@ -57,6 +59,7 @@ from kubelet.runtime.docker_spec import (
     container_config,
     container_labels,
     container_name,
+    host_ports,
     kind_label,
     parse_docker_time,
     pull_policy,
@@ -85,10 +88,6 @@ PAUSE_COMMAND = ["sh", "-c", 'trap "exit 0" TERM INT; while :; do sleep 3600 & w
 """PID 1 of every pod: waits (reaping its child), exits 0 at once on SIGTERM."""
 
 
-def network_name(cluster: str) -> str:
-    return f"kubelab-{cluster}"
-
-
 @dataclass(frozen=True)
 class DockerRuntimeSettings:
     """Where one node's pods live on the Docker engine."""
@@ -99,6 +98,9 @@ class DockerRuntimeSettings:
     """This node: containers carry ``kubelab.dev/node=<node>``; other nodes' containers are ignored."""
     pod_subnet: str = "10.244.0.0/16"
     """Subnet of the pod network (used only when this runtime creates the network)."""
+    pod_cidr: str = ""
+    """The node's ``spec.podCIDR`` (inside the pod network's subnet): pod IPs come from it. Empty: Docker
+    picks them from the whole subnet."""
     pause_image: str = "kubelab/busybox:1.35"
     """Image of the pause container; it needs ``sh`` and ``sleep``."""
     host_port_ip: str = "127.0.0.1"
@@ -133,17 +135,6 @@ def _write_resolv_conf(pause: Any, text: str) -> None:
         log.warning("sandbox %s: cannot write resolv.conf at %r, keeping Docker's: %s", pause.short_id, path, exc)
 
 
-def _host_ports(pod: Mapping[str, Any], host_ip: str) -> dict[str, tuple[str, int]]:
-    spec = pod.get("spec") or {}
-    ports: dict[str, tuple[str, int]] = {}
-    for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
-        for port in container.get("ports") or []:
-            if port.get("hostPort"):
-                key = f"{port['containerPort']}/{str(port.get('protocol') or 'TCP').lower()}"
-                ports[key] = (str(port.get("hostIP") or host_ip), int(port["hostPort"]))
-    return ports
-
-
 class DockerRuntime:
     """One node's pods on a Docker engine (see the module docstring)."""
 
@@ -158,6 +149,8 @@ class DockerRuntime:
         self._oom_killed: set[str] = set()
         """Container ids Docker's event stream reported an OOM kill for."""
         self._host = HostNamespaces(client, settings.network)
+        self._ips = DockerPodIPs(client, network=settings.network, cluster=settings.cluster,
+                                 node=settings.node_name, pod_cidr=settings.pod_cidr) if settings.pod_cidr else None
 
     # -- identity and lifecycle -----------------------------------------------------------
     @property
@@ -207,21 +200,8 @@ class DockerRuntime:
 
     # -- the pod network ------------------------------------------------------------------
     def _ensure_network_sync(self) -> None:
-        name = self.settings.network
-        with _translated(f"pod network {name}"):
-            if any(n.name == name for n in self.client.networks.list(names=[name])):
-                return
-            subnet = ipaddress.ip_network(self.settings.pod_subnet)
-            ipam = docker.types.IPAMConfig(pool_configs=[
-                docker.types.IPAMPool(subnet=str(subnet), gateway=str(next(subnet.hosts())))])
-            try:
-                self.client.networks.create(name, driver="bridge", ipam=ipam, check_duplicate=True,
-                                            labels={LABEL_CLUSTER: self.settings.cluster})
-                log.info("created pod network %s (%s)", name, subnet)
-            except docker.errors.APIError:
-                # Another node of the cluster may have created it in the meantime.
-                if not any(n.name == name for n in self.client.networks.list(names=[name])):
-                    raise
+        with _translated(f"pod network {self.settings.network}"):
+            ensure_network(self.client, cluster=self.settings.cluster, subnet=self.settings.pod_subnet)
 
     async def ensure_network(self) -> None:
         if not self._network_ready:
@@ -301,7 +281,7 @@ class DockerRuntime:
         config: dict[str, Any] = {
             "name": container_name(pod, SANDBOX_CONTAINER_NAME, attempt), "labels": labels,
             "hostname": hostname, "network": self.settings.network, "ipc_mode": "shareable",
-            "detach": True, "ports": _host_ports(pod, self.settings.host_port_ip) or None,
+            "ports": host_ports(pod, self.settings.host_port_ip) or None,
         }
         if servers:
             config["dns"] = servers
@@ -310,13 +290,33 @@ class DockerRuntime:
         if options:
             config["dns_opt"] = options
         config = self._host.sandbox_config(pod, config)
-        with _translated(f"run sandbox of pod {uid}"):
-            pause = self.client.containers.run(self.settings.pause_image, PAUSE_COMMAND, **config)
-            pause.reload()
+        pause = self._start_sandbox(uid, config)
         if servers:
             _write_resolv_conf(pause, resolv_conf(servers, searches, options))
         log.info("pod %s: sandbox %s started", uid, pause.short_id)
         return self._sandbox_status(pause)
+
+    def _start_sandbox(self, uid: str, config: dict[str, Any]) -> Any:
+        """Create and start the pause container (with its address from the node's pod CIDR); when that
+        fails, remove what was created and release the address."""
+        ip = ""
+        with _translated(f"run sandbox of pod {uid}"):
+            if self._ips is not None and config.get("network_mode") != "host":  # hostNetwork: the node's IP
+                ip = self._ips.assign(uid)
+                config["networking_config"] = self._ips.endpoint_config(ip)
+            pause = None
+            try:
+                pause = self.client.containers.create(self.settings.pause_image, PAUSE_COMMAND, **config)
+                pause.start()
+                pause.reload()
+            except docker.errors.APIError as exc:
+                if pause is not None:
+                    with contextlib.suppress(docker.errors.APIError):
+                        pause.remove(force=True)
+                if self._ips is not None:
+                    self._ips.failed(uid, ip, address_in_use="already in use" in str(exc))
+                raise
+        return pause
 
     async def pod_sandbox_status(self, pod_uid: str) -> SandboxStatus | None:
         pause = await asyncio.to_thread(self._sandbox, pod_uid)
@@ -338,6 +338,8 @@ class DockerRuntime:
                 self._oom_killed.discard(str(container.id))
                 with contextlib.suppress(ContainerNotFoundError), _translated(f"remove {container.name}"):
                     container.remove(force=True, v=True)
+            if self._ips is not None:
+                self._ips.release(pod_uid)
 
         await asyncio.to_thread(remove)
 

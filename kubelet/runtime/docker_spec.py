@@ -46,6 +46,7 @@ __all__ = [
     "container_config",
     "container_labels",
     "container_name",
+    "host_ports",
     "kind_label",
     "parse_docker_time",
     "pull_policy",
@@ -252,6 +253,19 @@ def container_config(
     config.update(_resources(container))
     config.update(_security(pod, container))
     return config
+
+
+# -- host ports -------------------------------------------------------------------------------
+def host_ports(pod: Mapping[str, Any], host_ip: str) -> dict[str, tuple[str, int]]:
+    """``ports`` of ``docker run`` for the pod's ``hostPort`` entries (published on ``hostIP`` or ``host_ip``)."""
+    spec = pod.get("spec") or {}
+    ports: dict[str, tuple[str, int]] = {}
+    for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        for port in container.get("ports") or []:
+            if port.get("hostPort"):
+                key = f"{port['containerPort']}/{str(port.get('protocol') or 'TCP').lower()}"
+                ports[key] = (str(port.get("hostIP") or host_ip), int(port["hostPort"]))
+    return ports
 
 
 # -- DNS --------------------------------------------------------------------------------------
