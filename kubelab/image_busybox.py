@@ -26,7 +26,11 @@ What Debian's busybox 1.35 lacks, and the stand-ins:
 * ``printenv`` -- no applet; ``/bin/printenv`` prints the named variables (exit 1 if one is unset), or
   all of them.
 
-``nslookup`` is busybox's own resolver: it reads ``/etc/resolv.conf`` (nameserver, search list) itself.
+* ``nslookup kubernetes.default`` -- busybox's own resolver sends a name with a dot as it is, never with
+  ``/etc/resolv.conf``'s search list (busybox 1.28 resolved through the C library, which does; hence the
+  tutorials' habit). ``/bin/nslookup`` tries the name as that resolver would: with each search domain
+  first when it has fewer dots than ``ndots``, and prints the first answer (addresses and names ending
+  in a dot go as they are).
 """
 
 from __future__ import annotations
@@ -116,7 +120,47 @@ exit "$rc"
 """
 """``/bin/printenv`` of the busybox image."""
 
-SCRIPTS = {"wget": WGET_WRAPPER, "nc": NC_WRAPPER, "printenv": PRINTENV}
+NSLOOKUP_WRAPPER = """#!/bin/busybox sh
+# busybox 1.35's nslookup sends a dotted name (kubernetes.default) as it is, never with the search list:
+# names are tried as the C library's resolver does (resolv.conf's search list and ndots).
+host=
+for a do case $a in -*) ;; *) host=$a; break ;; esac; done
+case $host in
+  ''|*.|*:*) exec /bin/busybox nslookup "$@" ;;  # absolute, IPv6 or no name: as it is
+  *[!0-9.]*) ;;
+  *) exec /bin/busybox nslookup "$@" ;;  # an IPv4 address
+esac
+ndots=1 search=
+while read -r key rest; do
+  case $key in
+    search) search=$rest ;;
+    options) for o in $rest; do case $o in ndots:*) ndots=${o#ndots:} ;; esac; done ;;
+  esac
+done </etc/resolv.conf
+try() {  # try NAME ARGS...: nslookup ARGS with the host replaced by NAME, its output kept in $out
+  name=$1 first=1
+  shift
+  for a do
+    shift
+    case $a in -*) ;; *) if [ -n "$first" ]; then a=$name; first=; fi ;; esac
+    set -- "$@" "$a"
+  done
+  out=$(/bin/busybox nslookup "$@" 2>&1)
+}
+dots=$(printf %s "$host" | /bin/busybox tr -cd . | /bin/busybox wc -c)
+if [ "$dots" -ge "$ndots" ]; then
+  try "$host" "$@" && { printf '%s\n' "$out"; exit 0; }
+  first_out=$out
+fi
+for d in $search; do
+  try "$host.$d" "$@" && { printf '%s\n' "$out"; exit 0; }
+done
+[ "$dots" -ge "$ndots" ] && { printf '%s\n' "$first_out"; exit 1; }
+exec /bin/busybox nslookup "$@"
+"""
+"""``/bin/nslookup`` of the busybox image."""
+
+SCRIPTS = {"wget": WGET_WRAPPER, "nc": NC_WRAPPER, "printenv": PRINTENV, "nslookup": NSLOOKUP_WRAPPER}
 """``/bin`` entries that are scripts rather than links to the binary."""
 
 

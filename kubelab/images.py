@@ -6,8 +6,9 @@ anything that packages a Python program as a pod image (:func:`build_app_image`)
 images are assembled on this host and handed to the local Docker daemon.
 
 * busybox -- a tar built in memory from Debian's dynamically linked ``busybox`` and its shared libraries
-  (every applet linked, scripts for ``wget -T``, ``nc -z`` and ``printenv``, ``/etc/passwd`` with ``root``
-  and uid 1337 ``proxy``; see :mod:`kubelab.image_busybox`), then ``docker import``: well under a second.
+  (every applet linked, scripts for ``wget -T``, ``nc -z``, ``printenv`` and ``nslookup``, ``/etc/passwd``
+  with ``root`` and uid 1337 ``proxy``; see :mod:`kubelab.image_busybox`), then ``docker import``: well
+  under a second.
 * python, nginx -- a Debian bookworm rootfs from ``mmdebstrap`` (variant essential, merged-usr and eatmydata
   hooks, docs removed), then ``docker import``: about 20 s each on two cores. The apt sources are the
   host's sources *file*, passed as mmdebstrap's mirror argument and deleted from the rootfs afterwards, so no
@@ -85,7 +86,7 @@ SOURCE_LABEL = "kubelab.dev/source"
 RECIPES: dict[str, int] = {BUSYBOX: 4, PYTHON: 2, NGINX: 3, PROXYV2: 2}
 """Tag -> revision of its recipe (nginx 2: stopped with SIGQUIT; nginx 3: serves /usr/share/nginx/html;
 python 2: ``python``; busybox 3: ``printenv``, ``wget -T`` and ``nc -z`` scripts; busybox 4: the dynamic
-build, whose ``sh`` runs those scripts too).
+build, whose ``sh`` runs those scripts too, and ``nslookup`` with the search list).
 An image labelled otherwise is rebuilt."""
 PROXY_REQUIREMENTS = ("orjson", "grpcio", "httptools", "cryptography", "uvloop", "h2")
 """What ``meshd.proxy`` imports beyond the standard library (pinned to the host's installed versions)."""

@@ -39,7 +39,7 @@ def _members(tar: bytes) -> dict[str, tarfile.TarInfo]:
 # --- without Docker -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, id=n) for n in ("wget", "nc", "printenv")])
+@pytest.mark.parametrize("name", [pytest.param(n, id=n) for n in ("wget", "nc", "printenv", "nslookup")])
 def test_scripts_stand_in_for_the_applets(name: str) -> None:
     member = _members(images.busybox_rootfs_tar())[f"bin/{name}"]
     assert member.type == tarfile.REGTYPE
