@@ -15,7 +15,8 @@ each with its own client certificate (``system:kube-scheduler``,
 it refuses to start without a reachable Docker engine (printing what to install/run, never
 installing), builds the base image on first use, creates the pod network ``kubelab-<cluster>``
 (:mod:`kubelab.laptop`: the cluster name, pod subnet and service range derive from the state dir)
-and starts ``kubelab kubelet`` ``node-1`` .. ``node-N`` (credentials ``system:node:node-i``).
+and starts ``kubelab kubelet`` ``node-1`` .. ``node-N`` (credentials ``system:node:node-i``; node ``i``
+has its own InternalIP and /24 pod CIDR in the pod subnet, :mod:`kubelet.network.node_address`).
 All nodes share one Docker engine and so the host's netfilter: only ``node-1`` runs the network
 agent role, i.e. the service proxy (iptables, once for the whole cluster) and the cluster DNS,
 bound to the pod network's gateway IP, which every pod gets as its nameserver (Docker's embedded

@@ -6,17 +6,17 @@ entry point the CLI calls, stopping cleanly on SIGTERM/SIGINT. The work is done 
 event recorders, start-up and shutdown.
 
 Without ``--hollow`` the node is real (:func:`_real_node`): a ``DockerRuntime`` on the cluster's
-pod network, :class:`~kubelet.sync.PodFeatures` (volumes, env, probes, hooks, pod DNS from
+pod network giving pods IPs from the node's ``spec.podCIDR`` (:mod:`kubelet.network.ipam`),
+:class:`~kubelet.sync.PodFeatures` (volumes, env, probes, hooks, pod DNS from
 ``resolv_conf_for_pod``), node status from the host (cpu count, ``/proc/meminfo``, images, the
 runtime version, the kubelet server port), the HTTPS streaming server (logs, exec, attach,
-port-forward; Docker streams limited to
-this node's containers of this cluster, listening on the node's InternalIP: the pod network
-gateway, which the apiserver dials; probes may reach the pod's IP, loopback and the pod network
-only, through ``machinery.netguard``), and in the network-agent role the ``ServiceProxy``, the
-``NetworkPolicyAgent`` and
-(``run_dns``) ``ClusterDNS``. ``kubelab up`` gives both roles to one node only: the nodes of a
-laptop cluster share the host's netfilter. With ``--hollow`` the group serves the hollow nodes'
-kubelet endpoints itself, on their loopback addresses (``kubelet.hollow_endpoints``).
+port-forward; Docker streams limited to this node's containers of this cluster, listening on the
+node's InternalIP: its own address on the pod network's bridge (:mod:`kubelet.network.node_address`),
+which the apiserver dials; probes may reach the pod's IP, loopback and the pod network only, through
+``machinery.netguard``), and in the network-agent role the ``ServiceProxy``, the
+``NetworkPolicyAgent`` and (``run_dns``) ``ClusterDNS``. ``kubelab up`` gives both roles to one node
+only: the nodes of a laptop cluster share the host's netfilter. With ``--hollow`` the group serves the
+hollow nodes' kubelet endpoints itself, on their loopback addresses (``kubelet.hollow_endpoints``).
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ def _nodes(c: DockerCluster) -> dict[str, dict[str, Any]]:
 
 
 def _internal_ip(node: dict[str, Any]) -> str:
-    return next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
+    return str(next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP"))
 
 
 def _pods(c: DockerCluster) -> dict[str, dict[str, Any]]:
