@@ -7,6 +7,8 @@ node caches, like Kubernetes' pkg/controller/podgc:
   quarantined for ``quarantine`` seconds (the cache may be behind), then confirmed absent with a
   live GET; its pods are force-deleted (``gracePeriodSeconds=0``), terminating or not;
 - **unscheduled terminating pods**: a deletionTimestamp and no node: force-deleted;
+- every force-deleted pod not yet terminal is first set ``Failed`` (orphans with a
+  ``DisruptionTarget`` condition, reason ``DeletionByPodGC``), as Kubernetes does;
 - **terminating pods on out-of-service nodes**: a node not Ready and tainted
   ``node.kubernetes.io/out-of-service``: force-deleted;
 - **terminated pods** (Succeeded/Failed) beyond ``settings.terminated_pod_gc_threshold``
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from machinery.client import wait_for_cache_sync
 from machinery.errors import ConflictError, NotFoundError
-from machinery.meta import object_key
+from machinery.meta import now_rfc3339, object_key
 from machinery.resources import NODES, PODS
 
 if TYPE_CHECKING:
@@ -123,10 +125,22 @@ class PodGCController:
                 pass
             for pod in orphans:
                 log.info("force deleting orphaned pod %s: node %s is gone", object_key(pod), node_name)
-                await self._delete(pod, force=True)
+                await self._delete(pod, force=True, condition={
+                    "type": "DisruptionTarget", "reason": "DeletionByPodGC", "message": "PodGC: node no longer exists"})
 
-    async def _delete(self, pod: dict[str, Any], *, force: bool) -> None:
+    async def _delete(self, pod: dict[str, Any], *, force: bool, condition: dict[str, Any] | None = None) -> None:
         meta = pod["metadata"]
+        if force and not _terminated(pod):
+            # As Kubernetes' markFailedAndDeletePod: a pod no kubelet will finish is failed first, so
+            # whoever waits for a terminal phase (a Job replacing only failed pods) sees one.
+            status: dict[str, Any] = {"phase": "Failed"}
+            if condition is not None:
+                status["conditions"] = [{**condition, "status": "True", "lastTransitionTime": now_rfc3339()}]
+            try:
+                await self._client.patch(PODS, meta["name"], {"status": status}, namespace=meta.get("namespace"),
+                                         subresource="status")
+            except (NotFoundError, ConflictError):
+                return
         try:
             await self._client.delete(PODS, meta["name"], namespace=meta.get("namespace"),
                                       grace_period_seconds=0 if force else None,

@@ -86,3 +86,28 @@ async def test_pod_bound_to_a_node_that_never_existed_is_removed_after_quarantin
         await asyncio.sleep(0.15)  # inside the quarantine: the pod must still be there
         assert not await _gone(client, "lost")
         await eventually(lambda: _gone(client, "lost"))
+
+
+async def test_force_deleted_pods_are_failed_first(tmp_path: Path) -> None:
+    """A pod held by a finalizer shows the terminal phase podgc gave it (a Job replacing only failed
+    pods waits for it); an orphan also gets the DisruptionTarget condition."""
+    async with running(tmp_path) as client:
+        held = {"finalizers": ["example.com/hold"]}
+        await client.create(PODS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "unscheduled",
+                                                                                    "namespace": NS, **held},
+                                   "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+        await client.create(PODS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "orphan", "namespace": NS,
+                                                                                    **held},
+                                   "spec": {"nodeName": "no-such-node", "containers": [{"name": "c",
+                                                                                         "image": "busybox"}]}})
+        await client.delete(PODS, "unscheduled", namespace=NS)
+
+        async def failed(name: str) -> bool:
+            return ((await client.get(PODS, name, namespace=NS)).get("status") or {}).get("phase") == "Failed"
+        await eventually(lambda: failed("unscheduled"), what="the unscheduled terminating pod failed")
+        await eventually(lambda: failed("orphan"), what="the orphan failed")
+        conditions = (await client.get(PODS, "orphan", namespace=NS))["status"].get("conditions") or []
+        assert [(c["type"], c["status"], c["reason"]) for c in conditions] == [
+            ("DisruptionTarget", "True", "DeletionByPodGC")]
+        for name in ("unscheduled", "orphan"):
+            await client.patch(PODS, name, {"metadata": {"finalizers": None}}, namespace=NS)
