@@ -4,7 +4,7 @@
 ephemeral container through ``pods/ephemeralcontainers``, the kubelet starts it in the target's
 PID namespace and kubectl attaches to it: ``ps`` there sees the target's process (every pinned kubectl, 1.27 to 1.33). A
 pod whose image is absent shows ``ErrImagePull``, then ``ImagePullBackOff`` with Kubernetes'
-events; nothing is pulled (no registry is contacted). ``kubectl debug node/NAME`` is not covered.
+events; nothing is pulled (no registry is contacted). ``kubectl debug node/NAME``: ``test_debug_node_docker.py``.
 """
 
 from __future__ import annotations
