@@ -9,11 +9,14 @@ the expectations. ``sync(key)`` is level-triggered:
    finalizer; a finished pod's UID goes to ``status.uncountedTerminatedPods`` (written first),
    then its finalizer is removed, then the UID moves into ``succeeded``/``failed`` (and
    ``completedIndexes``). A pod whose finalizer removal is not yet observed is never counted twice;
-3. decide: pod failure policy (FailJob/Ignore/Count), backoff limit, active deadline, completions
-   → ``FailureTarget``/``SuccessCriteriaMet`` first, active pods deleted, then ``Failed``/``Complete``
-   once no pod is left running;
+3. decide: pod failure policy (FailJob/Ignore/Count/FailIndex), backoff limit, active deadline, failed
+   indexes (``controllers.job_perindex``), success policy (``controllers.job_successpolicy``),
+   completions → ``FailureTarget``/``SuccessCriteriaMet`` first, active pods deleted, then
+   ``Failed``/``Complete`` once no pod is left running or terminating;
 4. otherwise keep ``parallelism`` pods running (per index when Indexed), recreating failed pods after
-   a backoff of 10 s doubling to 6 min; ``suspend`` deletes the active pods.
+   a backoff of 10 s doubling to 6 min (per index with ``backoffLimitPerIndex``); with
+   ``podReplacementPolicy: Failed`` a terminating pod is replaced only once it failed (it counts in
+   ``status.terminating`` meanwhile); ``suspend`` deletes the active pods.
 
 Steps 2-4 live in ``controllers.job_sync``; this module owns the informers, the queue, the
 expectations, pod creation/deletion and the release of pods whose Job is gone.

@@ -1,7 +1,9 @@
 """One sync of one Job (the decision steps of ``controllers.job``): count finished pods through the
-tracking finalizer and ``uncountedTerminatedPods``, decide success or failure (pod failure policy,
-backoff limit, deadline, completions), finish with the interim then terminal conditions, honour
-``suspend``, or keep ``parallelism`` pods running (per index when Indexed) after the backoff.
+tracking finalizer and ``uncountedTerminatedPods`` (and failed indexes, holding back the finalizer
+of an index's last failed pod until its replacement exists), decide success or failure (pod
+failure policy, backoff limit, deadline, failed indexes, success policy, completions), finish with
+the interim then terminal conditions, honour ``suspend``, or keep ``parallelism`` pods running (per
+index when Indexed) after the backoff, counting terminating pods when only failed pods are replaced.
 
 Created by :meth:`controllers.job.JobController.sync` for each sync; it reads the controller's
 caches and bookkeeping (expectations, pending finalizer removals, backoff records) and writes
