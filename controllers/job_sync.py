@@ -104,8 +104,8 @@ class JobSync:
         # the Job succeeded) and no finalizer is held back.
         finishing = ju.is_true(status, "FailureTarget") or ju.is_true(status, "SuccessCriteriaMet")
         succeeding = ju.is_true(status, "SuccessCriteriaMet")
-        candidates = [p for p in self.pods if ju.has_finalizer(p) and str(p["metadata"].get("uid")) not in
-                      pending | unc_s | unc_f]
+        seen = pending | unc_s | unc_f
+        candidates = [p for p in self.pods if ju.has_finalizer(p) and str(p["metadata"].get("uid")) not in seen]
         delayed = self._delayed(candidates, completed) if self.per_index and not finishing else set()
         drop: list[Obj] = []
         grew = False
