@@ -4,7 +4,7 @@
 same durability as the apiserver's store: :class:`SqliteStorage` with its default
 ``synchronous=NORMAL`` in WAL mode on a fresh file next to the apiserver's, or
 :class:`EtcdStorage` (aetcd txn puts) against the very etcd the apiserver uses, under its own
-key prefix. Both go through :func:`apiserver.storage.sqlite.measure_create_rate` (16 tasks,
+key prefix. Both go through :func:`apiserver.storage.benchmark.measure_create_rate` (16 tasks,
 ~300-byte values, fresh keys), so the only difference from the HTTP figure is the apiserver.
 
 Run alone: ``python -m bench.storage --store sqlite|etcd [--count N]`` (etcd is started here).
@@ -17,9 +17,10 @@ import asyncio
 import tempfile
 from pathlib import Path
 
+from apiserver.storage.benchmark import measure_create_rate
 from apiserver.storage.etcd import EtcdStorage
 from apiserver.storage.interface import Storage
-from apiserver.storage.sqlite import SqliteStorage, measure_create_rate
+from apiserver.storage.sqlite import SqliteStorage
 
 
 async def raw_create_rate(store: str, *, workdir: Path, etcd_url: str = "", count: int = 5000,

@@ -15,6 +15,7 @@ import pytest
 from apiserver.storage import memory as memory_module
 from apiserver.storage import open_storage
 from apiserver.storage import sqlite as sqlite_module
+from apiserver.storage.benchmark import measure_create_rate
 from apiserver.storage.interface import (
     CompactedError,
     EventType,
@@ -26,7 +27,7 @@ from apiserver.storage.interface import (
     StorageEvent,
 )
 from apiserver.storage.memory import MemoryStorage
-from apiserver.storage.sqlite import SqliteStorage, measure_create_rate
+from apiserver.storage.sqlite import SqliteStorage
 
 TIMEOUT = 10.0
 
