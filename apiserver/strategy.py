@@ -30,11 +30,15 @@ _INITIAL_STATUS: dict[str, dict[str, int]] = {
     "ReplicationController": {"replicas": 0},
 }
 
-# Kinds whose controllers report observedGeneration, so generation must move with spec.
-GENERATION_KINDS = frozenset({"Deployment", "ReplicaSet", "Pod"}) | WORKLOAD_KINDS
+# Kinds whose strategies track generation (1 on create, +1 on each spec change), as Kubernetes'
+# registries for them do; controllers report it back as observedGeneration.
+GENERATION_KINDS = frozenset({"Deployment", "ReplicaSet", "Pod", "Ingress", "IngressClass",
+                              "NetworkPolicy"}) | WORKLOAD_KINDS
 
-# Kinds with a status that clients may only change through the /status subresource.
-STATUS_KINDS = frozenset({"Pod", "Deployment", "ReplicaSet", "Node", "Namespace", "Service"}) | WORKLOAD_KINDS
+# Kinds with a status that clients may only change through the /status subresource (custom
+# resources, CustomResourceDefinitions and HorizontalPodAutoscalers have registries of their own).
+STATUS_KINDS = frozenset({"Pod", "Deployment", "ReplicaSet", "Node", "Namespace", "Service",
+                          "Ingress"}) | WORKLOAD_KINDS
 # A volume or claim starts Pending; its binder moves it on through /status.
 STORAGE_KINDS = frozenset({"PersistentVolume", "PersistentVolumeClaim"})
 STATUS_KINDS |= STORAGE_KINDS
@@ -78,7 +82,7 @@ def prepare_for_create(obj: dict[str, Any]) -> None:
         # The generated selector names the Job's UID, so the Job gets it now (kept by the registry).
         meta["uid"] = str(uuid.uuid4())
         generate_job_selector(obj)
-    elif kind == "Service":
+    elif kind in ("Service", "Ingress"):
         obj["status"] = {"loadBalancer": {}}
 
 
