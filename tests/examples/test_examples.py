@@ -106,10 +106,28 @@ async def test_manifest_passes_validation_with_dry_run(path: Path, tmp_path: Pat
             assert status == 404, "dryRun=All stored the object"
 
 
+def _readme_builds() -> dict[str, Path]:
+    """Tag -> build context of every ``docker build -t TAG ... DIR`` line in the examples' READMEs."""
+    found: dict[str, Path] = {}
+    for readme in EXAMPLES.rglob("README.md"):
+        for line in readme.read_text().splitlines():
+            words = line.split()
+            if words[:3] == ["docker", "build", "-t"]:
+                found[words[3]] = ROOT / words[-1]
+    return found
+
+
+def test_readme_builds_have_a_dockerfile() -> None:
+    builds = _readme_builds()
+    assert "kubelab/hpa-example:1.0" in builds
+    for tag, context in builds.items():
+        assert (context / "Dockerfile").is_file(), f"{tag}: no Dockerfile in {context}"
+
+
 @pytest.mark.parametrize("path", [pytest.param(p, id=p.relative_to(EXAMPLES).as_posix()) for p in MANIFESTS])
 def test_manifest_images_are_built_locally(path: Path) -> None:
     shop_build = _load(SHOP / "build.py", "shop_build")
-    known = set(IMAGES.values()) | {shop_build.image_tag(s) for s in shop_build.SERVICES}
+    known = set(IMAGES.values()) | {shop_build.image_tag(s) for s in shop_build.SERVICES} | set(_readme_builds())
     images = [image for doc in _documents(path) for image in _images(doc)]
     assert images and set(images) <= known
     assert not any(image.endswith(":latest") for image in images)
