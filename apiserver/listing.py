@@ -21,8 +21,9 @@ from apiserver.codec import with_resource_version
 from apiserver.storage.interface import CompactedError, FutureRevisionError, Storage
 from apiserver.watchcache import Filter, WatchCache, WatchCaches, match_all
 from machinery.errors import BadRequestError, GoneError, TimeoutError_
+from machinery.fieldselector import parse_field_selector
 from machinery.resources import ResourceInfo
-from machinery.selectors import parse_field_selector, parse_label_selector
+from machinery.selectors import parse_label_selector
 
 
 def make_filter(resource: ResourceInfo, label_selector: str, field_selector: str) -> Filter:
