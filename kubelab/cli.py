@@ -440,8 +440,8 @@ def _prepare_docker(args: argparse.Namespace) -> int:
     client = laptop.docker_client()
     try:
         ensure_images(client, ["busybox"], progress=lambda line: print(f"image: {line}", flush=True))
-        args.pod_subnet, args.dns_ip = laptop.ensure_pod_network(
-            client, cluster, args.pod_subnet or laptop.default_pod_subnet(args.state_dir))
+        wanted = args.pod_subnet or laptop.default_pod_subnet(args.state_dir, laptop.docker_subnets(client))
+        args.pod_subnet, args.dns_ip = laptop.ensure_pod_network(client, cluster, wanted)
         room = max_node_slots(args.pod_subnet)
         if args.nodes > room:
             print(f"kubelab up failed: the pod network {args.pod_subnet} has room for {room} node(s) "

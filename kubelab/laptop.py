@@ -20,7 +20,7 @@ import hashlib
 import ipaddress
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,17 +64,34 @@ def cluster_name(state_dir: Path) -> str:
     return "kl" + _digest(state_dir).hex()[:6]
 
 
-def _slice(base: str, prefix: int, state_dir: Path) -> str:
-    network = ipaddress.ip_network(base)
-    subnets = list(network.subnets(new_prefix=prefix))
-    return str(subnets[int.from_bytes(_digest(state_dir)[:4], "big") % len(subnets)])
+def _slice(base: str, prefix: int, state_dir: Path, taken: Iterable[str] = ()) -> str:
+    """The ``prefix`` slice of ``base`` the state dir hashes to, or the next one overlapping none of ``taken``."""
+    subnets = list(ipaddress.ip_network(base).subnets(new_prefix=prefix))
+    used = [ipaddress.ip_network(cidr, strict=False) for cidr in taken]
+    start = int.from_bytes(_digest(state_dir)[:4], "big") % len(subnets)
+    for step in range(len(subnets)):
+        candidate = subnets[(start + step) % len(subnets)]
+        if not any(candidate.overlaps(other) for other in used if other.version == candidate.version):
+            return str(candidate)
+    return str(subnets[start])  # all taken: Docker's "overlaps" error names the problem
 
 
-def default_pod_subnet(state_dir: Path) -> str:
-    """``10.244.0.0/16`` for the default cluster, else a /20 of ``10.224.0.0/12`` picked by the state dir."""
+def default_pod_subnet(state_dir: Path, taken: Iterable[str] = ()) -> str:
+    """``10.244.0.0/16`` for the default cluster, else a /20 of ``10.224.0.0/12`` picked by the state dir,
+    skipping slices that overlap ``taken`` (the subnets of existing Docker networks: another cluster's)."""
     if cluster_name(state_dir) == DEFAULT_CLUSTER:
         return "10.244.0.0/16"
-    return _slice("10.224.0.0/12", 20, state_dir)
+    return _slice("10.224.0.0/12", 20, state_dir, taken)
+
+
+def docker_subnets(client: Any) -> list[str]:
+    """The IPAM subnets of every Docker network on this engine."""
+    subnets: list[str] = []
+    for network in client.networks.list():
+        for config in (network.attrs.get("IPAM") or {}).get("Config") or []:
+            if config.get("Subnet"):
+                subnets.append(str(config["Subnet"]))
+    return subnets
 
 
 def default_service_cidr(state_dir: Path) -> str:
