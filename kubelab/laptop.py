@@ -66,12 +66,13 @@ def cluster_name(state_dir: Path) -> str:
 
 def _slice(base: str, prefix: int, state_dir: Path, taken: Iterable[str] = ()) -> str:
     """The ``prefix`` slice of ``base`` the state dir hashes to, or the next one overlapping none of ``taken``."""
-    subnets = list(ipaddress.ip_network(base).subnets(new_prefix=prefix))
-    used = [ipaddress.ip_network(cidr, strict=False) for cidr in taken]
+    subnets = list(ipaddress.IPv4Network(base).subnets(new_prefix=prefix))
+    used = [net for net in (ipaddress.ip_network(cidr, strict=False) for cidr in taken)
+            if isinstance(net, ipaddress.IPv4Network)]
     start = int.from_bytes(_digest(state_dir)[:4], "big") % len(subnets)
     for step in range(len(subnets)):
         candidate = subnets[(start + step) % len(subnets)]
-        if not any(candidate.overlaps(other) for other in used if other.version == candidate.version):
+        if not any(candidate.overlaps(other) for other in used):
             return str(candidate)
     return str(subnets[start])  # all taken: Docker's "overlaps" error names the problem
 
