@@ -11,6 +11,7 @@ from aiohttp import web
 from apiserver.admission import ServiceAllocator, admit_secret
 from apiserver.admission_serviceaccount import ServiceAccountAdmission
 from apiserver.admission_storageclass import StorageClassAdmission
+from apiserver.admission_storageprotection import with_storage_protection
 from apiserver.admission_tolerations import with_default_tolerations
 from apiserver.apiextensions.controller import ApiExtensions
 from apiserver.apiextensions.cr_registry import CrdRegistry
@@ -65,7 +66,9 @@ class ApiContext:
                                                "Pod": pod_admission}
         namespaces = self.caches.get(next(r for r in RESOURCES if r.kind == "Namespace"))
         classes = self.caches.get(next(r for r in RESOURCES if r.kind == "StorageClass"))
-        hooks["PersistentVolumeClaim"] = StorageClassAdmission(lambda: list(classes.decoded())).admit
+        hooks["PersistentVolumeClaim"] = with_storage_protection(
+            "PersistentVolumeClaim", StorageClassAdmission(lambda: list(classes.decoded())).admit)
+        hooks["PersistentVolume"] = with_storage_protection("PersistentVolume", None)
 
         def cached_namespace(name: str) -> dict[str, Any] | None:
             return namespaces.get(namespaces.resource.storage_key(None, name))

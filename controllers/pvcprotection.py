@@ -1,7 +1,10 @@
 """Storage object in-use protection: Kubernetes' ``pvc-protection`` and ``pv-protection`` controllers.
 
 Started by ``controllers.manager``. Every claim carries the ``kubernetes.io/pvc-protection`` finalizer
-and every volume ``kubernetes.io/pv-protection`` (added here when missing). A deleted claim keeps its
+and every volume ``kubernetes.io/pv-protection``: the apiserver's StorageObjectInUseProtection
+admission adds them at create (``apiserver.admission_storageprotection``), and this controller adds
+them to live objects that lack them (stored before that admission existed, or stripped by a
+client), as Kubernetes' controllers do. A deleted claim keeps its
 finalizer while any pod that is not finished (phase neither ``Succeeded`` nor ``Failed``) names it in a
 ``persistentVolumeClaim`` volume — the cache is asked first, then the API, so a pod just created is
 not missed; a deleted volume keeps its finalizer while it is ``Bound``. Removing the finalizer lets the
