@@ -23,7 +23,7 @@ import docker
 import docker.errors
 import pytest
 
-from kubelab import images
+from kubelab import image_debian, images
 from kubelab.cli import main
 from tests import docker_daemon
 from tests.docker_daemon import TEST_LABEL, docker_client  # noqa: F401  # fixture
@@ -71,7 +71,7 @@ def test_busybox_rootfs_users_and_tmp_mode() -> None:
 
 
 def test_mmdebstrap_command_reads_host_sources_and_scrubs_them(tmp_path: Path) -> None:
-    command = images._mmdebstrap_command(["python3", "iptables"], tmp_path / "rootfs.tar")
+    command = image_debian.mmdebstrap_command(["python3", "iptables"], tmp_path / "rootfs.tar")
     assert command[-3:] == ["bookworm", str(tmp_path / "rootfs.tar"), "/etc/apt/sources.list.d/debian.sources"]
     assert "--include=python3,iptables" in command
     assert "--variant=essential" in command
