@@ -175,7 +175,7 @@ def test_walkthrough(cluster: DockerCluster) -> None:
         with load_generator(cluster) as load:
             load.until("the first answer", lambda line: line.endswith("OK!"), timeout=180)
             busy = hpa.until("a scale-up", lambda line: replicas(line) > 1, timeout=300)
-            assert utilization(busy) > 50, busy
+            assert max(utilization(line) for line in hpa.seen) > 50, hpa.seen  # what made it scale
             described = k("describe", "hpa", "php-apache").stdout
             assert "cpu resource utilization (percentage of request) above target" in described, described
             assert cluster.json("get", "deployment", "php-apache")["spec"]["replicas"] >= replicas(busy)
