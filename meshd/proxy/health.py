@@ -52,7 +52,9 @@ async def http_get(host: str, port: int, path: str, *, headers: list[tuple[str, 
     try:
         req = Request("GET", path, [("host", f"{host}:{port}"), ("user-agent", "kube-probe/1.30"),
                                     *(headers or [])], b"")
-        return await asyncio.wait_for(conn.send(serialize_request(req, req.headers)), timeout)
+        async with asyncio.timeout(timeout):
+            resp = await conn.send(serialize_request(req, req.headers))
+            return Response(resp.status, resp.headers, await resp.body.read_all())
     finally:
         transport.close()
 
@@ -111,7 +113,7 @@ class StatusServers:
         except (ConnectFailure, OSError, TimeoutError, ValueError) as exc:
             log.debug("app metrics unavailable: %s", exc)
             return b""
-        return resp.body if resp.status == 200 else b""
+        return resp.body.take() if resp.status == 200 else b""
 
     async def _probe(self, path: str) -> Response:
         spec = self.proxy.settings.app_probers.get(path)

@@ -1,7 +1,8 @@
 """HTTP request handling: route, fault, pick, retry, forward; telemetry and access log for each request.
 
-Called by the HTTP/1.1 server protocol (:mod:`meshd.proxy.http1`) with a buffered request and its
-connection's :class:`ConnContext`.
+Called by the HTTP/1.1 and HTTP/2 server protocols (:mod:`meshd.proxy.http1`, :mod:`meshd.proxy.http2`)
+with a request whose head has arrived (its body streams on) and its connection's :class:`ConnContext`;
+returns the response as soon as the upstream's head is in (its body streams to the downstream).
 
 Outbound (:meth:`HttpProxy.outbound`, reporter ``source``):
 
@@ -12,13 +13,22 @@ Outbound (:meth:`HttpProxy.outbound`, reporter ``source``):
    up to ``1 + attempts`` tries, each to an endpoint the balancer picks (not one already tried
    when another exists), with the per-try timeout, Envoy's ``retry_on`` classes
    (:func:`retriable_failure`, :func:`retriable_response`) and a fully jittered exponential
-   backoff from 25 ms (capped at 250 ms); the route timeout bounds all of it (504 ``UT``);
+   backoff from 25 ms (capped at 250 ms). The request body is kept for a retry while it fits
+   :data:`~meshd.proxy.body.RETRY_BUFFER` (64 KiB); a larger one is sent once and not retried, as
+   Envoy does past its buffer limit. The route timeout (Envoy's semantics) runs from the end of the
+   request body to the end of the response body (504 ``UT`` before the response head; after it,
+   the response is cut short: HTTP/1.1 connection closed, HTTP/2 stream reset); the per-try
+   timeout bounds each try until its response head;
 4. to a meshed endpoint the request carries ``x-kubelab-peer-metadata`` (our workload's
    telemetry labels and the destination service), which the destination sidecar strips.
 
 Inbound (:meth:`HttpProxy.inbound`, reporter ``destination``): peer metadata read and stripped,
 ``X-Forwarded-Client-Cert`` replaced (set from the verified peer on mTLS, removed otherwise),
 forwarded to the app on ``app_host:<port>`` (no retries).
+
+Telemetry and the access log are recorded when the response has been written to the downstream
+(:meth:`HttpProxy._on_end`): durations cover the whole exchange and byte counts are what passed.
+After a WebSocket upgrade (``101``) the two connections are one tunnel until either closes.
 
 Header manipulation, mirroring and redirects are not implemented (meshd accepts them with a
 warning); they would sit between steps 1 and 3 (see :mod:`meshd.proxy.routing`).
@@ -34,8 +44,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshd.api.resources import Cluster, Endpoint, Listener
+from meshd.proxy.body import Body, Replay, StreamAbandoned
 from meshd.proxy.config import ConfigStore
-from meshd.proxy.http1 import Request, Response, forwardable_headers, serialize_request
+from meshd.proxy.http1 import Request, Response, forwardable_headers, request_head
 from meshd.proxy.http2 import RefusedStream
 from meshd.proxy.mtls import xfcc
 from meshd.proxy.peers import PEER_METADATA_HEADER, WorkloadMeta
@@ -109,6 +120,67 @@ class _Outcome:
         self.upstream = "-"
 
 
+def _trailer(body: Body, name: str) -> str:
+    for key, value in body.trailers:
+        if key == name:
+            return value
+    return ""
+
+
+class _RouteTimer:
+    """Envoy's route timeout: from the end of the request body to the end of the response body.
+
+    Before the response head it is the deadline of an ``asyncio.timeout`` scope around the tries;
+    after it, a timer that fails the response body (and resets its upstream) when it fires.
+    """
+
+    __slots__ = ("_handle", "_loop", "_resp", "at", "scope", "seconds")
+
+    def __init__(self, seconds: float, request: Body) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.seconds = seconds
+        self.scope: asyncio.Timeout | None = None
+        self._resp: Body | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self.at: float | None = None
+        if request.done:
+            self.at = self._loop.time() + seconds
+        else:
+            request.on_end = self._arm
+
+    def _arm(self) -> None:
+        self.at = self._loop.time() + self.seconds
+        if self._resp is not None:
+            self._handle = self._loop.call_at(self.at, self._expire)
+        elif self.scope is not None and self.scope.when() is None:
+            self.scope.reschedule(self.at)
+
+    def watch(self, body: Body) -> None:
+        """The response head is in: the rest of the time bounds its body."""
+        self.scope = None
+        if body.done:
+            return
+        self._resp = body
+        if self.at is not None:
+            self._handle = self._loop.call_at(self.at, self._expire)
+        previous = body.on_end
+
+        def ended() -> None:
+            if self._handle is not None:
+                self._handle.cancel()
+            if previous is not None:
+                previous()
+
+        body.on_end = ended
+
+    def _expire(self) -> None:
+        body = self._resp
+        if body is None or body.done:
+            return
+        body.fail(TimeoutError("route timeout"))
+        body.abort()
+
+
 class HttpProxy:
     """Forwards HTTP requests for the outbound and inbound listeners."""
 
@@ -151,7 +223,7 @@ class HttpProxy:
             resp = Response(404, [], b"")
         else:
             resp, cluster = await self._route(req, listener, snapshot, outcome)
-        self._record("source", req, resp, start, ctx, outcome, cluster)
+        resp.on_end = functools.partial(self._on_end, "source", req, resp, start, ctx, outcome, cluster, None, "")
         return resp
 
     async def _route(self, req: Request, listener: Listener, snapshot: Any,
@@ -179,15 +251,19 @@ class HttpProxy:
             outcome.flags = "NC"
             return Response(503, [], b"no healthy upstream"), None
         outcome.cluster = balancer.cluster.name
+        if route.timeout <= 0:
+            return await self._tries(req, route, balancer, outcome), balancer.cluster
+        timer = _RouteTimer(route.timeout, req.body)
         try:
-            if route.timeout > 0:
-                async with asyncio.timeout(route.timeout):
-                    resp = await self._tries(req, route, balancer, outcome)
-            else:
+            async with asyncio.timeout(None) as scope:
+                timer.scope = scope
+                if timer.at is not None:
+                    scope.reschedule(timer.at)
                 resp = await self._tries(req, route, balancer, outcome)
         except TimeoutError:
             outcome.flags = "UT"
             resp = Response(504, [], b"upstream request timeout")
+        timer.watch(resp.body)
         return resp, balancer.cluster
 
     async def _tries(self, req: Request, route: CompiledRoute, balancer: Any, outcome: _Outcome) -> Response:
@@ -197,10 +273,14 @@ class HttpProxy:
         per_try = policy.per_try_timeout_ms / 1000 if policy is not None and policy.per_try_timeout_ms else 0.0
         cluster: Cluster = balancer.cluster
         tried: list[Endpoint] = []
-        forward = forwardable_headers(req.headers)
+        forward = forwardable_headers(req.headers, req.upgrade == "websocket")
+        replay = Replay(req.body) if attempts > 1 else Replay(req.body, 0)
         resp: Response | None = None
         for attempt in range(attempts):
             if attempt:
+                if not replay.retriable:
+                    break  # the body did not fit the retry buffer: what was sent cannot be sent again
+                replay.restart()
                 await asyncio.sleep(self.rng.uniform(0, min(BACKOFF_MAX, BACKOFF_BASE * (2 ** attempt - 1))))
             endpoint = balancer.pick(tried)
             if endpoint is None:
@@ -219,8 +299,8 @@ class HttpProxy:
                 headers = forward
             balancer.started(endpoint)
             try:
-                resp = await self._send(req, headers, endpoint.address, endpoint.port, mtls, endpoint.identity,
-                                        cluster.connect_timeout_ms / 1000, per_try,
+                resp = await self._send(req, replay, headers, endpoint.address, endpoint.port, mtls,
+                                        endpoint.identity, cluster.connect_timeout_ms / 1000, per_try,
                                         h2=cluster.protocol in ("http2", "grpc"))
             except (ConnectFailure, RefusedStream):
                 outcome.flags = "UF"
@@ -237,16 +317,20 @@ class HttpProxy:
             finally:
                 balancer.finished(endpoint)
             outcome.flags = "-"
-            if attempt + 1 < attempts and retriable_response(retry_on, resp.status, resp.header("grpc-status") or ""):
+            if (attempt + 1 < attempts and replay.retriable
+                    and retriable_response(retry_on, resp.status, resp.header("grpc-status") or "")):
                 outcome.flags = "URX"
+                if not resp.body.done:
+                    resp.body.abort()  # not forwarded: its connection (or stream) is given up
                 continue
             return resp
         if resp is not None:
             return resp
         return Response(504 if outcome.flags == "UT" else 503, [], b"upstream connect error")
 
-    async def _send(self, req: Request, headers: list[tuple[str, str]], host: str, port: int, mtls: bool,
-                    identity: str, connect_timeout: float, timeout: float, *, h2: bool = False) -> Response:
+    async def _send(self, req: Request, replay: Replay, headers: list[tuple[str, str]], host: str, port: int,
+                    mtls: bool, identity: str, connect_timeout: float, timeout: float, *, h2: bool = False
+                    ) -> Response:
         tls = None
         if mtls:
             contexts = self.certs.contexts if self.certs is not None else None
@@ -254,42 +338,47 @@ class HttpProxy:
                 raise ConnectFailure("no workload certificate yet")
             tls = contexts.client
         if h2:
-            return await self._send_h2(req, headers, host, port, tls, identity if mtls else "", connect_timeout,
-                                       timeout)
-        data = serialize_request(req, headers)
+            return await self._send_h2(req, replay, headers, host, port, tls, identity if mtls else "",
+                                       connect_timeout, timeout)
+        head_only = req.method == "HEAD"
         for _ in range(2):
             conn = await self.pool.acquire(host, port, tls=tls, identity=identity if mtls else "",
                                            timeout=connect_timeout)
             reused = conn.reused > 0
-            future = conn.send(data, head=req.method == "HEAD")
+            whole = replay.whole()
+            if whole is not None:
+                future = conn.send(request_head(req.method, req.path, headers, len(whole)) + whole, head=head_only)
+            else:
+                length = req.body.length
+                future = conn.send(request_head(req.method, req.path, headers, length), head=head_only,
+                                   source=replay, chunked=length is None)
             try:
-                resp = await (asyncio.wait_for(future, timeout) if timeout else future)
-            except TimeoutError:
+                return await (asyncio.wait_for(future, timeout) if timeout else future)
+            except (TimeoutError, asyncio.CancelledError):
                 conn.close()
                 raise
             except ConnectionError:
                 conn.close()
-                if reused:
+                if reused and replay.retriable:
+                    replay.restart()
                     continue  # an idle keep-alive connection the server had closed: try a fresh one
                 raise
-            if resp.keep_alive:
-                self.pool.release(host, port, mtls, conn)
-            return resp
         raise ConnectionResetError("upstream closed the connection")
 
-    async def _send_h2(self, req: Request, headers: list[tuple[str, str]], host: str, port: int, tls: Any,
-                       identity: str, connect_timeout: float, timeout: float) -> Response:
+    async def _send_h2(self, req: Request, replay: Replay, headers: list[tuple[str, str]], host: str, port: int,
+                       tls: Any, identity: str, connect_timeout: float, timeout: float) -> Response:
         authority = req.header("host") or f"{host}:{port}"
         for _ in range(2):
             conn = await self.h2pool.acquire(host, port, tls=tls, identity=identity, timeout=connect_timeout)
             reused = conn.reused > 0
             try:
-                call = conn.request(req, headers, authority)
+                call = conn.request(req, headers, authority, replay)
                 return await (asyncio.wait_for(call, timeout) if timeout else call)
             except RefusedStream:
                 raise
             except ConnectionError:
-                if reused and conn.closed:
+                if reused and conn.closed and replay.retriable:
+                    replay.restart()
                     continue  # the shared connection went away (GOAWAY, idle close): a fresh one
                 raise
         raise ConnectionResetError("upstream closed the connection")
@@ -318,18 +407,33 @@ class HttpProxy:
         outcome.cluster = f"inbound|{ctx.port}||"
         outcome.upstream = f"{self.settings.app_host}:{ctx.port}"
         try:
-            resp = await self._send(req, forwardable_headers(kept), self.settings.app_host, ctx.port, False, "",
-                                    10.0, 0.0, h2=ctx.protocol in ("http2", "grpc"))
+            resp = await self._send(req, Replay(req.body, 0), forwardable_headers(kept, req.upgrade == "websocket"),
+                                    self.settings.app_host, ctx.port, False, "", 10.0, 0.0,
+                                    h2=ctx.protocol in ("http2", "grpc"))
         except ConnectFailure:
             outcome.flags = "UF"
             resp = Response(503, [], b"upstream connect error")
         except (ConnectionError, TimeoutError):
             outcome.flags = "UC"
             resp = Response(503, [], b"upstream reset")
-        self._record("destination", req, resp, start, ctx, outcome, None, peer=peer, service=service)
+        resp.on_end = functools.partial(self._on_end, "destination", req, resp, start, ctx, outcome, None, peer,
+                                        service)
         return resp
 
     # --- telemetry -------------------------------------------------------------------------------
+
+    def _on_end(self, reporter: str, req: Request, resp: Response, start: float, ctx: ConnContext,
+                outcome: _Outcome, cluster: Cluster | None, peer: WorkloadMeta | None, service: str,
+                error: BaseException | None) -> None:
+        """The response was written (``error`` None) or cut short: flags for how it ended, then record."""
+        if error is not None and outcome.flags in ("-", "URX"):
+            if isinstance(error, TimeoutError):
+                outcome.flags = "UT"
+            elif resp.body.error is None or isinstance(resp.body.error, StreamAbandoned):
+                outcome.flags = "DC"
+            else:
+                outcome.flags = "UR"
+        self._record(reporter, req, resp, start, ctx, outcome, cluster, peer=peer, service=service)
 
     def _record(self, reporter: str, req: Request, resp: Response, start: float, ctx: ConnContext,
                 outcome: _Outcome, cluster: Cluster | None, *, peer: WorkloadMeta | None = None,
@@ -352,13 +456,14 @@ class HttpProxy:
             security = "mutual_tls" if ctx.peer_identity else "none"
         parts = service.split(".")
         content_type = req.header("content-type") or ""
-        grpc = resp.header("grpc-status") is not None or content_type.startswith("application/grpc")
+        grpc_status = resp.header("grpc-status") or _trailer(resp.body, "grpc-status")
+        grpc = bool(grpc_status) or content_type.startswith("application/grpc")
         labels = (reporter, src.workload, src.namespace, src_principal, src.app, src.version, src.canonical_service,
                   src.canonical_revision, dst.workload, dst.namespace, dst_principal, dst.app, dst.version, service,
                   parts[0], parts[1] if len(parts) > 2 else dst.namespace, dst.canonical_service,
                   dst.canonical_revision, "grpc" if grpc else "http",
-                  str(resp.status), resp.header("grpc-status") or "", outcome.flags, security)
-        self.telemetry.request(labels, duration_ms, len(req.body), len(resp.body))
+                  str(resp.status), grpc_status, outcome.flags, security)
+        self.telemetry.request(labels, duration_ms, req.body.received, resp.body.received)
         if self.settings.access_log:
             self.telemetry.access_log(self._log_line(req, resp, duration_ms, ctx, outcome))
 
@@ -391,7 +496,8 @@ class HttpProxy:
         stamp = f"{self._time_text}.{int((now - second) * 1000):03d}Z"
         details = "via_upstream" if outcome.flags in ("-", "URX") else outcome.flags.lower()
         return (f'[{stamp}] "{req.method} {req.path} HTTP/{req.version}" {resp.status} {outcome.flags} {details} - '
-                f'"-" {len(req.body)} {len(resp.body)} {int(duration_ms)} - "{req.header("x-forwarded-for") or "-"}" '
+                f'"-" {req.body.received} {resp.body.received} {int(duration_ms)} - '
+                f'"{req.header("x-forwarded-for") or "-"}" '
                 f'"{req.header("user-agent") or "-"}" "{req.header("x-request-id") or "-"}" '
                 f'"{req.header("host") or "-"}" "{outcome.upstream}" {outcome.cluster} - {ctx.local} {ctx.remote} - '
                 f'{"default" if ctx.direction == "outbound" else "-"}')

@@ -5,8 +5,8 @@ the endpoint has an identity, Istio's auto-mTLS; ``ISTIO_MUTUAL``: always; ``DIS
 :func:`open_stream` opens one connection for any ``asyncio.Protocol`` (used for TCP forwarding),
 verifying after the handshake that the server presents exactly the endpoint's SPIFFE ID (a
 mismatch is a connect failure). :class:`Http1Pool` keeps idle HTTP/1.1 connections per
-``(address, port, mtls)`` and hands them out LIFO (the warmest first); a connection is returned
-only after a complete keep-alive response.
+``(address, port, mtls)`` and hands them out LIFO (the warmest first); a connection comes back by
+itself (its ``on_idle``) once a request and a keep-alive response have both been carried whole.
 
 Connection-pool limits (``maxConnections``, ``http1MaxPendingRequests``) slot in here later: a
 per-key counter checked in :meth:`Http1Pool.acquire`, overflow answered 503 ``UO``.
@@ -15,6 +15,7 @@ per-key counter checked in :meth:`Http1Pool.acquire`, overflow answered 503 ``UO
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from collections.abc import Callable
 from typing import TypeVar
@@ -84,6 +85,7 @@ class Http1Pool:
                 return conn
         _, protocol = await open_stream(ClientProtocol, host, port, tls=tls, identity=identity, timeout=timeout)
         self.opened += 1
+        protocol.on_idle = functools.partial(self.release, host, port, tls is not None)
         return protocol
 
     def release(self, host: str, port: int, mtls: bool, conn: ClientProtocol) -> None:
