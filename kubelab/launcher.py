@@ -1,44 +1,60 @@
-"""Starting, watching and stopping the cluster's background processes.
+"""Starting and stopping the cluster's background processes, and their logs.
 
-Used by ``kubelab up/down/status`` and by the test harness (:mod:`kubelab.testing`). Each
-process has a name (``apiserver``, ``etcd``, later ``scheduler``, ``kubelet-node1`` ...):
+Used by ``kubelab up/down/status``, the supervisor (:mod:`kubelab.supervisor`) and the test
+harness (:mod:`kubelab.testing`). Each process has a name (``apiserver``, ``etcd``,
+``scheduler``, ``kubelet-node-1`` ...):
 
-* its pid file is ``state_dir/run/<name>.pid`` (first line the pid, second line the process
-  start time from ``/proc``, so a pid reused by an unrelated process is recognised as stale);
+* its pid file is ``state_dir/run/<name>.pid`` (:mod:`kubelab.pidfiles`: the pid and the
+  process start time, so a reused pid is recognised as stale);
 * its output goes to ``state_dir/logs/<name>.log`` (appended; :func:`rotate_log` caps it);
 * it runs detached in its own session (``start_new_session``), so it survives the CLI that
   started it and can be stopped as a whole process group;
-* stopping removes the pid file (which tells the supervisor, :mod:`kubelab.supervisor`, that
-  the exit is deliberate), sends SIGTERM to the group, waits a grace period, then SIGKILLs it.
+* stopping removes the pid file (which tells the supervisor that the exit is deliberate),
+  sends SIGTERM to the group, waits a grace period, then SIGKILLs it.
 
-Also here: the command lines that start ``kubelab apiserver`` (one place, so tests can swap
-it for a stand-in), ``kubelab scheduler``, ``kubelab controller-manager`` and ``kubelab
-kubelet``; the per-component kubeconfigs (client certificates from the cluster CA); the
-``/readyz`` probe used to decide that a started apiserver is up and the node list used to
-decide that started kubelets are Ready.
+The names of its neighbours are exported here too, so callers need one import: the process
+records (:mod:`kubelab.pidfiles`), the command lines and kubeconfigs of the components
+(:mod:`kubelab.component_commands`) and the readiness probes (:mod:`kubelab.readiness`).
 """
 
 from __future__ import annotations
 
 import enum
-import http.client
 import os
 import shutil
 import signal
-import ssl
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-import orjson
-
-import kubelab
-from machinery.kubeconfig import KubeconfigError, load_kubeconfig, write_kubeconfig
-from machinery.pki import ensure_cluster_pki
+from kubelab.component_commands import (
+    apiserver_command,
+    component_command,
+    component_kubeconfig,
+    kubelab_command,
+    kubelet_command,
+    python_env,
+)
+from kubelab.pidfiles import (
+    ManagedProcess,
+    is_alive,
+    list_processes,
+    pid_path,
+    process_start_time,
+    read_process,
+    started_at,
+)
+from kubelab.readiness import (
+    NotReadyError,
+    apiserver_ssl_context,
+    apiserver_url,
+    get_json,
+    node_rows,
+    probe_readyz,
+    wait_apiserver_ready,
+    wait_nodes_ready,
+)
 
 __all__ = [
     "ManagedProcess",
@@ -73,145 +89,8 @@ __all__ = [
 ]
 
 
-def pid_path(state_dir: Path, name: str) -> Path:
-    return state_dir / "run" / f"{name}.pid"
-
-
 def log_path(state_dir: Path, name: str) -> Path:
     return state_dir / "logs" / f"{name}.log"
-
-
-def _start_time(pid: int) -> str | None:
-    """Clock ticks since boot at which ``pid`` started (field 22 of /proc/<pid>/stat), or None."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may contain spaces: split after it.
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return fields[19] if len(fields) > 19 else None
-
-
-def process_start_time(pid: int) -> str | None:
-    """The start time of ``pid`` as pid files record it (clock ticks since boot), or None."""
-    return _start_time(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2 :].startswith("Z")
-
-
-def _reap(pid: int) -> None:
-    """Collect ``pid`` if it is our own exited child, so it does not linger as a zombie."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
-def is_alive(pid: int, start_time: str | None = None) -> bool:
-    """True if ``pid`` runs (not a zombie) and, when given, started at ``start_time``."""
-    _reap(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by someone else
-    if _is_zombie(pid):
-        return False
-    return start_time is None or _start_time(pid) in (None, start_time)
-
-
-@dataclass(frozen=True)
-class ManagedProcess:
-    """What a pid file says about one named process, and whether it still runs."""
-
-    name: str
-    pid: int
-    start_time: str | None
-    alive: bool
-
-    @property
-    def stale(self) -> bool:
-        """The pid file outlived its process (crash, reboot, SIGKILL from elsewhere)."""
-        return not self.alive
-
-
-def read_process(state_dir: Path, name: str) -> ManagedProcess | None:
-    """The process recorded under ``name``, or None if there is no (readable) pid file."""
-    try:
-        lines = pid_path(state_dir, name).read_text().split()
-        pid = int(lines[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    start_time = lines[1] if len(lines) > 1 else None
-    return ManagedProcess(name=name, pid=pid, start_time=start_time, alive=is_alive(pid, start_time))
-
-
-def list_processes(state_dir: Path) -> list[ManagedProcess]:
-    """Every process with a pid file in ``state_dir/run``, by name."""
-    run_dir = state_dir / "run"
-    if not run_dir.is_dir():
-        return []
-    found = (read_process(state_dir, path.stem) for path in sorted(run_dir.glob("*.pid")))
-    return [process for process in found if process is not None]
-
-
-def python_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for a child Python: ours, with kubelab's source root on PYTHONPATH.
-
-    That makes ``python -m kubelab`` work from any working directory, installed or not.
-    """
-    env = dict(os.environ)
-    source_root = str(Path(kubelab.__file__).resolve().parent.parent)
-    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if source_root not in paths:
-        env["PYTHONPATH"] = os.pathsep.join([source_root, *paths])
-    env.update(extra or {})
-    return env
-
-
-def kubelab_command() -> list[str]:
-    """How to run the ``kubelab`` CLI in a child process (tests replace this with a stand-in)."""
-    return [sys.executable, "-m", "kubelab"]
-
-
-def apiserver_command(
-    *,
-    state_dir: Path,
-    store: str = "sqlite",
-    etcd_servers: Sequence[str] = (),
-    etcd_prefix: str = "",
-    port: int = 6443,
-    bind_address: str = "127.0.0.1",
-    verbose: int = 0,
-    extra_args: Sequence[str] = (),
-) -> list[str]:
-    """The argv of ``kubelab apiserver`` for these settings (``extra_args`` appended as given)."""
-    argv = [
-        *kubelab_command(),
-        "apiserver",
-        "--state-dir",
-        str(state_dir),
-        "--store",
-        store,
-        "--bind-address",
-        bind_address,
-        "--port",
-        str(port),
-    ]
-    if etcd_servers:
-        argv += ["--etcd-servers", ",".join(etcd_servers)]
-    if etcd_prefix:
-        argv += ["--etcd-prefix", etcd_prefix]
-    argv += ["-v"] * verbose
-    argv += list(extra_args)
-    return argv
 
 
 def spawn(
@@ -237,7 +116,7 @@ def spawn(
             start_new_session=True,
             close_fds=True,
         )
-    start_time = _start_time(process.pid)
+    start_time = process_start_time(process.pid)
     tmp = pid_file.with_name(f".{pid_file.name}.tmp")
     tmp.write_text(f"{process.pid}\n{start_time or ''}\n")
     os.replace(tmp, pid_file)
@@ -256,18 +135,7 @@ def start_process(
     if existing is not None and existing.alive:
         raise RuntimeError(f"{name} is already running (pid {existing.pid})")
     process = spawn(state_dir, name, argv, env=env)
-    return ManagedProcess(name=name, pid=process.pid, start_time=_start_time(process.pid), alive=True)
-
-
-def started_at(pid: int) -> float | None:
-    """Wall-clock time (epoch seconds) at which ``pid`` started, from /proc, or None."""
-    ticks = _start_time(pid)
-    try:
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime "))
-    except (OSError, StopIteration, ValueError, IndexError):
-        return None
-    return None if ticks is None else boot + int(ticks) / os.sysconf("SC_CLK_TCK")
+    return ManagedProcess(name=name, pid=process.pid, start_time=process_start_time(process.pid), alive=True)
 
 
 def rotate_log(path: Path, max_bytes: int) -> bool:
@@ -359,179 +227,3 @@ def log_tail(state_dir: Path, name: str, lines: int = 20) -> list[str]:
     except OSError:
         return []
     return text.splitlines()[-lines:]
-
-
-def probe_readyz(url: str, context: ssl.SSLContext, *, timeout: float = 2.0) -> tuple[int | None, str]:
-    """GET ``<url>/readyz``: (HTTP status, body) or (None, why the request failed)."""
-    without_scheme = url.split("://", 1)[-1].rstrip("/")
-    host, _, port_text = without_scheme.rpartition(":")
-    try:
-        connection = http.client.HTTPSConnection(host, int(port_text), context=context, timeout=timeout)
-        try:
-            connection.request("GET", "/readyz")
-            response = connection.getresponse()
-            return response.status, response.read().decode(errors="replace").strip()
-        finally:
-            connection.close()
-    except (OSError, ValueError, http.client.HTTPException) as exc:
-        return None, str(exc) or type(exc).__name__
-
-
-class NotReadyError(RuntimeError):
-    """A started apiserver exited or did not answer ``/readyz`` 200 in time."""
-
-
-def apiserver_url(state_dir: Path) -> str | None:
-    """``https://127.0.0.1:<port>`` from ``state_dir/apiserver.port``, or None before it is written."""
-    try:
-        port = int((state_dir / "apiserver.port").read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return f"https://127.0.0.1:{port}"
-
-
-def apiserver_ssl_context(state_dir: Path) -> ssl.SSLContext | None:
-    """The admin TLS context from ``state_dir/kubeconfig``, or None if it cannot be read yet."""
-    try:
-        return load_kubeconfig(state_dir / "kubeconfig").ssl_context()
-    except (KubeconfigError, ssl.SSLError, OSError):
-        return None
-
-
-def wait_apiserver_ready(
-    state_dir: Path,
-    *,
-    pid: int,
-    start_time: str | None = None,
-    timeout: float = 60.0,
-    progress: Callable[[float, str], None] | None = None,
-) -> str:
-    """Wait until the apiserver ``pid`` of ``state_dir`` answers ``/readyz`` 200; return its URL.
-
-    The URL comes from ``apiserver.port`` and the credentials from the admin kubeconfig, both
-    written by the apiserver once it listens (delete a stale ``apiserver.port`` before starting).
-    ``progress(elapsed, last_result)`` is called about every 0.2 s. Raises NotReadyError.
-    """
-    started = time.monotonic()
-    last = "apiserver.port not written yet"
-    while True:
-        elapsed = time.monotonic() - started
-        if not is_alive(pid, start_time):
-            raise NotReadyError(f"the apiserver (pid {pid}) exited; last check: {last}")
-        url = apiserver_url(state_dir)
-        if url is not None:
-            context = apiserver_ssl_context(state_dir)
-            if context is None:
-                last = "kubeconfig not readable yet"
-            else:
-                status, body = probe_readyz(url, context)
-                if status == 200:
-                    return url
-                last = f"readyz: {status} {body}" if status is not None else f"readyz: {body}"
-        if elapsed >= timeout:
-            raise NotReadyError(f"the apiserver (pid {pid}) was not ready after {timeout:.0f}s; {last}")
-        if progress is not None:
-            progress(elapsed, last)
-        time.sleep(0.2)
-
-
-# -- control-plane components and kubelets ------------------------------------------------------
-
-
-def component_kubeconfig(state_dir: Path, name: str, *, user: str, groups: Sequence[str] = ()) -> Path:
-    """Write ``state_dir/kubeconfigs/<name>.kubeconfig`` for ``user`` in ``groups`` (a fresh client
-    certificate from the cluster CA) pointing at the running apiserver; return its path."""
-    url = apiserver_url(state_dir)
-    if url is None:
-        raise NotReadyError("the apiserver has not written apiserver.port yet")
-    pki = ensure_cluster_pki(state_dir / "pki")
-    cert_pem, key_pem = pki.issue_client_certificate(user, list(groups))
-    path = state_dir / "kubeconfigs" / f"{name}.kubeconfig"
-    write_kubeconfig(path, server=url, ca_pem=pki.ca_pem, client_cert_pem=cert_pem, client_key_pem=key_pem,
-                     user=user)
-    return path
-
-
-def component_command(component: str, *, kubeconfig: Path, extra_args: Sequence[str] = ()) -> list[str]:
-    """The argv of ``kubelab scheduler`` or ``kubelab controller-manager``."""
-    return [*kubelab_command(), component, "--kubeconfig", str(kubeconfig), *extra_args]
-
-
-def kubelet_command(
-    *, kubeconfig: Path, node_name: str, hollow: bool = False, count: int = 1, extra_args: Sequence[str] = ()
-) -> list[str]:
-    """The argv of ``kubelab kubelet``."""
-    argv = [*kubelab_command(), "kubelet", "--kubeconfig", str(kubeconfig), "--node-name", node_name]
-    if hollow:
-        argv += ["--hollow", "--count", str(count)]
-    return [*argv, *extra_args]
-
-
-def get_json(url: str, path: str, context: ssl.SSLContext, *, timeout: float = 5.0) -> tuple[int | None, Any]:
-    """GET ``<url><path>``: (HTTP status, decoded JSON body) or (None, why the request failed)."""
-    without_scheme = url.split("://", 1)[-1].rstrip("/")
-    host, _, port_text = without_scheme.rpartition(":")
-    try:
-        connection = http.client.HTTPSConnection(host, int(port_text), context=context, timeout=timeout)
-        try:
-            connection.request("GET", path, headers={"Accept": "application/json"})
-            response = connection.getresponse()
-            return response.status, orjson.loads(response.read())
-        finally:
-            connection.close()
-    except (OSError, ValueError, http.client.HTTPException, orjson.JSONDecodeError) as exc:
-        return None, str(exc) or type(exc).__name__
-
-
-def _ready(node: dict[str, Any]) -> bool:
-    conditions = (node.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
-def node_rows(nodes: Sequence[dict[str, Any]]) -> list[tuple[str, str, str]]:
-    """(NAME, STATUS, VERSION) per node, as ``kubectl get nodes`` shows them."""
-    rows = []
-    for node in sorted(nodes, key=lambda n: str((n.get("metadata") or {}).get("name", ""))):
-        status = "Ready" if _ready(node) else "NotReady"
-        if (node.get("spec") or {}).get("unschedulable"):
-            status += ",SchedulingDisabled"
-        version = ((node.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion", "")
-        rows.append((str((node.get("metadata") or {}).get("name", "")), status, str(version)))
-    return rows
-
-
-def wait_nodes_ready(
-    state_dir: Path,
-    *,
-    count: int,
-    timeout: float = 60.0,
-    watch: Sequence[ManagedProcess] = (),
-    progress: Callable[[float, str], None] | None = None,
-) -> list[dict[str, Any]]:
-    """Wait until at least ``count`` nodes are Ready (GET /api/v1/nodes as admin); return the nodes.
-
-    Raises NotReadyError when the time runs out or a process of ``watch`` exits.
-    """
-    started = time.monotonic()
-    last = "no answer yet"
-    while True:
-        elapsed = time.monotonic() - started
-        for process in watch:
-            if not is_alive(process.pid, process.start_time):
-                raise NotReadyError(f"{process.name} (pid {process.pid}) exited; last check: {last}")
-        url, context = apiserver_url(state_dir), apiserver_ssl_context(state_dir)
-        if url is not None and context is not None:
-            status, body = get_json(url, "/api/v1/nodes", context)
-            if status == 200 and isinstance(body, dict):
-                items: list[dict[str, Any]] = list(body.get("items") or [])
-                ready = sum(1 for node in items if _ready(node))
-                if ready >= count:
-                    return items
-                last = f"{ready}/{count} nodes Ready"
-            else:
-                last = f"GET /api/v1/nodes: {status} {str(body)[:80]}"
-        if elapsed >= timeout:
-            raise NotReadyError(f"nodes were not Ready after {timeout:.0f}s; {last}")
-        if progress is not None:
-            progress(elapsed, last)
-        time.sleep(0.25)

@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from kubelab import launcher
+from kubelab import component_commands, launcher
 from kubelab.output import human_duration
 
 __all__ = [
@@ -227,7 +227,7 @@ def ensure_supervisor(
     running = launcher.read_process(state_dir, SUPERVISOR)
     if running is not None and running.alive:
         return running, False
-    argv = [*launcher.kubelab_command(), "supervise", "--state-dir", str(state_dir), *extra_args]
+    argv = [*component_commands.kubelab_command(), "supervise", "--state-dir", str(state_dir), *extra_args]
     process = launcher.start_process(state_dir, SUPERVISOR, argv)
     wait_for(state_dir, lambda status: status.pid == process.pid, timeout=timeout, what="its first status")
     return process, True

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from apiserver.settings import ApiServerSettings
-from kubelab import cli, etcd, launcher, testing
+from kubelab import cli, component_commands, etcd, launcher, testing
 
 STAND_IN = """
 import asyncio, os, signal, sys, types
@@ -79,7 +79,7 @@ def state_dir(tmp_path: Path) -> Iterator[Path]:
 def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     script = tmp_path / "stand_in_apiserver.py"
     script.write_text(STAND_IN)
-    monkeypatch.setattr(launcher, "kubelab_command", lambda: [sys.executable, str(script)])
+    monkeypatch.setattr(component_commands, "kubelab_command", lambda: [sys.executable, str(script)])
 
 
 SLEEPER = [sys.executable, "-c", "import time; print('sleep' + 'ing', flush=True); time.sleep(60)"]
