@@ -38,7 +38,7 @@ import grpc.aio  # type: ignore[import-untyped,unused-ignore]  # noqa: E402
 from kubelab import launcher  # noqa: E402
 from kubelab.testing import start_apiserver  # noqa: E402
 from machinery.client import ApiClient  # noqa: E402
-from machinery.resources import ENDPOINTS, SERVICES  # noqa: E402
+from machinery.resources import ENDPOINTS, ENDPOINTSLICES, SERVICES  # noqa: E402
 from meshd.api.protocol import CERTIFY_METHOD, CertifyRequest, CertifyResponse, deserializer, serializer  # noqa: E402
 from meshd.api.resources import PUSH_ORDER, ROUTES  # noqa: E402
 from meshd.control.ca import MeshCertificateAuthority  # noqa: E402
@@ -69,9 +69,11 @@ async def _seed(client: ApiClient) -> None:
         await client.create(SERVICES, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
                                        "spec": {"ports": [{"name": "http", "port": 9080, "targetPort": 9080}]}},
                             namespace="default")
-        await client.create(ENDPOINTS, {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": name},
-                                        "subsets": [{"addresses": [{"ip": ip}],
-                                                     "ports": [{"name": "http", "port": 9080}]}]},
+        await client.create(ENDPOINTSLICES, {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                                             "metadata": {"name": f"{name}-1",
+                                                          "labels": {"kubernetes.io/service-name": name}},
+                                             "addressType": "IPv4", "endpoints": [{"addresses": [ip]}],
+                                             "ports": [{"name": "http", "port": 9080, "protocol": "TCP"}]},
                             namespace="default")
     await client.create(DESTINATION_RULES, {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
                                             "metadata": {"name": "reviews", "namespace": "default"},

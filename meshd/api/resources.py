@@ -5,7 +5,8 @@ Four resource types, pushed in this order so a proxy never routes to something i
 
 ``Cluster`` (:data:`CLUSTERS`)
     One Service port, optionally one DestinationRule subset: its ready endpoints (with each
-    endpoint's SPIFFE identity when it runs a sidecar), load-balancing policy and client TLS mode.
+    endpoint's SPIFFE identity when it runs a sidecar), load-balancing policy, client TLS mode
+    and passive health checking (:class:`OutlierDetection`, absent: none).
     Named like Istio's ``outbound|<port>|<subset>|<fqdn>``.
 ``RouteConfig`` (:data:`ROUTES`)
     Per outbound port (named by the port number, as Istio's RDS does): virtual hosts, one per
@@ -56,7 +57,9 @@ __all__ = [
     "InboundPort",
     "LbPolicy",
     "Listener",
+    "Mirror",
     "MtlsMode",
+    "OutlierDetection",
     "Protocol",
     "ResourceError",
     "RetryPolicy",
@@ -116,6 +119,26 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class OutlierDetection:
+    """Passive health checking of a cluster's endpoints (Istio's ``trafficPolicy.outlierDetection``,
+    Envoy's semantics). A count of 0 disables that detection type."""
+
+    consecutive_5xx: int = 5
+    """5xx responses (and connect failures, resets, timeouts) in a row that eject an endpoint."""
+    consecutive_gateway_errors: int = 0
+    """502/503/504 responses (and connect failures, resets, timeouts) in a row that eject an endpoint."""
+    interval_ms: int = 10_000
+    """How often ejected endpoints are checked for return (and ejection multipliers decay)."""
+    base_ejection_time_ms: int = 30_000
+    """An ejection lasts this times the number of ejections in a row (capped at ``max_ejection_time_ms``)."""
+    max_ejection_time_ms: int = 300_000
+    max_ejection_percent: float = 10.0
+    """No ejection while this share of the endpoints is already ejected."""
+    min_health_percent: float = 0.0
+    """Panic threshold: below this share of healthy endpoints, balance over all of them (0: never)."""
+
+
+@dataclass(frozen=True)
 class Cluster:
     """A Service port (and subset): where requests routed to it may go."""
 
@@ -130,6 +153,7 @@ class Cluster:
     lb_policy: LbPolicy = "ROUND_ROBIN"
     tls_mode: TlsMode = "AUTO"
     connect_timeout_ms: int = 10_000
+    outlier_detection: OutlierDetection | None = None
 
 
 # --- routes --------------------------------------------------------------------------------------
@@ -208,6 +232,15 @@ class Fault:
 
 
 @dataclass(frozen=True)
+class Mirror:
+    """Istio's ``mirror`` / ``mirrors[]``: a fire-and-forget copy of a share of the route's requests,
+    with ``-shadow`` appended to the host of its Host/Authority; its response is ignored."""
+
+    cluster: str
+    percentage: float = 100.0
+
+
+@dataclass(frozen=True)
 class Route:
     """One HTTP route: where matching requests go and how."""
 
@@ -220,6 +253,7 @@ class Route:
     retries: RetryPolicy | None = None
     """None: no retries (a fault on the route disables them, as in Istio)."""
     fault: Fault | None = None
+    mirrors: tuple[Mirror, ...] = ()
     source: str = ""
     """Where it came from, for ``proxy-config`` and errors: ``VirtualService default/reviews http[0]``."""
 

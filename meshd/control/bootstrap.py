@@ -1,15 +1,16 @@
-"""What meshd puts in the cluster at start: its namespace, the ``istiod`` Service and Endpoints,
-and the webhook configurations that point the apiserver at it.
+"""What meshd puts in the cluster at start: its namespace, the ``istiod`` Service, Endpoints and
+EndpointSlice, and the webhook configurations that point the apiserver at it.
 
 Called once by :mod:`meshd.control.server` (idempotent: create, or update what differs).
 
 * Namespace ``istio-system``.
 * Service ``istiod`` (no selector; ports ``grpc-xds`` 15012, ``https-webhook`` 443 → 15017 as in
   Istio, and 15017 itself; the target ports are where meshd listens, free ports on a hollow
-  cluster) and its Endpoints, naming the host address meshd listens on (the
-  pod network's gateway on Docker clusters, 127.0.0.1 on hollow ones), as ``default/kubernetes``
-  names the apiserver. Pods dial ``istiod.istio-system.svc:15012``; the apiserver resolves the
-  webhook Service to this endpoint.
+  cluster) and its Endpoints and EndpointSlice (a selectorless Service's endpoints are its
+  owner's to write), naming the host address meshd listens on (the pod network's gateway on
+  Docker clusters, 127.0.0.1 on hollow ones), as ``default/kubernetes`` names the apiserver.
+  Pods dial ``istiod.istio-system.svc:15012``; the apiserver resolves the webhook Service to
+  this endpoint.
 * MutatingWebhookConfiguration ``istio-sidecar-injector`` as the injector describes it
   (:func:`meshd.control.injector.webhook_configuration`: Istio's two webhooks, ``failurePolicy:
   Fail``, path ``/inject``).
@@ -29,6 +30,7 @@ from machinery.client import ApiClient
 from machinery.errors import AlreadyExistsError, ConflictError, NotFoundError
 from machinery.resources import (
     ENDPOINTS,
+    ENDPOINTSLICES,
     MUTATINGWEBHOOKCONFIGURATIONS,
     NAMESPACES,
     SERVICES,
@@ -47,6 +49,8 @@ SERVICE_NAME = "istiod"
 INJECTOR_CONFIG = "istio-sidecar-injector"
 VALIDATOR_CONFIG = "istio-validator-istio-system"
 _LABELS = {"app": "istiod", "istio": "pilot", "app.kubernetes.io/managed-by": "kubelab-meshd"}
+_SLICE_MANAGER = "meshd.kubelab.dev"
+_SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
 def _service_ports(settings: MeshdSettings) -> list[dict[str, Any]]:
@@ -96,7 +100,7 @@ async def _apply(client: ApiClient, resource: ResourceInfo, desired: dict[str, A
 
 
 async def ensure_bootstrap(client: ApiClient, settings: MeshdSettings) -> None:
-    """Namespace, Service and Endpoints."""
+    """Namespace, Service, Endpoints and EndpointSlice."""
     try:
         await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
                                          "metadata": {"name": settings.namespace}})
@@ -115,12 +119,21 @@ async def ensure_bootstrap(client: ApiClient, settings: MeshdSettings) -> None:
                 [(p["name"], p["port"], p["targetPort"]) for p in ports]:
             current["spec"]["ports"] = ports
             await client.update(SERVICES, current)
+    target_ports = [{"name": p["name"], "port": p["targetPort"], "protocol": "TCP"} for p in ports]
     endpoints = {"apiVersion": "v1", "kind": "Endpoints",
-                 "metadata": {"name": SERVICE_NAME, "namespace": settings.namespace, "labels": _LABELS},
-                 "subsets": [{"addresses": [{"ip": settings.endpoint_address}],
-                              "ports": [{"name": p["name"], "port": p["targetPort"], "protocol": "TCP"}
-                                        for p in ports]}]}
+                 "metadata": {"name": SERVICE_NAME, "namespace": settings.namespace,
+                              "labels": {**_LABELS, "endpointslice.kubernetes.io/skip-mirror": "true"}},
+                 "subsets": [{"addresses": [{"ip": settings.endpoint_address}], "ports": target_ports}]}
     await _apply(client, ENDPOINTS, endpoints, ("subsets",))
+    endpoint_slice = {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": SERVICE_NAME, "namespace": settings.namespace,
+                     "labels": {**_LABELS, _SERVICE_NAME_LABEL: SERVICE_NAME,
+                                "endpointslice.kubernetes.io/managed-by": _SLICE_MANAGER}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [settings.endpoint_address], "conditions": {"ready": True}}],
+        "ports": target_ports}
+    await _apply(client, ENDPOINTSLICES, endpoint_slice, ("endpoints", "ports"))
 
 
 def _client_config(settings: MeshdSettings, path: str, ca_bundle: str) -> dict[str, Any]:

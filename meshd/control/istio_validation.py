@@ -31,7 +31,9 @@ Tree = Any
 _STRING_MATCH: Tree = {"exact": True, "prefix": True, "regex": True}
 _PERCENT: Tree = {"value": True}
 _DESTINATION: Tree = {"host": True, "subset": True, "port": {"number": True}}
-_POLICY_CORE: Tree = {"loadBalancer": {"simple": True}, "tls": {"mode": True}}
+_OUTLIER: Tree = {"consecutive5xxErrors": True, "consecutiveGatewayErrors": True, "interval": True,
+                  "baseEjectionTime": True, "maxEjectionPercent": True, "minHealthPercent": True}
+_POLICY_CORE: Tree = {"loadBalancer": {"simple": True}, "tls": {"mode": True}, "outlierDetection": _OUTLIER}
 _TRAFFIC_POLICY: Tree = {**_POLICY_CORE, "portLevelSettings": ({**_POLICY_CORE, "port": {"number": True}},)}
 _SELECTOR: Tree = {"matchLabels": True}
 
@@ -49,6 +51,8 @@ IMPLEMENTED: dict[str, Tree] = {
             "retries": {"attempts": True, "perTryTimeout": True, "retryOn": True},
             "fault": {"delay": {"fixedDelay": True, "percentage": _PERCENT, "percent": True},
                       "abort": {"httpStatus": True, "percentage": _PERCENT}},
+            "mirror": _DESTINATION, "mirrorPercentage": _PERCENT, "mirrorPercent": True,
+            "mirrors": ({"destination": _DESTINATION, "percentage": _PERCENT},),
         },),
     },
     "DestinationRule": {
@@ -133,6 +137,32 @@ def _percentage(raw: Any, where: str, errors: list[str]) -> None:
         errors.append(f"{where}.value: percentage {value} is not in range 0..100")
 
 
+def _mirrors(route: dict[str, Any], where: str, errors: list[str]) -> None:
+    """Istio's checks of ``mirror``, ``mirrorPercentage``/``mirrorPercent`` and ``mirrors``."""
+    value = (route.get("mirrorPercentage") or {}).get("value") if isinstance(route.get("mirrorPercentage"), dict) \
+        else None
+    if isinstance(value, int | float) and not 0 <= value <= 100:
+        bound = "max value of 100" if value > 100 else "min value of 0"
+        errors.append(f"{where}.mirrorPercentage: mirror_percentage must have a {bound} (it has {value:f})")
+    percent = route.get("mirrorPercent")
+    if isinstance(percent, int) and percent > 100:
+        errors.append(f"{where}.mirrorPercent: mirror_percent must have a max value of 100 (it has {percent})")
+    mirror = route.get("mirror")
+    if isinstance(mirror, dict) and not mirror.get("host"):
+        errors.append(f"{where}.mirror.host: destination host is required")
+    for m, policy in enumerate(route.get("mirrors") or []):
+        at = f"{where}.mirrors[{m}]"
+        if not isinstance(policy, dict):
+            errors.append(f"{at}: mirror cannot be null")
+            continue
+        if not isinstance(policy.get("destination"), dict) or not policy["destination"].get("host"):
+            errors.append(f"{at}.destination: destination is required for mirrors")
+        share = (policy.get("percentage") or {}).get("value") if isinstance(policy.get("percentage"), dict) else None
+        if isinstance(share, int | float) and not 0 <= share <= 100:
+            bound = "max value of 100" if share > 100 else "min value of 0"
+            errors.append(f"{at}.percentage: mirror percentage must have a {bound} (it has {share:f})")
+
+
 def _virtual_service(spec: dict[str, Any], errors: list[str]) -> None:
     if not spec.get("hosts"):
         errors.append("spec.hosts: virtual service must have at least one host")
@@ -173,6 +203,7 @@ def _virtual_service(spec: dict[str, Any], errors: list[str]) -> None:
                 errors.append(f"{where}.retries.attempts: attempts cannot be negative")
             if retries.get("perTryTimeout") is not None:
                 _duration(retries["perTryTimeout"], f"{where}.retries.perTryTimeout", errors)
+        _mirrors(route, where, errors)
         fault = route.get("fault")
         if isinstance(fault, dict):
             delay, abort = fault.get("delay"), fault.get("abort")
@@ -191,9 +222,36 @@ def _virtual_service(spec: dict[str, Any], errors: list[str]) -> None:
                 _percentage(abort.get("percentage"), f"{where}.fault.abort.percentage", errors)
 
 
+def _outlier(policy: Any, where: str, errors: list[str]) -> None:
+    """Istio's ``validateOutlierDetection``: durations, non-negative counts, percentages in 0..100."""
+    outlier = policy.get("outlierDetection") if isinstance(policy, dict) else None
+    if not isinstance(outlier, dict):
+        return
+    at = f"{where}.outlierDetection"
+    for key in ("interval", "baseEjectionTime"):
+        if outlier.get(key) is not None:
+            _duration(outlier[key], f"{at}.{key}", errors)
+    for key in ("consecutive5xxErrors", "consecutiveGatewayErrors"):
+        if isinstance(outlier.get(key), int) and outlier[key] < 0:
+            errors.append(f"{at}.{key}: outlier detection consecutive errors cannot be negative")
+    for key in ("maxEjectionPercent", "minHealthPercent"):
+        value = outlier.get(key)
+        if isinstance(value, int | float) and not 0 <= value <= 100:
+            errors.append(f"{at}.{key}: percentage {value} is not in range 0..100")
+
+
+def _traffic_policy(policy: Any, where: str, errors: list[str]) -> None:
+    if not isinstance(policy, dict):
+        return
+    _outlier(policy, where, errors)
+    for p, setting in enumerate(policy.get("portLevelSettings") or []):
+        _outlier(setting, f"{where}.portLevelSettings[{p}]", errors)
+
+
 def _destination_rule(spec: dict[str, Any], errors: list[str]) -> None:
     if not spec.get("host"):
         errors.append("spec.host: host is required")
+    _traffic_policy(spec.get("trafficPolicy"), "spec.trafficPolicy", errors)
     seen: set[str] = set()
     for i, subset in enumerate(spec.get("subsets") or []):
         name = str((subset or {}).get("name") or "")
@@ -202,6 +260,7 @@ def _destination_rule(spec: dict[str, Any], errors: list[str]) -> None:
         elif name in seen:
             errors.append(f"spec.subsets[{i}].name: duplicate subset names: {name}")
         seen.add(name)
+        _traffic_policy((subset or {}).get("trafficPolicy"), f"spec.subsets[{i}].trafficPolicy", errors)
 
 
 def _peer_authentication(spec: dict[str, Any], errors: list[str]) -> None:

@@ -1,4 +1,4 @@
-"""meshd's view of the cluster: informers over Services, Endpoints, Pods, Namespaces and Istio's
+"""meshd's view of the cluster: informers over Services, EndpointSlices, Pods, Namespaces and Istio's
 kinds, and the immutable :class:`MeshSnapshot` the compiler reads.
 
 Called by :mod:`meshd.control.server`; the discovery server (:mod:`meshd.control.push`) asks for
@@ -7,8 +7,9 @@ snapshot. Every informer event bumps :attr:`MeshModel.generation` and calls the 
 callbacks (the push debouncer): handlers only signal, nothing is compiled on the event path.
 
 A snapshot is built at most once per generation and shared by every proxy compiled from it;
-objects inside are the informers' dicts and must not be changed. Endpoints (not EndpointSlices:
-kubelab's controller-manager keeps Endpoints) give the ready addresses of each Service.
+objects inside are the informers' dicts and must not be changed. A Service's endpoints come
+from its ``discovery.k8s.io/v1`` EndpointSlices (as istiod reads them): every slice labelled
+``kubernetes.io/service-name: <service>`` in the Service's namespace, whoever manages it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from machinery.client import InformerFactory, SharedInformer
-from machinery.resources import ENDPOINTS, NAMESPACES, PODS, SERVICES, ResourceInfo
+from machinery.resources import ENDPOINTSLICES, NAMESPACES, PODS, SERVICES, ResourceInfo
 from meshd.control.crds import (
     DESTINATION_RULES,
     PEER_AUTHENTICATIONS,
@@ -27,13 +28,16 @@ from meshd.control.crds import (
     VIRTUAL_SERVICES,
 )
 
-__all__ = ["Key", "MeshModel", "MeshSnapshot", "Obj", "key_of"]
+__all__ = ["SERVICE_NAME_LABEL", "Key", "MeshModel", "MeshSnapshot", "Obj", "key_of"]
 
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 Key = tuple[str, str]
 """(namespace, name)."""
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+"""The label naming the Service an EndpointSlice belongs to."""
 
 
 def key_of(obj: Obj) -> Key:
@@ -47,7 +51,8 @@ class MeshSnapshot:
 
     generation: int = 0
     services: dict[Key, Obj] = field(default_factory=dict)
-    endpoints: dict[Key, Obj] = field(default_factory=dict)
+    endpoint_slices: dict[Key, tuple[Obj, ...]] = field(default_factory=dict)
+    """Service key → its EndpointSlices (by name)."""
     pods: dict[Key, Obj] = field(default_factory=dict)
     namespaces: dict[str, Obj] = field(default_factory=dict)
     virtual_services: tuple[Obj, ...] = ()
@@ -57,7 +62,7 @@ class MeshSnapshot:
     pods_by_ip: dict[str, Obj] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, *, generation: int = 0, services: Sequence[Obj] = (), endpoints: Sequence[Obj] = (),
+    def build(cls, *, generation: int = 0, services: Sequence[Obj] = (), endpoint_slices: Sequence[Obj] = (),
               pods: Sequence[Obj] = (), namespaces: Sequence[Obj] = (), virtual_services: Sequence[Obj] = (),
               destination_rules: Sequence[Obj] = (), peer_authentications: Sequence[Obj] = (),
               sidecars: Sequence[Obj] = ()) -> MeshSnapshot:
@@ -70,7 +75,7 @@ class MeshSnapshot:
         return cls(
             generation=generation,
             services={key_of(o): o for o in services},
-            endpoints={key_of(o): o for o in endpoints},
+            endpoint_slices=_slices_by_service(endpoint_slices),
             pods={key_of(o): o for o in pods},
             namespaces={key_of(o)[1]: o for o in namespaces},
             virtual_services=_ordered(virtual_services),
@@ -87,6 +92,16 @@ class MeshSnapshot:
         return next((o for o in pool if key_of(o) == (namespace, name)), None)
 
 
+def _slices_by_service(slices: Sequence[Obj]) -> dict[Key, tuple[Obj, ...]]:
+    grouped: dict[Key, list[Obj]] = {}
+    for item in slices:
+        namespace = key_of(item)[0]
+        service = ((item.get("metadata") or {}).get("labels") or {}).get(SERVICE_NAME_LABEL)
+        if service:
+            grouped.setdefault((namespace, str(service)), []).append(item)
+    return {k: tuple(sorted(v, key=lambda o: key_of(o)[1])) for k, v in grouped.items()}
+
+
 def _ordered(objs: Sequence[Obj]) -> tuple[Obj, ...]:
     """Oldest first (Istio's rule: of conflicting resources, the oldest wins), then by name."""
     return tuple(sorted(objs, key=lambda o: (str((o.get("metadata") or {}).get("creationTimestamp") or ""),
@@ -96,7 +111,7 @@ def _ordered(objs: Sequence[Obj]) -> tuple[Obj, ...]:
 class MeshModel:
     """The informers meshd runs and the snapshot built from them."""
 
-    WATCHED: tuple[ResourceInfo, ...] = (SERVICES, ENDPOINTS, PODS, NAMESPACES, VIRTUAL_SERVICES,
+    WATCHED: tuple[ResourceInfo, ...] = (SERVICES, ENDPOINTSLICES, PODS, NAMESPACES, VIRTUAL_SERVICES,
                                          DESTINATION_RULES, PEER_AUTHENTICATIONS, SIDECARS)
 
     def __init__(self, factory: InformerFactory) -> None:
@@ -135,7 +150,8 @@ class MeshModel:
         if self._snapshot is None or self._snapshot.generation != self.generation:
             self._snapshot = MeshSnapshot.build(
                 generation=self.generation,
-                services=self.store(SERVICES), endpoints=self.store(ENDPOINTS), pods=self.store(PODS),
+                services=self.store(SERVICES), endpoint_slices=self.store(ENDPOINTSLICES),
+                pods=self.store(PODS),
                 namespaces=self.store(NAMESPACES), virtual_services=self.store(VIRTUAL_SERVICES),
                 destination_rules=self.store(DESTINATION_RULES),
                 peer_authentications=self.store(PEER_AUTHENTICATIONS), sidecars=self.store(SIDECARS))

@@ -4,7 +4,8 @@ meshd authenticates to the apiserver as the service account ``istio-system/istio
 certificate with that user name and the service-account groups, as istiod runs in Kubernetes);
 :func:`rbac_objects` are the ClusterRole ``istiod-clusterrole-istio-system`` and its binding to
 that service account. ``kubelab up`` applies them with the admin's credentials
-(:func:`ensure_rbac`) before it starts meshd, since meshd cannot grant itself anything.
+(:func:`ensure_rbac`) before it starts meshd, since meshd cannot grant itself anything. meshd
+reads Services' EndpointSlices and writes its own ``istiod`` Endpoints and EndpointSlice.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def rbac_objects() -> list[dict[str, Any]]:
         "rules": [
             _rule([""], ["pods", "nodes"], _READ),
             _rule([""], ["namespaces", "services", "endpoints"], _WRITE),
+            _rule(["discovery.k8s.io"], ["endpointslices"], _WRITE),
             _rule([""], ["configmaps"], [*_WRITE, "delete"]),
             _rule([""], ["events"], ["create", "update", "patch"]),
             _rule(["networking.istio.io", "security.istio.io"], ["*"], _READ),

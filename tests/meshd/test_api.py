@@ -16,6 +16,8 @@ from meshd.api.resources import (
     Fault,
     Inbound,
     InboundPort,
+    Mirror,
+    OutlierDetection,
     ResourceError,
     Route,
     RouteConfig,
@@ -40,14 +42,17 @@ def _routes(regex: str = "^/api/.*") -> RouteConfig:
                   destinations=(WeightedCluster(v2),),
                   fault=Fault(delay=Delay(2000, 100.0), abort=Abort(500, 50.0))),
             Route(name="api", matches=(RouteMatch(uri=StringMatch(regex=regex)),),
-                  destinations=(WeightedCluster(v1, 90), WeightedCluster(v2, 10)), timeout_ms=500),
+                  destinations=(WeightedCluster(v1, 90), WeightedCluster(v2, 10)), timeout_ms=500,
+                  mirrors=(Mirror(cluster_name(REVIEWS, 9080, "v3"), 25.0),)),
         )),))
 
 
 def test_round_trip_of_every_resource_type() -> None:
     cluster = Cluster(name=cluster_name(REVIEWS, 9080, "v1"), service=REVIEWS, port=9080, protocol="http",
                       subset="v1", endpoints=(Endpoint("10.1.0.5", 9080, {"version": "v1"},
-                                                       identity="spiffe://cluster.local/ns/default/sa/reviews"),))
+                                                       identity="spiffe://cluster.local/ns/default/sa/reviews"),),
+                      outlier_detection=OutlierDetection(consecutive_5xx=3, base_ejection_time_ms=1000,
+                                                         max_ejection_percent=100.0))
     inbound = Inbound(default_mtls_mode="STRICT", ports=(InboundPort(9080, "http", "PERMISSIVE"),))
     for resource in (cluster, _routes(), inbound):
         assert decode(type(resource), encode(resource)) == resource

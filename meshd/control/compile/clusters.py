@@ -1,25 +1,31 @@
 """Clusters: a Service port's ready endpoints (per DestinationRule subset), with LB and TLS policy.
 
-Used by :mod:`meshd.control.compile.proxy`. Reads the Service, its Endpoints (ready addresses;
-each endpoint's port is the Endpoints port named like the Service port) and the endpoint's pod:
+Used by :mod:`meshd.control.compile.proxy`. Reads the Service, its EndpointSlices (ready
+endpoints, else serving-and-terminating ones; each slice's port named like the Service port gives
+the target port of its endpoints, so a named ``targetPort`` may differ from slice to slice) and
+the endpoint's pod:
 its labels (subsets select on them), its workload name, and its identity -- the SPIFFE ID of
 its service account, only when the pod runs the ``istio-proxy`` container (so a client uses
 mTLS only toward sidecars). Policies come from the DestinationRule that applies (Istio's lookup:
 the client's namespace, then the Service's, then the root namespace): ``trafficPolicy``, with
-``portLevelSettings`` for the port and the subset's own ``trafficPolicy`` over it.
+``portLevelSettings`` for the port and the subset's own ``trafficPolicy`` over it: load
+balancer, client TLS mode and ``outlierDetection`` (:func:`outlier_detection`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from meshd.api.identity import SpiffeId
-from meshd.api.resources import Cluster, Endpoint, LbPolicy, Protocol, TlsMode, cluster_name
+from meshd.api.resources import Cluster, Endpoint, LbPolicy, OutlierDetection, Protocol, TlsMode, cluster_name
+from meshd.control.compile.routes import duration_ms
 from meshd.control.compile.scope import Scope, fqdn, selects, service_fqdn
 from meshd.control.model import MeshSnapshot, Obj, key_of
 
-__all__ = ["PROXY_CONTAINER", "destination_rule_for", "port_protocol", "service_clusters", "service_ports"]
+__all__ = ["PROXY_CONTAINER", "destination_rule_for", "outlier_detection", "port_protocol", "service_clusters",
+           "service_ports"]
 
 PROXY_CONTAINER = "istio-proxy"
 
@@ -68,33 +74,61 @@ def workload_name(pod: Obj) -> str:
     return name
 
 
+def _slice_port(item: Obj, wanted_name: str) -> int | None:
+    """The port number this slice gives the Service port named ``wanted_name`` (named target
+    ports resolve per pod, so each slice carries its own numbers)."""
+    for port in item.get("ports") or []:
+        if str(port.get("name") or "") == wanted_name and str(port.get("protocol") or "TCP") == "TCP":
+            number = port.get("port")
+            return int(number) if number else None
+    return None
+
+
+def _conditions(endpoint: Obj) -> tuple[bool, bool, bool]:
+    """(ready, serving, terminating); an unset ``ready`` or ``serving`` means ready, as the API defines."""
+    conditions = endpoint.get("conditions") or {}
+    ready = conditions.get("ready") is not False
+    serving = conditions.get("serving")
+    return ready, ready if serving is None else bool(serving), bool(conditions.get("terminating"))
+
+
 def _endpoints(snapshot: MeshSnapshot, service: Obj, port: Obj, trust_domain: str) -> list[Endpoint]:
+    """The Service port's ready endpoints from all its EndpointSlices; when none is ready, the
+    serving ones that are terminating (kube-proxy's fallback, so a rollout's last requests drain)."""
     key = key_of(service)
-    found = snapshot.endpoints.get(key)
-    if found is None:
-        return []
     namespace = key[0]
     wanted_name = str(port.get("name") or "")
-    result: list[Endpoint] = []
-    for subset in found.get("subsets") or []:
-        ports = subset.get("ports") or []
-        match = next((p for p in ports if str(p.get("name") or "") == wanted_name), None)
-        if match is None and len(ports) == 1 and not wanted_name:
-            match = ports[0]
-        if match is None:
+    ready: dict[tuple[str, int], Endpoint] = {}
+    draining: dict[tuple[str, int], Endpoint] = {}
+    for item in snapshot.endpoint_slices.get(key, ()):
+        if str(item.get("addressType") or "IPv4") not in ("IPv4", "IPv6"):
+            continue  # FQDN slices name hosts, not addresses
+        number = _slice_port(item, wanted_name)
+        if number is None:
             continue
-        for address in subset.get("addresses") or []:
-            ref = address.get("targetRef") or {}
+        for endpoint in item.get("endpoints") or []:
+            addresses = endpoint.get("addresses") or []
+            if not addresses:
+                continue
+            is_ready, serving, terminating = _conditions(endpoint)
+            if is_ready:
+                pool = ready
+            elif serving and terminating:
+                pool = draining
+            else:
+                continue
+            address = str(addresses[0])  # the API: consumers use the first address
+            ref = endpoint.get("targetRef") or {}
             pod = snapshot.pods.get((str(ref.get("namespace") or namespace), str(ref.get("name") or ""))) \
-                if ref.get("kind") == "Pod" else snapshot.pods_by_ip.get(str(address.get("ip")))
-            result.append(Endpoint(
-                address=str(address.get("ip")), port=int(match.get("port") or 0),
+                if ref.get("kind") == "Pod" else snapshot.pods_by_ip.get(address)
+            pool.setdefault((address, number), Endpoint(
+                address=address, port=number,
                 labels=dict(((pod or {}).get("metadata") or {}).get("labels") or {}),
                 identity=pod_identity(pod, trust_domain),
                 workload=workload_name(pod) if pod is not None else "",
                 namespace=key_of(pod)[0] if pod is not None else namespace))
-    result.sort(key=lambda e: (e.address, e.port))
-    return result
+    chosen = ready or draining
+    return [chosen[k] for k in sorted(chosen)]
 
 
 def destination_rule_for(snapshot: MeshSnapshot, scope: Scope, host: str, root_namespace: str) -> Obj | None:
@@ -116,10 +150,43 @@ _LB: dict[str, LbPolicy] = {"ROUND_ROBIN": "ROUND_ROBIN", "LEAST_REQUEST": "LEAS
 _TLS: dict[str, TlsMode] = {"ISTIO_MUTUAL": "ISTIO_MUTUAL", "DISABLE": "DISABLE"}
 
 
-def _policy(policy: dict[str, Any] | None, port: int, lb: LbPolicy, tls: TlsMode) -> tuple[LbPolicy, TlsMode]:
-    """``policy`` (a TrafficPolicy) over (lb, tls): its own fields, then its port-level setting."""
+@dataclass(frozen=True)
+class _Policy:
+    lb: LbPolicy = "ROUND_ROBIN"
+    tls: TlsMode = "AUTO"
+    outlier: OutlierDetection | None = None
+
+
+def _duration(raw: Any, default: int) -> int:
+    try:
+        return duration_ms(raw) if raw is not None else default
+    except ValueError:
+        return default  # refused by validation; an object stored before it keeps the default
+
+
+def outlier_detection(raw: Any) -> OutlierDetection | None:
+    """Istio's ``outlierDetection`` as Istio hands it to Envoy: ``consecutive5xxErrors`` 5 unless
+    set (0 disables), ``consecutiveGatewayErrors`` off unless set, ``interval`` 10s,
+    ``baseEjectionTime`` 30s, ``maxEjectionPercent`` 10 (0 too), ``minHealthPercent`` as the
+    panic threshold (0: none); Envoy's ``max_ejection_time`` 300s or the base time if larger."""
+    if not isinstance(raw, dict):
+        return None
+    base = _duration(raw.get("baseEjectionTime"), 30_000)
+    return OutlierDetection(
+        consecutive_5xx=int(raw.get("consecutive5xxErrors", 5) or 0),
+        consecutive_gateway_errors=int(raw.get("consecutiveGatewayErrors") or 0),
+        interval_ms=max(1, _duration(raw.get("interval"), 10_000)),
+        base_ejection_time_ms=base, max_ejection_time_ms=max(300_000, base),
+        max_ejection_percent=float(raw.get("maxEjectionPercent") or 10),
+        min_health_percent=float(raw.get("minHealthPercent") or 0))
+
+
+def _policy(policy: dict[str, Any] | None, port: int, base: _Policy) -> _Policy:
+    """``policy`` (a TrafficPolicy) over ``base``: its own fields, then its port-level setting
+    (each field, ``outlierDetection`` included, replaced whole as Istio merges policies)."""
     if not policy:
-        return lb, tls
+        return base
+    lb, tls, outlier = base.lb, base.tls, base.outlier
     layers = [policy, *[s for s in policy.get("portLevelSettings") or []
                         if int((s.get("port") or {}).get("number") or 0) == port]]
     for layer in layers:
@@ -127,7 +194,9 @@ def _policy(policy: dict[str, Any] | None, port: int, lb: LbPolicy, tls: TlsMode
         lb = _LB.get(simple, lb)
         mode = str((layer.get("tls") or {}).get("mode") or "")
         tls = _TLS.get(mode, tls)
-    return lb, tls
+        if isinstance(layer.get("outlierDetection"), dict):
+            outlier = outlier_detection(layer["outlierDetection"])
+    return _Policy(lb, tls, outlier)
 
 
 def service_clusters(snapshot: MeshSnapshot, scope: Scope, service: Obj, *, root_namespace: str,
@@ -140,15 +209,16 @@ def service_clusters(snapshot: MeshSnapshot, scope: Scope, service: Obj, *, root
         number = int(port.get("port") or 0)
         protocol = port_protocol(port)
         endpoints = _endpoints(snapshot, service, port, trust_domain)
-        lb, tls = _policy(rule_spec.get("trafficPolicy"), number, "ROUND_ROBIN", "AUTO")
+        policy = _policy(rule_spec.get("trafficPolicy"), number, _Policy())
         yield Cluster(name=cluster_name(host, number), service=host, port=number, protocol=protocol,
-                      endpoints=tuple(endpoints), lb_policy=lb, tls_mode=tls)
+                      endpoints=tuple(endpoints), lb_policy=policy.lb, tls_mode=policy.tls,
+                      outlier_detection=policy.outlier)
         for subset in rule_spec.get("subsets") or []:
             name = str(subset.get("name") or "")
             if not name:
                 continue
-            sub_lb, sub_tls = _policy(subset.get("trafficPolicy"), number, lb, tls)
+            sub = _policy(subset.get("trafficPolicy"), number, policy)
             labels = subset.get("labels") or {}
             yield Cluster(name=cluster_name(host, number, name), service=host, port=number, protocol=protocol,
                           subset=name, endpoints=tuple(e for e in endpoints if selects(labels, e.labels)),
-                          lb_policy=sub_lb, tls_mode=sub_tls)
+                          lb_policy=sub.lb, tls_mode=sub.tls, outlier_detection=sub.outlier)

@@ -12,8 +12,12 @@ semantics:
 * ``weight`` shares; a lone destination gets 100; ``timeout``; ``retries`` (none given: Istio's
   implicit 2 attempts; ``attempts: 0``: none; a route with a ``fault`` gets no retries); ``fault``
   delay / abort with their percentages;
+* ``mirror`` (with ``mirrorPercentage``, default 100) and each of ``mirrors`` (with its own
+  ``percentage``) become the route's :class:`~meshd.api.resources.Mirror` list; a share of 0
+  mirrors nothing;
 * a destination's subset must be defined by a DestinationRule: otherwise the route still names
-  the (empty) subset cluster, which answers 503 as in Istio, and a :class:`ConfigError` says why.
+  the (empty) subset cluster, which answers 503 as in Istio, and a :class:`ConfigError` says why
+  (mirror destinations alike).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from meshd.api.resources import (
     Abort,
     Delay,
     Fault,
+    Mirror,
     RetryPolicy,
     Route,
     RouteMatch,
@@ -140,6 +145,52 @@ PortLookup = Callable[[str], int | None]
 """host FQDN → its only port (None when it has several or is unknown)."""
 
 
+def _cluster_for(dest: Obj, namespace: str, name: str, host: str, port: int, where: str, *,
+                 has_cluster: ClusterLookup, only_port: PortLookup, errors: list[ConfigError]) -> str:
+    """The cluster a ``destination`` (route or mirror) names; a missing host or subset is reported."""
+    dest_host = fqdn(str(dest.get("host") or ""), namespace)
+    dest_port = int((dest.get("port") or {}).get("number") or 0) or (
+        port if dest_host == host else (only_port(dest_host) or port))
+    subset = str(dest.get("subset") or "")
+    if subset and not has_cluster(dest_host, dest_port, subset):
+        errors.append(ConfigError("VirtualService", namespace, name, "IST0101", "ReferencedResourceNotFound",
+                                  f"Referenced host+subset in destinationrule not found: "
+                                  f"\"{dest_host}+{subset}\" ({where})"))
+    elif not has_cluster(dest_host, dest_port, ""):
+        errors.append(ConfigError("VirtualService", namespace, name, "IST0101", "ReferencedResourceNotFound",
+                                  f"Referenced host not found: \"{dest_host}\" ({where})"))
+    return cluster_name(dest_host, dest_port, subset)
+
+
+def _mirror_share(raw: Any) -> float | None:
+    """A ``percentage`` (absent: 100, Istio's default); 0 mirrors nothing (None)."""
+    if not isinstance(raw, dict) or raw.get("value") is None:
+        return 100.0
+    value = float(raw["value"])
+    return value if value > 0 else None
+
+
+def _mirrors(rule: Obj, lookup: Callable[[Obj, str], str]) -> tuple[Mirror, ...]:
+    """``mirror`` with ``mirrorPercentage`` (or the deprecated integer ``mirrorPercent``), then each of ``mirrors``."""
+    found: list[Mirror] = []
+    if isinstance(rule.get("mirror"), dict):
+        if rule.get("mirrorPercentage") is not None:
+            share = _mirror_share(rule["mirrorPercentage"])
+        elif rule.get("mirrorPercent") is not None:
+            share = float(rule["mirrorPercent"]) or None
+        else:
+            share = 100.0
+        if share is not None:
+            found.append(Mirror(cluster=lookup(rule["mirror"], "mirror"), percentage=share))
+    for index, policy in enumerate(rule.get("mirrors") or []):
+        if not isinstance(policy, dict) or not isinstance(policy.get("destination"), dict):
+            continue
+        share = _mirror_share(policy.get("percentage"))
+        if share is not None:
+            found.append(Mirror(cluster=lookup(policy["destination"], f"mirrors[{index}]"), percentage=share))
+    return tuple(found)
+
+
 def http_routes(vs: Obj, scope: Scope, host: str, port: int, *, has_cluster: ClusterLookup,
                 only_port: PortLookup, errors: list[ConfigError]) -> tuple[Route, ...]:
     """The routes ``vs`` gives ``host:port`` for this proxy; problems appended to ``errors``."""
@@ -150,29 +201,22 @@ def http_routes(vs: Obj, scope: Scope, host: str, port: int, *, has_cluster: Clu
         matches = _matches(rule.get("match") or [], scope, port)
         if matches is None:
             continue
-        destinations: list[WeightedCluster] = []
+
+        def lookup(dest: Obj, field: str = "", where: str = where) -> str:
+            return _cluster_for(dest, namespace, name, host, port, f"{where} {field}" if field else where,
+                                has_cluster=has_cluster, only_port=only_port, errors=errors)
+
         targets = rule.get("route") or []
+        destinations: list[WeightedCluster] = []
         for target in targets:
-            dest = target.get("destination") or {}
-            dest_host = fqdn(str(dest.get("host") or ""), namespace)
-            dest_port = int((dest.get("port") or {}).get("number") or 0) or (
-                port if dest_host == host else (only_port(dest_host) or port))
-            subset = str(dest.get("subset") or "")
             raw_weight = target.get("weight")
             weight = int(raw_weight) if raw_weight is not None else (100 if len(targets) == 1 else 0)
-            if subset and not has_cluster(dest_host, dest_port, subset):
-                errors.append(ConfigError("VirtualService", namespace, name, "IST0101", "ReferencedResourceNotFound",
-                                          f"Referenced host+subset in destinationrule not found: "
-                                          f"\"{dest_host}+{subset}\" ({where})"))
-            elif not has_cluster(dest_host, dest_port, ""):
-                errors.append(ConfigError("VirtualService", namespace, name, "IST0101", "ReferencedResourceNotFound",
-                                          f"Referenced host not found: \"{dest_host}\" ({where})"))
-            destinations.append(WeightedCluster(cluster=cluster_name(dest_host, dest_port, subset), weight=weight))
+            destinations.append(WeightedCluster(cluster=lookup(target.get("destination") or {}), weight=weight))
         fault = _fault(rule.get("fault"))
         routes.append(Route(
             name=str(rule.get("name") or f"{name}.{namespace}.{index}"),
             matches=matches, destinations=tuple(destinations),
             timeout_ms=duration_ms(rule["timeout"]) if rule.get("timeout") else 0,
             retries=None if fault is not None else _retries(rule.get("retries")),
-            fault=fault, source=where))
+            fault=fault, mirrors=_mirrors(rule, lookup), source=where))
     return tuple(routes)

@@ -40,12 +40,25 @@ def pod(name: str, ns: str = "default", *, labels: dict[str, str], ip: str, side
             "status": {"podIP": ip}}
 
 
+def endpoint(p: Obj, *, ready: bool | None = True, serving: bool | None = None,
+             terminating: bool | None = None) -> Obj:
+    conditions = {k: v for k, v in (("ready", ready), ("serving", serving), ("terminating", terminating))
+                  if v is not None}
+    return {"addresses": [p["status"]["podIP"]], "conditions": conditions,
+            "targetRef": {"kind": "Pod", "name": p["metadata"]["name"], "namespace": p["metadata"]["namespace"]}}
+
+
+def endpoint_slice(service_name: str, endpoints: list[Obj], ns: str = "default", port_name: str = "http",
+                   port: int = 9080, *, suffix: str = "abcde", address_type: str = "IPv4") -> Obj:
+    return {"metadata": {"name": f"{service_name}-{suffix}", "namespace": ns,
+                         "labels": {"kubernetes.io/service-name": service_name}},
+            "addressType": address_type, "endpoints": endpoints,
+            "ports": [{"name": port_name, "port": port, "protocol": "TCP"}]}
+
+
 def endpoints(name: str, pods: list[Obj], ns: str = "default", port_name: str = "http", port: int = 9080) -> Obj:
-    return {"metadata": {"name": name, "namespace": ns},
-            "subsets": [{"addresses": [{"ip": p["status"]["podIP"],
-                                        "targetRef": {"kind": "Pod", "name": p["metadata"]["name"],
-                                                      "namespace": ns}} for p in pods],
-                         "ports": [{"name": port_name, "port": port, "protocol": "TCP"}]}]}
+    """One slice with every pod ready."""
+    return endpoint_slice(name, [endpoint(p) for p in pods], ns, port_name, port)
 
 
 def istio(kind: str, name: str, spec: Obj, ns: str = "default", created: str = "2026-01-01T00:00:00Z") -> Obj:
@@ -55,7 +68,7 @@ def istio(kind: str, name: str, spec: Obj, ns: str = "default", created: str = "
 
 REVIEWS_PODS = [pod("reviews-v1", labels={"app": "reviews", "version": "v1"}, ip="10.244.0.11", account="reviews"),
                 pod("reviews-v2", labels={"app": "reviews", "version": "v2"}, ip="10.244.0.12", sidecar=False)]
-BASE: dict[str, Any] = dict(services=[service("reviews")], endpoints=[endpoints("reviews", REVIEWS_PODS)],
+BASE: dict[str, Any] = dict(services=[service("reviews")], endpoint_slices=[endpoints("reviews", REVIEWS_PODS)],
                             pods=REVIEWS_PODS)
 DR_REVIEWS = istio("DestinationRule", "reviews", {"host": "reviews", "subsets": [
     {"name": "v1", "labels": {"version": "v1"}}, {"name": "v2", "labels": {"version": "v2"}}]})
@@ -209,7 +222,7 @@ def test_peer_authentication_resolution(policies: list[Obj], default: str, ports
     pytest.param({"port": 84}, "tcp", id="unnamed"),
 ])
 def test_protocol_selection(port: Obj, protocol: str) -> None:
-    config = compiled(services=[service("db", ports=[{**port, "protocol": "TCP"}])], endpoints=[], pods=[])
+    config = compiled(services=[service("db", ports=[{**port, "protocol": "TCP"}])], endpoint_slices=[], pods=[])
     (listener,) = [decode(Listener, x) for x in config.resources[LISTENERS]]
     assert listener.protocol == protocol
     assert bool(listener.route_config) is (protocol in ("http", "http2", "grpc"))

@@ -17,7 +17,7 @@ import pytest
 from kubelab.testing import RunningApiServer, kubectl
 from machinery.client import ApiClient
 from machinery.errors import NotFoundError
-from machinery.resources import CONFIGMAPS, ENDPOINTS, EVENTS, NAMESPACES, SERVICES
+from machinery.resources import CONFIGMAPS, ENDPOINTS, ENDPOINTSLICES, EVENTS, NAMESPACES, SERVICES
 from meshd.api.resources import LISTENERS, PUSH_ORDER, ROUTES, Listener, decode
 from meshd.control.crds import VIRTUAL_SERVICES
 from meshd.control.server import Meshd
@@ -95,7 +95,7 @@ spec:
     corsPolicy: {allowOrigins: [{exact: "https://example.com"}]}
 """
     result = await cluster.kubectl("apply", "-f", "-", input=manifest)
-    assert "Warning: spec.http[0].mirror is accepted but not implemented by kubelab" in result.stderr
+    assert "mirror" not in result.stderr  # implemented
     assert "Warning: spec.http[0].corsPolicy is accepted but not implemented by kubelab" in result.stderr
     stored = (await cluster.kubectl("get", "vs", "mirrored", "-o", "jsonpath={.spec.http[0].mirror.host}")).stdout
     assert stored == "reviews-shadow"  # accepted: kept as written
@@ -124,10 +124,12 @@ async def _service(client: ApiClient, name: str, ip_suffix: int, *, selector: bo
                                    "metadata": {"name": name, "namespace": "default"},
                                    "spec": {"selector": {"app": name} if selector else None,
                                             "ports": [{"name": "http", "port": 9080, "targetPort": 9080}]}})
-    await client.create(ENDPOINTS, {"apiVersion": "v1", "kind": "Endpoints",
-                                    "metadata": {"name": name, "namespace": "default"},
-                                    "subsets": [{"addresses": [{"ip": f"127.0.0.{ip_suffix}"}],
-                                                 "ports": [{"name": "http", "port": 9080}]}]})
+    await client.create(ENDPOINTSLICES, {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                                         "metadata": {"name": f"{name}-1", "namespace": "default",
+                                                      "labels": {"kubernetes.io/service-name": name}},
+                                         "addressType": "IPv4",
+                                         "endpoints": [{"addresses": [f"127.0.0.{ip_suffix}"]}],
+                                         "ports": [{"name": "http", "port": 9080, "protocol": "TCP"}]})
 
 
 async def test_a_missing_subset_is_reported_on_the_virtual_service(cluster: Cluster) -> None:
@@ -173,6 +175,10 @@ async def test_root_cert_published_in_every_namespace(cluster: Cluster) -> None:
     ports = {p["name"]: p["port"] for p in endpoints["subsets"][0]["ports"]}
     assert ports["grpc-xds"] == cluster.meshd.settings.discovery_port
     assert ports["https-webhook"] == cluster.meshd.settings.webhook_port
+    istiod_slice = await cluster.client.get(ENDPOINTSLICES, "istiod", namespace="istio-system")
+    assert istiod_slice["metadata"]["labels"]["kubernetes.io/service-name"] == "istiod"
+    assert {p["name"]: p["port"] for p in istiod_slice["ports"]} == ports
+    assert istiod_slice["endpoints"][0]["addresses"] == [endpoints["subsets"][0]["addresses"][0]["ip"]]
     service = await cluster.client.get(SERVICES, "istiod", namespace="istio-system")
     assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {
         "grpc-xds": 15012, "https-webhook": 443, "https-webhook-direct": 15017}

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from kubelab.testing import RunningApiServer
 from machinery.client import ApiClient
-from machinery.resources import ENDPOINTS, SERVICES
+from machinery.resources import ENDPOINTSLICES, SERVICES
 from meshd.api.resources import PUSH_ORDER
 from meshd.control.crds import VIRTUAL_SERVICES
 from meshd.control.server import Meshd
@@ -68,9 +68,13 @@ async def test_a_real_sidecar_is_certified_configured_and_follows_a_change(parts
                                              "spec": {"ports": [{"name": "http", "port": 9080,
                                                                  "targetPort": app_port}]}}, namespace="default")
     cluster_ip = service["spec"]["clusterIP"]
-    await client.create(ENDPOINTS, {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "reviews"},
-                                    "subsets": [{"addresses": [{"ip": "127.0.0.1"}],
-                                                 "ports": [{"name": "http", "port": app_port}]}]}, namespace="default")
+    await client.create(ENDPOINTSLICES, {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                                         "metadata": {"name": "reviews-1",
+                                                      "labels": {"kubernetes.io/service-name": "reviews"}},
+                                         "addressType": "IPv4",
+                                         "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
+                                         "ports": [{"name": "http", "port": app_port, "protocol": "TCP"}]},
+                        namespace="default")
     (tmp_path / "token").write_text(token)
     (tmp_path / "root-cert.pem").write_text(meshd.ca.root_pem)
     address = f"127.0.0.1:{meshd.settings.discovery_port}"
