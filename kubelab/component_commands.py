@@ -23,6 +23,9 @@ from machinery.kubeconfig import write_kubeconfig
 from machinery.pki import ensure_cluster_pki
 
 __all__ = [
+    "APISERVER",
+    "CONTROLLER_MANAGER",
+    "SCHEDULER",
     "apiserver_command",
     "component_command",
     "component_kubeconfig",
@@ -30,6 +33,11 @@ __all__ = [
     "kubelet_command",
     "python_env",
 ]
+
+# Process names (pid file, log, supervisor entry) and, for the components, their subcommands.
+APISERVER = "apiserver"
+SCHEDULER = "scheduler"
+CONTROLLER_MANAGER = "controller-manager"
 
 
 def python_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -65,7 +73,7 @@ def apiserver_command(
     """The argv of ``kubelab apiserver`` for these settings (``extra_args`` appended as given)."""
     argv = [
         *kubelab_command(),
-        "apiserver",
+        APISERVER,
         "--state-dir",
         str(state_dir),
         "--store",

@@ -1,7 +1,7 @@
 """A local single-member etcd for ``kubelab up --store etcd`` when no ``--etcd-servers`` are given.
 
-Called by :mod:`kubelab.cli`. The member runs as the process ``etcd`` (pid file and log as
-:mod:`kubelab.launcher` keeps them; ``kubelab up`` passes a ``start`` that hands it to the
+Called by ``kubelab up`` (:mod:`kubelab.cluster_up`). The member runs as the process ``etcd`` (pid
+file and log as :mod:`kubelab.launcher` keeps them; ``kubelab up`` passes a ``start`` that hands it to the
 cluster's supervisor, :mod:`kubelab.supervisor`, which restarts it if it dies). It keeps its data
 in ``state_dir/etcd`` and listens on 127.0.0.1 only: client port 2379 and peer port 2380 when
 free, otherwise free ephemeral ports. The chosen URLs are remembered in ``state_dir/etcd.json``

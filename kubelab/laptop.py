@@ -1,7 +1,7 @@
 """The Docker side of the laptop cluster: identity, pre-flight, pod network, DNS readiness, cleanup.
 
-Called by ``kubelab up --nodes N`` and ``kubelab down`` (:mod:`kubelab.cli`) and by the Docker e2e
-tests. Guarantees:
+Called by ``kubelab up --nodes N`` and ``kubelab down`` (:mod:`kubelab.cluster_up`, :mod:`kubelab.cluster_down`)
+and by the Docker e2e tests. Guarantees:
 
 * :func:`cluster_name` is derived from the state directory only, so it is stable across ``up`` /
   ``down`` and two clusters (e.g. a user's and a test's) never share Docker labels, the pod network

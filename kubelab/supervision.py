@@ -15,7 +15,7 @@ Because both live in the state dir, the supervisor holds no state of its own: a 
 supervisor reads the desired set, adopts the components whose pid files name live processes and
 carries over their restart counts.
 
-Used by :mod:`kubelab.cli` (:func:`ensure_supervisor`, :func:`ensure_component`,
+Used by ``kubelab up`` and ``status`` (:func:`ensure_supervisor`, :func:`ensure_component`,
 :func:`component_rows`) and by tests that kill components and wait for them to come back
 (:func:`read_status`, :func:`wait_for`).
 """
