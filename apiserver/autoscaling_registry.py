@@ -18,8 +18,9 @@ import copy
 from typing import Any
 
 from apiserver.codec import encode
-from apiserver.registry import Registry, WriteOptions
+from apiserver.registry import Registry
 from apiserver.storage.interface import KeyValue
+from apiserver.write_options import WriteOptions
 from machinery.api import defaults
 from machinery.api.autoscaling_conversion import V1, V2, to_v1, to_v2
 from machinery.resources import ResourceInfo

@@ -29,7 +29,7 @@ import logging
 from typing import Any
 
 from apiserver.context import ApiContext
-from apiserver.registry import WriteOptions
+from apiserver.write_options import WriteOptions
 from machinery.errors import AlreadyExistsError, ApiError, ConflictError, NotFoundError
 from machinery.resources import ResourceInfo, lookup
 

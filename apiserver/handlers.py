@@ -32,7 +32,6 @@ from apiserver.patching import (
     parse_patch,
     patch_type,
 )
-from apiserver.registry import DeleteOptions, WriteOptions
 from apiserver.requests import (
     RESOURCE,
     SUBRESOURCE,
@@ -50,6 +49,7 @@ from apiserver.requests import (
 )
 from apiserver.routing import RequestTarget, parse_resource_path, route_not_found
 from apiserver.watch import serve_watch
+from apiserver.write_options import DeleteOptions, WriteOptions
 from machinery.errors import (
     BadRequestError,
     DecodingError,

@@ -5,7 +5,8 @@ metadata (uid, creationTimestamp, generation, generateName), optimistic concurre
 (resourceVersion preconditions -> 409 Conflict), admission (defaulting + validation from
 ``machinery.api``), namespaces that must exist and not be terminating, graceful deletion
 with ``deletionTimestamp`` and finalizers, ``dryRun``. Handlers (``handlers.py``) parse HTTP
-and call these methods; nothing else writes to the store.
+and call these methods; nothing else writes to the store. The options a write takes live in
+:mod:`apiserver.write_options`, the graceful deletion rules in :mod:`apiserver.graceful_deletion`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from __future__ import annotations
 import copy
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from apiserver import strategy, webhooks
 from apiserver.codec import decode, encode
+from apiserver.graceful_deletion import finished_deleting, mark_for_deletion
 from apiserver.storage.interface import (
     KeyExistsError,
     KeyNotFoundError,
@@ -25,6 +26,7 @@ from apiserver.storage.interface import (
     RevisionConflictError,
     Storage,
 )
+from apiserver.write_options import DeleteOptions, WriteOptions, resource_version_number, update_precondition
 from machinery import api
 from machinery.errors import (
     AlreadyExistsError,
@@ -32,93 +34,23 @@ from machinery.errors import (
     ConflictError,
     ForbiddenError,
     NotFoundError,
-    StatusCause,
-    invalid,
 )
 from machinery.meta import now_rfc3339
 from machinery.resources import NAMESPACES, ResourceInfo, lookup
+
+__all__ = [
+    "DeleteOptions",
+    "MutatingAdmission",
+    "Mutation",
+    "Registry",
+    "WriteOptions",
+    "registry_for",
+]
 
 MAX_CONFLICT_RETRIES = 16
 # Kubernetes' NamespaceLifecycle admission refuses to delete these.
 IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
 GENERATE_NAME_RETRIES = 8
-
-
-@dataclass(frozen=True)
-class WriteOptions:
-    """Query parameters shared by create/update/patch."""
-
-    dry_run: bool = False
-    field_validation: str = "Strict"
-    field_manager: str = ""
-
-
-@dataclass(frozen=True)
-class DeleteOptions:
-    """The parts of meta/v1 DeleteOptions we honour."""
-
-    grace_period_seconds: int | None = None
-    propagation_policy: str | None = None
-    precondition_uid: str | None = None
-    precondition_resource_version: str | None = None
-    dry_run: bool = False
-
-    @staticmethod
-    def from_dict(body: Any, *, dry_run: bool = False) -> DeleteOptions:
-        """Read a meta/v1 DeleteOptions body: 400 for wrong types, 422 for unsupported values."""
-        if body is None:
-            body = {}
-        if not isinstance(body, dict):
-            raise BadRequestError("DeleteOptions must be a JSON object")
-        pre = body.get("preconditions") or {}
-        if not isinstance(pre, dict):
-            raise BadRequestError("json: cannot unmarshal string into Go struct field DeleteOptions.preconditions "
-                                  "of type v1.Preconditions")
-        grace = body.get("gracePeriodSeconds")
-        if grace is not None and (isinstance(grace, bool) or not isinstance(grace, int)):
-            raise BadRequestError("json: cannot unmarshal value into Go struct field "
-                                  "DeleteOptions.gracePeriodSeconds of type int64")
-        policy = body.get("propagationPolicy")
-        if policy is None and body.get("orphanDependents") is True:
-            policy = "Orphan"
-        causes = []
-        if policy not in (None, "Orphan", "Background", "Foreground"):
-            causes.append(StatusCause("propagationPolicy", f'Unsupported value: "{policy}": supported values: '
-                                      '"Foreground", "Background", "Orphan"', "FieldValueNotSupported"))
-        body_dry_run = body.get("dryRun") or []
-        if not isinstance(body_dry_run, list):
-            raise BadRequestError("json: cannot unmarshal value into Go struct field DeleteOptions.dryRun "
-                                  "of type []string")
-        causes.extend(StatusCause("dryRun", f'Unsupported value: "{v}": supported values: "All"',
-                                  "FieldValueNotSupported") for v in body_dry_run if v != "All")
-        if causes:
-            raise invalid("DeleteOptions", "", causes, group="meta.k8s.io")
-        return DeleteOptions(
-            grace_period_seconds=grace,
-            propagation_policy=policy,
-            precondition_uid=pre.get("uid"),
-            precondition_resource_version=pre.get("resourceVersion"),
-            dry_run=dry_run or bool(body_dry_run),
-        )
-
-
-_MAX_UINT64 = 2**64 - 1
-
-
-def _resource_version_number(value: object) -> int | None:
-    """The resourceVersion as Kubernetes' versioner parses it: a uint64, else None (not a number)."""
-    if not isinstance(value, str) or not value.isascii() or not value.isdigit():
-        return None
-    number = int(value)
-    return number if number <= _MAX_UINT64 else None
-
-
-def _precondition(value: object) -> str | None:
-    """The resourceVersion an update must match: none for ``""`` and ``"0"`` (an unconditional update)."""
-    if value is None or value == "" or _resource_version_number(value) == 0:
-        return None
-    return str(value)
-
 
 Mutation = Callable[[dict[str, Any]], dict[str, Any]]
 # (new object, stored object or None on create, dry run) -> None; mutates the new object in place.
@@ -274,7 +206,7 @@ class Registry:
             raise BadRequestError("the namespace of the object is required")
         namespace = meta.get("namespace")
         generated = not meta.get("name") and bool(meta.get("generateName"))
-        if _resource_version_number(meta.pop("resourceVersion", None)):
+        if resource_version_number(meta.pop("resourceVersion", None)):
             # Like Kubernetes, only a version that parses as a number other than 0 is refused.
             raise BadRequestError("resourceVersion should not be set on objects to be created")
         await self._check_namespace(namespace, meta.get("name") or meta.get("generateName", ""))
@@ -318,7 +250,7 @@ class Registry:
         obj = copy.deepcopy(obj)
         self._fill_type(obj)
         self._check_identity(obj, namespace, name)
-        expected = _precondition(obj["metadata"].get("resourceVersion"))
+        expected = update_precondition(obj["metadata"].get("resourceVersion"))
         return await self._write(namespace, name, lambda _live: obj, opts,
                                  subresource=subresource, precondition_rv=expected)
 
@@ -349,7 +281,7 @@ class Registry:
             self._fill_type(desired)
             self._check_identity(desired, namespace, name)
             wanted_rv = precondition_rv or None
-            body_rv = _precondition(desired["metadata"].get("resourceVersion"))
+            body_rv = update_precondition(desired["metadata"].get("resourceVersion"))
             if precondition_rv is None and body_rv and body_rv != live["metadata"]["resourceVersion"]:
                 wanted_rv = body_rv
             if wanted_rv is not None and wanted_rv != live["metadata"]["resourceVersion"]:
@@ -406,12 +338,7 @@ class Registry:
         return a == b
 
     def _finished_deleting(self, obj: dict[str, Any]) -> bool:
-        meta = obj["metadata"]
-        if not meta.get("deletionTimestamp") or meta.get("finalizers"):
-            return False
-        if obj.get("kind") == "Namespace" and (obj.get("spec") or {}).get("finalizers"):
-            return False
-        return not (obj.get("kind") == "Pod" and meta.get("deletionGracePeriodSeconds"))
+        return finished_deleting(obj)
 
     async def _delete_now(self, key: str, revision: int, obj: dict[str, Any]) -> None:
         try:
@@ -470,51 +397,9 @@ class Registry:
         raise self._conflict(name)
 
     def _mark_for_deletion(self, live: dict[str, Any], options: DeleteOptions) -> dict[str, Any] | None:
-        """The object marked for deletion, or None when it can go at once."""
-        obj = copy.deepcopy(live)
-        meta = obj["metadata"]
-        finalizers = list(meta.get("finalizers") or [])
-        if options.propagation_policy == "Foreground" and "foregroundDeletion" not in finalizers:
-            finalizers.append("foregroundDeletion")
-        elif options.propagation_policy == "Orphan" and "orphan" not in finalizers:
-            finalizers.append("orphan")
-        grace = self._grace_period(obj, options)
-        namespace_pending = obj.get("kind") == "Namespace" and (obj.get("spec") or {}).get("finalizers")
-        if not finalizers and not grace and not namespace_pending:
-            return None
-        if meta.get("deletionTimestamp"):
-            # Already terminating: a shorter grace period may still be requested.
-            if grace is not None and grace < int(meta.get("deletionGracePeriodSeconds") or 0):
-                meta["deletionGracePeriodSeconds"] = grace
-                if grace == 0 and not finalizers:
-                    return None
-            meta["finalizers"] = finalizers or meta.get("finalizers")
-            if not meta["finalizers"]:
-                meta.pop("finalizers")
-            return obj
-        meta["deletionTimestamp"] = now_rfc3339()
-        meta["deletionGracePeriodSeconds"] = grace or 0
-        if finalizers:
-            meta["finalizers"] = finalizers
-        if obj.get("kind") == "Namespace":
-            obj.setdefault("status", {})["phase"] = "Terminating"
-        if obj.get("kind") in strategy.GENERATION_KINDS and obj.get("kind") != "Pod":
-            meta["generation"] = int(meta.get("generation") or 1) + 1
-        return obj
-
-    @staticmethod
-    def _grace_period(obj: dict[str, Any], options: DeleteOptions) -> int | None:
-        """Only pods bound to a node terminate gracefully (their kubelet confirms)."""
-        if obj.get("kind") != "Pod":
-            return None
-        spec = obj.get("spec") or {}
-        phase = (obj.get("status") or {}).get("phase")
-        if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
-            return None
-        grace = options.grace_period_seconds
-        if grace is None:
-            grace = int(spec.get("terminationGracePeriodSeconds", 30))
-        return max(grace, 0) or None
+        """The object marked for deletion, or None when it can go at once (kinds with rules of their own
+        override this)."""
+        return mark_for_deletion(live, options)
 
 
 def registry_for(group: str, version: str, plural: str, storage: Storage) -> Registry | None:

@@ -17,10 +17,10 @@ from apiserver.apiextensions.scale import handle_scale
 from apiserver.codec import parse_object
 from apiserver.context import ApiContext
 from apiserver.patching import apply_patch, parse_patch, patch_type
-from apiserver.registry import DeleteOptions, WriteOptions
 from apiserver.requests import VERB, dry_run, field_validation, json_response
 from apiserver.routing import RequestTarget
 from apiserver.webhooks.views import BINDING_KIND, SCALE_KIND, ObjectView, eviction_kind
+from apiserver.write_options import DeleteOptions, WriteOptions
 from machinery.api.validation_ephemeral import ephemeral_update
 from machinery.errors import BadRequestError, ConflictError, MethodNotAllowedError
 from machinery.meta import now_rfc3339

@@ -31,9 +31,10 @@ from apiserver.apiextensions.naming import decide, set_condition
 from apiserver.apiextensions.schema_seam import SchemaError
 from apiserver.apiextensions.served import served_resources
 from apiserver.codec import decode
-from apiserver.registry import DeleteOptions, Registry, WriteOptions
+from apiserver.registry import Registry
 from apiserver.storage.interface import Storage
 from apiserver.watchcache import WatchCaches, Watcher, match_all
+from apiserver.write_options import DeleteOptions, WriteOptions
 from machinery import resources
 from machinery.errors import ConflictError, NotFoundError
 from machinery.resources import CUSTOMRESOURCEDEFINITIONS, ResourceInfo

@@ -28,8 +28,9 @@ from apiserver import webhooks
 from apiserver.apiextensions.crd_validation import default_crd, validate_crd
 from apiserver.apiextensions.served import ServedVersion, served_version
 from apiserver.codec import encode
-from apiserver.registry import DeleteOptions, MutatingAdmission, Registry, WriteOptions
+from apiserver.registry import MutatingAdmission, Registry
 from apiserver.storage.interface import KeyValue, Storage
+from apiserver.write_options import DeleteOptions, WriteOptions
 from machinery import api
 from machinery.api.names import Errors
 from machinery.api.validation import validate_object_meta

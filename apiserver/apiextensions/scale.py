@@ -18,11 +18,11 @@ from apiserver.apiextensions.served import ScalePaths, served_version
 from apiserver.codec import parse_object
 from apiserver.context import ApiContext
 from apiserver.patching import apply_patch, parse_patch, patch_type
-from apiserver.registry import WriteOptions
 from apiserver.requests import dry_run, field_validation, json_response
 from apiserver.routing import RequestTarget
 from apiserver.webhooks import ObjectView, viewed_as
 from apiserver.webhooks.views import SCALE_KIND
+from apiserver.write_options import WriteOptions
 from machinery.errors import BadRequestError, ConflictError, MethodNotAllowedError, StatusCause, invalid
 
 Obj = dict[str, Any]

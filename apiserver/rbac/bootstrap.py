@@ -22,7 +22,7 @@ import orjson
 
 from apiserver.context import ApiContext
 from apiserver.rbac import policy
-from apiserver.registry import WriteOptions
+from apiserver.write_options import WriteOptions
 from machinery.errors import AlreadyExistsError, ConflictError
 from machinery.rbac_aggregation import converge
 from machinery.resources import ResourceInfo, lookup_kind
