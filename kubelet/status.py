@@ -16,6 +16,9 @@ containers are done is Succeeded or Failed once its sidecars were stopped).
 
 Ephemeral containers (``kubectl debug``) appear in ``ephemeralContainerStatuses`` only: never
 ready, never restarted, no part of the phase or the conditions.
+
+A finished pod (Succeeded/Failed) whose sandbox was stopped, its address released, keeps the
+``podIP``/``podIPs`` it had, as Kubernetes' kubelet reports a terminal pod's last IPs.
 """
 
 from __future__ import annotations
@@ -291,10 +294,14 @@ def compute_pod_status(
     if ephemeral:
         # Never ready, never restarted; they do not count for the phase or the conditions.
         status["ephemeralContainerStatuses"] = ephemeral
+    ip = ""
     if sandbox is not None:
         ip = host_ip if spec.get("hostNetwork") and host_ip else sandbox.ip  # host network: the node's IP
+    if old.get("podIP") and (sandbox is None or (not ip and phase in ("Succeeded", "Failed"))):
+        # A finished pod's sandbox is stopped and its address released, yet the status keeps
+        # reporting the IP the pod had, as the kubelet copies a terminal pod's last IPs forward.
+        status["podIP"], status["podIPs"] = old["podIP"], old.get("podIPs") or [{"ip": old["podIP"]}]
+    elif sandbox is not None:
         status["podIP"] = ip
         status["podIPs"] = [{"ip": ip}]
-    elif old.get("podIP"):
-        status["podIP"], status["podIPs"] = old["podIP"], old.get("podIPs") or [{"ip": old["podIP"]}]
     return status

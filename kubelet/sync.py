@@ -15,6 +15,8 @@ once for a pod. It is level-triggered, like the kubelet's ``SyncPod``/``SyncTerm
   exit (CrashLoopBackOff applies, whatever the pod's ``restartPolicy``); once every app container
   exited for good (``Never``/``OnFailure``: a Job's pod) the sidecars are stopped in reverse
   order and the pod becomes Succeeded or Failed;
+* a Succeeded or Failed pod: stop whatever still runs and its sandbox, releasing its IP; the
+  exited containers (and their logs) stay until the pod is deleted, the status keeps ``podIP``;
 * a pod with ``deletionTimestamp``: stop its app containers, then its sidecars in reverse order,
   all within ``deletionGracePeriodSeconds``; write the terminal status, then ``DELETE`` with
   ``gracePeriodSeconds=0`` and a uid precondition;
@@ -170,8 +172,7 @@ class PodSyncer:
         if meta.get("deletionTimestamp"):
             await self._terminate(key, pod)
         elif (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-            await self._stop_all(uid, timeout=0)
-            await self._refresh_terminal(key, pod)
+            await self._sync_terminal(key, pod)
         else:
             await self._sync_running(key, pod)
 
@@ -431,6 +432,18 @@ class PodSyncer:
             return
         self.backoff.next(backoff_key)
         await self._start(started, container, current.kind, current.attempt + 1, waiting)
+
+    # -- finished pods --------------------------------------------------------------------
+    async def _sync_terminal(self, key: str, pod: dict[str, Any]) -> None:
+        """A Succeeded/Failed pod: stop what still runs, then its sandbox, which gives the pod's IP
+        back to the node's range (the kubelet's ``StopPodSandbox`` once a terminal pod's containers
+        exited). The exited containers stay, so their logs are served, until the pod is deleted."""
+        uid = str(pod["metadata"]["uid"])
+        await self._stop_all(uid, timeout=0)
+        if self.features is not None:
+            self.features.probes.remove_pod(uid)
+        await self.runtime.stop_pod_sandbox(uid)
+        await self._refresh_terminal(key, pod)
 
     # -- status ---------------------------------------------------------------------------
     async def _refresh_terminal(self, key: str, pod: dict[str, Any]) -> None:

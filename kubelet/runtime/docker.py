@@ -323,11 +323,16 @@ class DockerRuntime:
         return None if pause is None else self._sandbox_status(pause)
 
     async def stop_pod_sandbox(self, pod_uid: str) -> None:
+        """Stop the pause container; Docker disconnects it from the pod network, so its address goes
+        back to the node's range (the exited containers, and their logs, stay until removal)."""
+
         def stop() -> None:
             for pause in self._find(pod_uid, sandbox=True):
                 if pause.status == "running":
                     with _translated(f"stop sandbox of pod {pod_uid}"):
                         pause.stop(timeout=2)
+            if self._ips is not None:
+                self._ips.release(pod_uid)
 
         await asyncio.to_thread(stop)
 

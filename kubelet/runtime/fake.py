@@ -17,9 +17,12 @@ with timers on the event loop:
   (or 137 when the timeout ran out first, as a SIGKILL would);
 * a sandbox reports SandboxChanged when it starts and stops; containers are created and started
   only in a ready sandbox, and running a pod whose sandbox was stopped replaces the sandbox
-  (new id, same IP) and kills the pod's containers (exit 137), as the Docker runtime does;
-* pod IPs come from a per-node CIDR (from .2; .1 is the bridge), freed when the sandbox is removed
-  (hollow nodes get loopback CIDRs: ``kubelet.settings.HOLLOW_POD_CIDR_BASE``);
+  (new id, an address allocated again) and kills the pod's containers (exit 137), as the Docker
+  runtime does;
+* pod IPs come from a per-node CIDR (from .2; .1 is the bridge), freed when the sandbox is stopped
+  (a stopped sandbox reports no IP; its exited containers and their output stay until the sandbox
+  is removed, so a finished pod's logs remain) or removed (hollow nodes get loopback CIDRs:
+  ``kubelet.settings.HOLLOW_POD_CIDR_BASE``);
 * an image listed in :attr:`FakeRuntime.missing_images` is absent: creating a container of it
   fails with ``ErrImagePull`` (``ErrImageNeverPull`` under ``imagePullPolicy: Never``), as a
   pull would with no registry reachable;
@@ -174,7 +177,7 @@ class FakeRuntime:
             for container in [c for c in self._containers.values() if c.pod_uid == uid]:
                 if container.state is not ContainerState.EXITED:
                     self._exit(container.id, 137, "Error")
-        ip = existing.ip if existing is not None else self._allocate_ip()
+        ip = existing.ip if existing is not None and existing.ip else self._allocate_ip()
         sandbox = SandboxStatus(pod_uid=uid, id=self._new_id(), state=SandboxState.READY, ip=ip, created_at=_now())
         self._sandboxes[uid] = sandbox
         self._emit(RuntimeEventType.SANDBOX_CHANGED, uid)
@@ -186,7 +189,9 @@ class FakeRuntime:
     async def stop_pod_sandbox(self, pod_uid: str) -> None:
         sandbox = self._sandboxes.get(pod_uid)
         if sandbox is not None and sandbox.state is SandboxState.READY:
-            self._sandboxes[pod_uid] = replace(sandbox, state=SandboxState.NOT_READY)
+            # The network goes with the sandbox: the address is free for the node's next pod.
+            self._sandboxes[pod_uid] = replace(sandbox, state=SandboxState.NOT_READY, ip="")
+            self._released.append(sandbox.ip)
             self._emit(RuntimeEventType.SANDBOX_CHANGED, pod_uid)
 
     async def remove_pod_sandbox(self, pod_uid: str) -> None:
@@ -197,7 +202,7 @@ class FakeRuntime:
             self._sidecars.discard(container.id)
         sandbox = self._sandboxes.pop(pod_uid, None)
         self._pods.pop(pod_uid, None)
-        if sandbox is not None:
+        if sandbox is not None and sandbox.ip:
             self._released.append(sandbox.ip)
 
     async def list_pod_uids(self) -> list[str]:

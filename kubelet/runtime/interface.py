@@ -153,7 +153,9 @@ class ContainerRuntime(Protocol):
         ...
 
     async def stop_pod_sandbox(self, pod_uid: str) -> None:
-        """Stop the sandbox (containers must already be stopped); idempotent."""
+        """Stop the sandbox (containers must already be stopped) and release its IP (CRI's
+        ``StopPodSandbox`` tears the pod network down); the stopped sandbox reports no IP. The
+        pod's exited containers stay, with their logs, until :meth:`remove_pod_sandbox`. Idempotent."""
         ...
 
     async def remove_pod_sandbox(self, pod_uid: str) -> None:

@@ -70,7 +70,7 @@ class DockerKubelet:
     async def start(self) -> None:
         s = self.settings
         runtime = DockerRuntime(self.dclient, DockerRuntimeSettings(cluster=s.cluster_name, node_name=s.node_name,
-                                                                    pod_subnet=s.pod_subnet))
+                                                                    pod_subnet=s.pod_subnet, pod_cidr=s.pod_cidr))
         await runtime.start()
         recorder = EventRecorder(self.client, component="kubelet", host=s.node_name)
 

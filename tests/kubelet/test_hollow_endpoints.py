@@ -133,6 +133,24 @@ async def test_follow_ends_when_the_container_exits(hollow: Hollow) -> None:
     assert body.splitlines()[-1] == "hollow container app exited with code 1 (Error)"
 
 
+async def test_a_finished_pod_gives_its_ip_back_and_keeps_its_log(hollow: Hollow) -> None:
+    await hollow.run_pod("finished", image="crash:1", restart="Never")
+    runtime = hollow.group.nodes["hollow-node-2"].runtime
+
+    async def stopped() -> dict[str, Any] | None:
+        obj = await hollow.client.get(PODS, "finished", namespace="default")
+        sandbox = await runtime.pod_sandbox_status(obj["metadata"]["uid"])
+        return obj if obj["status"]["phase"] == "Failed" and sandbox is not None and not sandbox.ip else None
+
+    pod = await eventually(stopped, timeout=30)
+    assert ipaddress.ip_address(pod["status"]["podIP"]) in ipaddress.ip_network("127.128.1.0/24")
+    code, body = await hollow.api.request("GET", "/api/v1/namespaces/default/pods/finished/log")
+    assert code == 200, body
+    assert body.splitlines()[-1] == "hollow container app exited with code 1 (Error)"
+    successor = await hollow.run_pod("successor")
+    assert successor["status"]["podIP"] == pod["status"]["podIP"]  # the released address is reused first
+
+
 async def test_exec_answers_a_bad_request_status(hollow: Hollow) -> None:
     await hollow.run_pod("shell")
     url = hollow.api.server + "/api/v1/namespaces/default/pods/shell/exec?command=sh&stdout=true"

@@ -2,7 +2,8 @@
 
 What the protocol promises, run against ``FakeRuntime`` (hollow nodes, unit tests) and
 ``DockerRuntime`` (``@pytest.mark.docker``, a real engine): sandboxes (idempotent run, IP in the
-pod network, stop, replacement of a dead one, removal), containers (create, start, stop with a
+pod network, stop, replacement of a dead one, removal; a terminal pod's sandbox stopped gives its IP
+back while its exited containers and their logs remain), containers (create, start, stop with a
 grace period, exit codes and reasons, attempts as restart counts, listing per pod, removal with
 the sandbox, errors for unknown ids), exec, and events. A behaviour that passes on one runtime
 and fails on the other is a bug in one of them: the kubelet only ever sees the protocol.
@@ -11,7 +12,8 @@ The fake runs no process, so the containers here are written to mean the same on
 container with the ``SLEEP`` command runs until stopped (the fake's regular containers run
 forever); an init container running ``true`` completes with 0 (the fake's init containers do);
 a pod annotated ``kubelab.dev/fake-crash`` runs a command exiting 1 (the fake crashes it).
-The Docker runtime uses its own cluster name and a free /24 of 10.250.0.0/16 for its pod bridge.
+The Docker runtime uses its own cluster name and a free /24 of 10.250.0.0/16 for its pod bridge;
+its small-range nodes allocate from the top /29 of it (Docker's own IPAM hands out low addresses).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import ipaddress
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +33,7 @@ import pytest
 from kubelab.images import ensure_images
 from kubelet.runtime.docker import DockerRuntime, DockerRuntimeSettings, cleanup_cluster
 from kubelet.runtime.docker_spec import LABEL_CLUSTER, LABEL_NODE
-from kubelet.runtime.fake import CRASH_ANNOTATION, FakeRuntime, FakeRuntimeSettings
+from kubelet.runtime.fake import COMPLETE_AFTER_ANNOTATION, CRASH_ANNOTATION, FakeRuntime, FakeRuntimeSettings
 from kubelet.runtime.interface import (
     ContainerKind,
     ContainerNotFoundError,
@@ -53,6 +55,8 @@ SLEEP = ["sh", "-c", f"trap 'exit 0' TERM; touch {READY_FILE}; sleep 3600 & wait
 IGNORES_TERM = ["sh", "-c", "sleep 3600"]
 """PID 1 without a TERM handler: only SIGKILL stops it."""
 CRASH = ["sh", "-c", "sleep 0.2; exit 1"]
+ONE_SHOT = ["sh", "-c", "echo one-shot work done"]
+"""A Job's container: prints and exits 0 (the fake completes it through ``COMPLETE_AFTER_ANNOTATION``)."""
 WAIT = 30.0
 """Generous: the machine is shared and Docker is slow under load."""
 
@@ -68,11 +72,18 @@ class Subject:
     network: ipaddress.IPv4Network | ipaddress.IPv6Network
     other_node: Callable[[], ContainerRuntime]
     """A runtime of another node of the same cluster."""
+    small_node: Callable[[], ContainerRuntime]
+    """A runtime of another node whose pod CIDR is a /29: a handful of pod IPs."""
+    logs: Callable[[ContainerRuntime, str], Awaitable[bytes]]
+    """The output a container printed, as the node's log source reads it."""
     events: list[RuntimeEvent] = field(default_factory=list)
 
 
-def make_pod(name: str, containers: list[dict[str, Any]], *, crash: bool = False, **spec: Any) -> dict[str, Any]:
+def make_pod(name: str, containers: list[dict[str, Any]], *, crash: bool = False, one_shot: bool = False,
+             **spec: Any) -> dict[str, Any]:
     annotations = {CRASH_ANNOTATION: "true"} if crash else {}
+    if one_shot:
+        annotations[COMPLETE_AFTER_ANNOTATION] = "0.1"
     return {"metadata": {"name": name, "namespace": "default", "uid": str(uuid.uuid4()), "annotations": annotations},
             "spec": {"containers": containers, **spec}}
 
@@ -101,10 +112,17 @@ def docker_subnet(docker_client: docker.DockerClient) -> str:
             return candidate
 
 
+async def _fake_logs(runtime: ContainerRuntime, container_id: str) -> bytes:
+    assert isinstance(runtime, FakeRuntime)
+    return b"".join(line for _, line in runtime.output(container_id).lines)
+
+
 async def _fake_subject() -> AsyncIterator[Subject]:
     cidr = "10.244.7.0/24"
     subject = Subject(FakeRuntime(pod_cidr=cidr, settings=FAKE_SETTINGS), ipaddress.ip_network(cidr),
-                      other_node=lambda: FakeRuntime(pod_cidr=cidr, settings=FAKE_SETTINGS))
+                      other_node=lambda: FakeRuntime(pod_cidr=cidr, settings=FAKE_SETTINGS),
+                      small_node=lambda: FakeRuntime(pod_cidr="10.244.8.0/29", settings=FAKE_SETTINGS),
+                      logs=_fake_logs)
     subject.runtime.set_event_handler(subject.events.append)
     yield subject
 
@@ -114,16 +132,33 @@ async def _docker_subject(request: pytest.FixtureRequest) -> AsyncIterator[Subje
     subnet: str = request.getfixturevalue("docker_subnet")
     node = f"node-{uuid.uuid4().hex[:6]}"
     runtime = DockerRuntime(client, DockerRuntimeSettings(cluster=CLUSTER, node_name=node, pod_subnet=subnet))
-    subject = Subject(runtime, ipaddress.ip_network(subnet),
+    network = ipaddress.ip_network(subnet)
+    small_nodes: list[DockerRuntime] = []
+
+    def small_node() -> DockerRuntime:
+        small = DockerRuntime(client, DockerRuntimeSettings(
+            cluster=CLUSTER, node_name=f"{node}-small{len(small_nodes)}", pod_subnet=subnet,
+            pod_cidr=f"{network.network_address + 248}/29"))
+        small_nodes.append(small)
+        return small
+
+    async def logs(_runtime: ContainerRuntime, container_id: str) -> bytes:
+        return bytes(await asyncio.to_thread(lambda: client.containers.get(container_id).logs()))
+
+    subject = Subject(runtime, network,
                       other_node=lambda: DockerRuntime(client, DockerRuntimeSettings(cluster=CLUSTER,
-                                                                                      node_name="another-node")))
+                                                                                      node_name="another-node")),
+                      small_node=small_node, logs=logs)
     runtime.set_event_handler(subject.events.append)
     assert await runtime.wait_events_connected(WAIT)
     yield subject
     await runtime.close()
-    for c in client.containers.list(all=True, filters={"label": [f"{LABEL_CLUSTER}={CLUSTER}",
-                                                                 f"{LABEL_NODE}={node}"]}):
-        c.remove(force=True)
+    for closing in small_nodes:
+        await closing.close()
+    for name in [node, *(s.settings.node_name for s in small_nodes)]:
+        for c in client.containers.list(all=True, filters={"label": [f"{LABEL_CLUSTER}={CLUSTER}",
+                                                                     f"{LABEL_NODE}={name}"]}):
+            c.remove(force=True)
 
 
 @pytest.fixture(params=[pytest.param("fake"), pytest.param("docker", marks=pytest.mark.docker)])
@@ -232,6 +267,31 @@ async def test_a_dead_sandbox_is_replaced_and_its_containers_stopped(subject: Su
     assert await rt.pod_sandbox_status(uid) == second
     assert (await rt.container_status(cid)).state is ContainerState.EXITED
     assert await rt.list_pod_uids() == [uid]
+
+
+async def test_a_terminal_pods_sandbox_is_stopped_and_its_ip_released_its_logs_remain(subject: Subject) -> None:
+    rt = subject.small_node()
+    job = ctr("job", ONE_SHOT)
+    done = make_pod("done", [job], one_shot=True, restartPolicy="Never")
+    uid = done["metadata"]["uid"]
+    sandbox = await rt.run_pod_sandbox(done)
+    cid = await rt.create_container(done, job, kind=ContainerKind.REGULAR, attempt=0)
+    await rt.start_container(cid)
+    assert (await in_state(rt, cid, ContainerState.EXITED)).exit_code == 0
+    printed = await until(lambda: subject.logs(rt, cid), "the job's output")
+    with pytest.raises(RuntimeError_):  # the pod CIDR fills up (at most six addresses in a /29)
+        for index in range(8):
+            await rt.run_pod_sandbox(make_pod(f"fill-{index}", []))
+
+    await rt.stop_pod_sandbox(uid)
+    stopped = await rt.pod_sandbox_status(uid)
+    assert stopped is not None and (stopped.state, stopped.ip) == (SandboxState.NOT_READY, "")
+    successor = await rt.run_pod_sandbox(make_pod("successor", []))
+    assert (successor.state, successor.ip) == (SandboxState.READY, sandbox.ip)  # the one address free again
+    [kept] = await rt.list_containers(uid)
+    assert (kept.id, kept.state, kept.exit_code) == (cid, ContainerState.EXITED, 0)
+    assert await subject.logs(rt, cid) == printed
+    assert uid in await rt.list_pod_uids()
 
 
 async def test_containers_need_a_ready_sandbox(subject: Subject) -> None:

@@ -3,6 +3,7 @@ that fail are retried until they land."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,23 @@ def test_init_containers_gate_initialized() -> None:
     done = [c(ContainerState.EXITED, name="setup", kind=ContainerKind.INIT, exit_code=0), c(ContainerState.RUNNING)]
     status = compute(pod(init=True), done)
     assert (status["phase"], conditions(status)["Initialized"]) == ("Running", "True")
+
+
+@pytest.mark.parametrize(("restart", "containers", "phase", "pod_ip"), [
+    pytest.param("Never", [c(ContainerState.EXITED, exit_code=0)], "Succeeded", "10.0.0.2", id="succeeded-keeps"),
+    pytest.param("Never", [c(ContainerState.EXITED, exit_code=1)], "Failed", "10.0.0.2", id="failed-keeps"),
+    pytest.param("Always", [c(ContainerState.EXITED, exit_code=137)], "Running", "", id="running-loses"),
+])
+def test_pod_ip_once_the_sandbox_is_stopped(restart: str, containers: list[ContainerStatus], phase: str,
+                                           pod_ip: str) -> None:
+    """A finished pod's stopped sandbox gave its address back; the status still reports the pod's IP."""
+    old = {"phase": "Running", "podIP": "10.0.0.2", "podIPs": [{"ip": "10.0.0.2"}]}
+    stopped = replace(SANDBOX, state=SandboxState.NOT_READY, ip="")
+    status = compute_pod_status(pod(restart, status=old), sandbox=stopped, containers=containers, waiting={},
+                                is_ready=lambda _c: True, host_ip="10.200.0.1", now="2024-01-01T00:00:10Z",
+                                runtime="fake")
+    assert (status["phase"], status["podIP"], status["podIPs"]) == (phase, pod_ip, [{"ip": pod_ip}])
+    assert conditions(status)["PodReadyToStartContainers"] == "False"
 
 
 def test_transition_time_kept_while_status_unchanged() -> None:
