@@ -30,8 +30,10 @@ Telemetry and the access log are recorded when the response has been written to 
 (:meth:`HttpProxy._on_end`): durations cover the whole exchange and byte counts are what passed.
 After a WebSocket upgrade (``101``) the two connections are one tunnel until either closes.
 
-Header manipulation, mirroring and redirects are not implemented (meshd accepts them with a
-warning); they would sit between steps 1 and 3 (see :mod:`meshd.proxy.routing`).
+Mirroring (:mod:`meshd.proxy.mirror`) starts with step 3, before the first try; every try's
+outcome goes to the cluster's outlier detection (:meth:`~meshd.proxy.balancer.Balancer.report`).
+Header manipulation and redirects are not implemented (meshd accepts them with a warning); they
+would sit between steps 1 and 3 (see :mod:`meshd.proxy.routing`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from meshd.proxy.body import Body, Replay, StreamAbandoned
 from meshd.proxy.config import ConfigStore
 from meshd.proxy.http1 import Request, Response, forwardable_headers, request_head
 from meshd.proxy.http2 import RefusedStream
+from meshd.proxy.mirror import Mirroring
 from meshd.proxy.mtls import xfcc
 from meshd.proxy.peers import PEER_METADATA_HEADER, WorkloadMeta
 from meshd.proxy.routing import CompiledRoute, RequestView
@@ -200,6 +203,7 @@ class HttpProxy:
         self._peer_header: dict[str, str] = {}
         self._time_second = -1
         self._time_text = ""
+        self.mirroring = Mirroring(store, self._send, self.me.header, rng=self.rng)
 
     # --- outbound --------------------------------------------------------------------------------
 
@@ -272,6 +276,8 @@ class HttpProxy:
         retry_on = _retry_set(policy.retry_on) if policy is not None else frozenset()
         per_try = policy.per_try_timeout_ms / 1000 if policy is not None and policy.per_try_timeout_ms else 0.0
         cluster: Cluster = balancer.cluster
+        if route.mirrors:
+            await self.mirroring.shadow(route.mirrors, req)
         tried: list[Endpoint] = []
         forward = forwardable_headers(req.headers, req.upgrade == "websocket")
         replay = Replay(req.body) if attempts > 1 else Replay(req.body, 0)
@@ -305,17 +311,20 @@ class HttpProxy:
             except (ConnectFailure, RefusedStream):
                 outcome.flags = "UF"
                 resp = None
+                balancer.report(endpoint, 503)
                 if retriable_failure(retry_on, connect=True):
                     continue
                 return Response(503, [], b"upstream connect error")
             except (ConnectionError, TimeoutError) as exc:
                 outcome.flags = "UT" if isinstance(exc, TimeoutError) else "UC"
                 resp = None
+                balancer.report(endpoint, 504 if isinstance(exc, TimeoutError) else 503)
                 if retriable_failure(retry_on, connect=False):
                     continue
                 return Response(504 if isinstance(exc, TimeoutError) else 503, [], b"upstream reset")
             finally:
                 balancer.finished(endpoint)
+            balancer.report(endpoint, resp.status)
             outcome.flags = "-"
             if (attempt + 1 < attempts and replay.retriable
                     and retriable_response(retry_on, resp.status, resp.header("grpc-status") or "")):

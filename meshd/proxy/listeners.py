@@ -208,12 +208,16 @@ class Listeners:
                     if mtls and contexts is None:
                         continue
                     try:
-                        return await open_stream(factory, endpoint.address, endpoint.port,
-                                                 tls=contexts.client if mtls and contexts else None,
-                                                 identity=endpoint.identity if mtls else "",
-                                                 timeout=cluster.connect_timeout_ms / 1000)
+                        opened = await open_stream(factory, endpoint.address, endpoint.port,
+                                                   tls=contexts.client if mtls and contexts else None,
+                                                   identity=endpoint.identity if mtls else "",
+                                                   timeout=cluster.connect_timeout_ms / 1000)
                     except Exception as exc:
                         error = exc
+                        balancer.report(endpoint, 503)  # Envoy's tcp_proxy: a connect failure counts as a 5xx
+                    else:
+                        balancer.report(endpoint, 200)
+                        return opened
                 raise error
 
             await splice(sock, connect_cluster, self.telemetry, labels)

@@ -26,6 +26,7 @@ import signal
 import time
 from typing import TextIO
 
+from meshd.proxy import outlier
 from meshd.proxy.certs import CertManager
 from meshd.proxy.config import ConfigStore
 from meshd.proxy.health import StatusServers
@@ -55,6 +56,8 @@ class Proxy:
         self.listeners = Listeners(settings, self.store, self.certs, self.http, self.telemetry)
         self.status = StatusServers(self)
         self.telemetry.gauges["istio_agent_cert_expiry_seconds"] = self.certs.expiry_seconds
+        self.telemetry.collectors.append(lambda: outlier.render(
+            b.outlier for b in self.store.snapshot.clusters.values() if b.outlier is not None))
         self.exited = asyncio.Event()
         self.exit_code = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -126,6 +129,7 @@ class Proxy:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        self.http.mirroring.close()
         await self.listeners.close()
         await self.status.close()
         self.telemetry.flush()

@@ -10,13 +10,13 @@ without the port), then the first route whose any match block holds (all conditi
 must hold; an empty match list matches everything). The caller then draws the destination with
 :meth:`CompiledRoute.pick` from its own random source (deterministic in tests).
 
-Traffic features not implemented (accepted with a warning by meshd) would each be a field on
-:class:`CompiledRoute`, set here at compile time and read by :mod:`meshd.proxy.httpproxy`:
-request/response header manipulation
-(``set/add/remove`` lists applied before the upstream call and after the response), mirroring (a
-cluster and a percentage: a fire-and-forget copy after the pick), rewrite/redirect/direct
-response (a short-circuit before the pick, like faults). Per-cluster ones (outlier
-detection, connection-pool limits) would live in :mod:`meshd.proxy.balancer` and the upstream pools.
+Mirroring is a field of :class:`CompiledRoute` (``mirrors``: clusters and percentages, carried
+out by :mod:`meshd.proxy.mirror`). Traffic features not implemented (accepted with a warning by
+meshd) would each be one too, set here at compile time and read by :mod:`meshd.proxy.httpproxy`:
+request/response header manipulation (``set/add/remove`` lists applied before the upstream call
+and after the response), rewrite/redirect/direct response (a short-circuit before the pick, like
+faults). Per-cluster ones live in :mod:`meshd.proxy.balancer` (outlier detection) and would in
+the upstream pools (connection-pool limits).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from meshd.api.resources import Fault, RetryPolicy, Route, RouteConfig, RouteMatch, StringMatch
+from meshd.api.resources import Fault, Mirror, RetryPolicy, Route, RouteConfig, RouteMatch, StringMatch
 
 __all__ = ["CompiledRoute", "RequestView", "RouteTable", "compile_route_config", "compile_string_match"]
 
@@ -104,7 +104,8 @@ def _parse_query(query: str) -> dict[str, str]:
 class CompiledRoute:
     """One route, ready to evaluate: matchers, the weighted destinations, policy."""
 
-    __slots__ = ("_cumulative", "_total", "clusters", "fault", "matchers", "name", "retries", "route", "timeout")
+    __slots__ = ("_cumulative", "_total", "clusters", "fault", "matchers", "mirrors", "name", "retries", "route",
+                 "timeout")
 
     def __init__(self, route: Route) -> None:
         self.route = route
@@ -120,6 +121,7 @@ class CompiledRoute:
         self._total = total
         self.timeout = route.timeout_ms / 1000.0
         self.fault: Fault | None = route.fault
+        self.mirrors: tuple[Mirror, ...] = route.mirrors
         # Istio: a route with a fault gets no retries (the fault would be retried away).
         self.retries: RetryPolicy | None = None if route.fault is not None else route.retries
 

@@ -11,7 +11,9 @@ Kiali queries work unchanged):
 * ``istio_tcp_sent_bytes_total``, ``istio_tcp_received_bytes_total``,
   ``istio_tcp_connections_opened_total``, ``istio_tcp_connections_closed_total`` -- from
   :mod:`meshd.proxy.tcpproxy`, with :data:`TCP_LABELS`;
-* ``istio_agent_cert_expiry_seconds`` (gauge) from the certificate manager.
+* ``istio_agent_cert_expiry_seconds`` (gauge) from the certificate manager;
+* whatever the :attr:`Telemetry.collectors` render (the outlier-detection statistics of
+  :mod:`meshd.proxy.outlier`, with their own names and labels).
 
 Rendering is hand-rolled text exposition format (cheaper than a client library's locks on a
 path taken per request): series are plain lists updated in place, bucket index by ``bisect``.
@@ -26,7 +28,7 @@ from __future__ import annotations
 import bisect
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TextIO
 
 __all__ = ["DURATION_BUCKETS", "HTTP_LABELS", "SIZE_BUCKETS", "TCP_LABELS", "Telemetry"]
@@ -95,6 +97,8 @@ class Telemetry:
         self.http: dict[tuple[str, ...], _HttpSeries] = {}
         self.tcp: dict[tuple[str, ...], _TcpSeries] = {}
         self.gauges: dict[str, Callable[[], float]] = {}
+        self.collectors: list[Callable[[], Iterable[str]]] = []
+        """Each returns finished exposition lines (``# TYPE`` included), appended to :meth:`render`."""
         self._log_stream = log_stream or sys.stdout
         self._access_log = access_log
         self._log_buffer: list[str] = []
@@ -170,4 +174,6 @@ class Telemetry:
         for name, read in self.gauges.items():
             out.append(f"# TYPE {name} gauge")
             out.append(f"{name} {read():g}")
+        for collect in self.collectors:
+            out.extend(collect())
         return "\n".join(out) + "\n"
