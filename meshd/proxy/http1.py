@@ -424,7 +424,8 @@ class ClientProtocol(_Writer, asyncio.Protocol):
         self._head_only = False
         self._keep_alive = False
         self._sending = False
-        self._receiving = False
+        self._receiving: bool | None = False
+        """None once a 101 made this connection a tunnel."""
         self._pumping: asyncio.Task[None] | None = None
         self._drained = None
         self._paused_writing = False
@@ -542,6 +543,7 @@ class ClientProtocol(_Writer, asyncio.Protocol):
             resp.tunnel = self
             body.end()
             self._keep_alive = False
+            self._receiving = None
         future = self._future
         self._future = None
         if future is not None and not future.done():
@@ -556,8 +558,8 @@ class ClientProtocol(_Writer, asyncio.Protocol):
             self._body.feed(body)
 
     def on_message_complete(self) -> None:
-        if self._body is None:
-            return  # the end of an interim response
+        if self._body is None or self._receiving is None:
+            return  # the end of an interim response, or of a 101 (the connection is a tunnel now)
         self._body.end()
         self._receiving = False
         self._maybe_idle()

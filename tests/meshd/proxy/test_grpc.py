@@ -1,7 +1,9 @@
-"""gRPC (HTTP/2) through both sidecars: h2c from the app, HTTP/2 inside mTLS, trailers, retries on gRPC status."""
+"""gRPC (HTTP/2) through both sidecars: h2c from the app, HTTP/2 inside mTLS, trailers, retries on gRPC status,
+server-streaming and bidirectional streaming RPCs."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +25,8 @@ class EchoApp:
         self.seen_metadata: list[dict[str, str]] = []
         self.port = 0
         self.server: Any = None
+        self.watched = [asyncio.Event(), asyncio.Event()]
+        self.watch_finished = False
 
     async def say(self, request: bytes, context: Any) -> bytes:
         self.calls += 1
@@ -34,10 +38,23 @@ class EchoApp:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
         return b"echo:" + request
 
+    async def chat(self, requests: Any, context: Any) -> Any:
+        async for request in requests:
+            yield b"echo:" + request
+
+    async def watch(self, request: bytes, context: Any) -> Any:
+        for i in range(3):
+            yield b"%s %d" % (request, i)
+            if i < 2:
+                await asyncio.wait_for(self.watched[i].wait(), 30)
+        self.watch_finished = True
+
     async def start(self) -> None:
         self.server = grpc.aio.server()
         self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-            "kubelab.test.Echo", {"Say": grpc.unary_unary_rpc_method_handler(self.say)}),))
+            "kubelab.test.Echo", {"Say": grpc.unary_unary_rpc_method_handler(self.say),
+                                  "Chat": grpc.stream_stream_rpc_method_handler(self.chat),
+                                  "Watch": grpc.unary_stream_rpc_method_handler(self.watch)}),))
         self.port = self.server.add_insecure_port("127.0.0.1:0")
         await self.server.start()
 
@@ -98,3 +115,32 @@ async def test_grpc_unavailable_is_retried(mesh: Mesh, echo_app: EchoApp) -> Non
             reply = await say(b"flaky %d" % i, metadata=(("x-kubelab-original-dst", f"{ip}:50051"),), timeout=20)
             assert reply == b"echo:flaky %d" % i
     assert echo_app.calls == 6
+
+
+async def test_bidirectional_streaming_ping_pong_through_both_sidecars(mesh: Mesh, echo_app: EchoApp) -> None:
+    client, _, ip = await grpc_mesh(mesh, echo_app)
+    async with channel(client) as ch:
+        call = ch.stream_stream("/kubelab.test.Echo/Chat")(metadata=(("x-kubelab-original-dst", f"{ip}:50051"),),
+                                                          timeout=60)
+        # each reply must come back before the next message is sent: nothing may wait for the stream's end
+        for message in (b"one", b"two", b"z" * (512 * 1024), b"three"):
+            await call.write(message)
+            assert await asyncio.wait_for(call.read(), 20) == b"echo:" + message
+        await call.done_writing()
+        assert await call.read() == grpc.aio.EOF
+        assert await call.code() == grpc.StatusCode.OK
+    assert 'grpc_response_status="0"' in client.telemetry.render()
+
+
+async def test_server_streaming_messages_arrive_before_the_rpc_ends(mesh: Mesh, echo_app: EchoApp) -> None:
+    client, _, ip = await grpc_mesh(mesh, echo_app)
+    async with channel(client) as ch:
+        call = ch.unary_stream("/kubelab.test.Echo/Watch")(b"tick", metadata=(("x-kubelab-original-dst",
+                                                                                f"{ip}:50051"),), timeout=60)
+        for i in range(3):
+            assert await asyncio.wait_for(call.read(), 20) == b"tick %d" % i
+            assert echo_app.watch_finished is (i == 2)
+            if i < 2:
+                echo_app.watched[i].set()
+        assert await call.read() == grpc.aio.EOF
+        assert await call.code() == grpc.StatusCode.OK
