@@ -1,10 +1,10 @@
-"""Attach to a Docker container's main process: the ``pods/attach`` half of ``kubelet.streams``.
+"""Attach to a Docker container's main process: the ``pods/attach`` half of ``kubelet.docker_streams``.
 
 ``DockerStreams.attach`` calls :func:`attach_container`; ``kubelet.httpserver`` relays the
 session over the same remote-command WebSocket as exec (channels 0 stdin, 1 stdout, 2 stderr,
 3 Status, 4 resize). Docker's attach API (``POST /containers/{id}/attach?stream=1&stdin=…``)
 is opened through the SDK's socket in a worker thread; without a TTY Docker multiplexes stdout
-and stderr exactly as for exec, so :class:`kubelet.streams.DockerSocketSession` reads it.
+and stderr exactly as for exec, so :class:`kubelet.docker_streams.DockerSocketSession` reads it.
 
 Guarantees: a container that is not running is refused before any stream starts
 (:class:`ContainerNotFoundError`, so kubectl falls back to the logs as it does on Kubernetes);
@@ -21,8 +21,8 @@ import contextlib
 import socket
 from typing import Any
 
+from kubelet.docker_streams import DockerSocketSession
 from kubelet.runtime.interface import ContainerNotFoundError, RuntimeError_
-from kubelet.streams import DockerSocketSession
 
 __all__ = ["DockerAttachSession", "attach_container"]
 

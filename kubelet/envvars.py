@@ -1,6 +1,6 @@
 """Container environment: ``env``/``envFrom`` resolved the way the kubelet's ``makeEnvironmentVariables`` does.
 
-Called by ``kubelet.sync`` before each container is created (the resolved spec goes to the runtime);
+Called by ``kubelet.containerstart`` before each container is created (the resolved spec goes to the runtime);
 ``kubelet.volumes`` reuses :func:`field_value` and :func:`resource_value` for downwardAPI files.
 
 Guarantees, as Kubernetes:

@@ -31,11 +31,12 @@ from typing import Any
 
 from kubelet.hollow_endpoints import HollowEndpoints
 from kubelet.node import NodeAgent, NodeConfig
+from kubelet.podfeatures import EventSink
 from kubelet.podworkers import PodWorkers
 from kubelet.runtime.fake import FakeRuntime, FakeRuntimeSettings
 from kubelet.runtime.interface import ContainerRuntime, Prober, RuntimeEvent
 from kubelet.settings import HOLLOW_NODE_NETWORK, KubeletSettings
-from kubelet.sync import CrashLoopBackoff, EventSink, PodSyncer
+from kubelet.sync import CrashLoopBackoff, PodSyncer
 from machinery.client.informer import SharedInformer
 from machinery.client.rest import ApiClient
 from machinery.meta import object_key

@@ -1,8 +1,8 @@
 """Container lifecycle hooks: ``postStart`` after a container starts, ``preStop`` before it is stopped.
 
-``kubelet.sync`` calls :func:`run_hook` with the container's ``lifecycle.postStart`` right after
+``kubelet.containerstart`` calls :func:`run_hook` with the container's ``lifecycle.postStart`` right after
 ``start_container`` (a failure kills the container: event ``FailedPostStartHook``, waiting reason
-``PostStartHookError``) and with ``lifecycle.preStop`` before ``stop_container``, bounded by the
+``PostStartHookError``); ``kubelet.sync`` calls it with ``lifecycle.preStop`` before ``stop_container``, bounded by the
 grace period; the SIGTERM then gets what is left of it (at least :data:`MIN_GRACE` seconds, as
 Kubernetes). Handlers are ``exec`` (through the runtime's ``exec_sync``), ``httpGet`` (to the pod
 IP) and ``sleep``; they share the probe code in ``kubelet.prober``.

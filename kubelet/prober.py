@@ -44,7 +44,7 @@ _KINDS = {"livenessProbe": "Liveness", "readinessProbe": "Readiness", "startupPr
 
 
 class EventSink(Protocol):
-    """Where ``Unhealthy`` events go (``kubelet.sync.EventSink`` has this shape)."""
+    """Where ``Unhealthy`` events go (``kubelet.podfeatures.EventSink`` has this shape)."""
 
     def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
         ...

@@ -31,9 +31,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from kubelet.docker_streams import DockerStreams
 from kubelet.envvars import NodeAllocatable
 from kubelet.hollow import KubeletGroup, NodeHandle
 from kubelet.node import NodeAgent
+from kubelet.podfeatures import EventSink, PodFeatures
 from kubelet.prober import ProbeManager
 from kubelet.runtime.docker_spec import (
     LABEL_ATTEMPT,
@@ -45,8 +47,6 @@ from kubelet.runtime.docker_spec import (
 )
 from kubelet.runtime.interface import ContainerNotFoundError, ContainerRuntime, Prober
 from kubelet.settings import KubeletSettings
-from kubelet.streams import DockerStreams
-from kubelet.sync import EventSink, PodFeatures
 from machinery.client.events import EventRecorder
 from machinery.client.rest import ApiClient
 from machinery.netguard import AllowedNetworks

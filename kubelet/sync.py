@@ -22,12 +22,14 @@ once for a pod. It is level-triggered, like the kubelet's ``SyncPod``/``SyncTerm
   ``gracePeriodSeconds=0`` and a uid precondition;
 * a pod gone from the API (``pod is None``): kill and remove whatever the runtime still has.
 
-The runtime is any :class:`kubelet.runtime.interface.ContainerRuntime`. Real nodes pass
-:class:`PodFeatures`: volumes materialised before the sandbox (``kubelet.volumes``; a failure is a
-``FailedMount`` event and the pod stays ``ContainerCreating``), env resolved per container
-(``kubelet.envvars``; a failure is ``CreateContainerConfigError``), the pod's DNS config, probes
-(``kubelet.prober``: a failed liveness/startup probe kills the container, which then restarts
-under the usual rules) and lifecycle hooks (``kubelet.lifecycle``). Hollow nodes pass none.
+The runtime is any :class:`kubelet.runtime.interface.ContainerRuntime`; each container attempt is
+created and started by ``kubelet.containerstart`` (image-pull and CrashLoopBackOff back-offs, env,
+mounts, postStart). Real nodes pass :class:`~kubelet.podfeatures.PodFeatures`: volumes materialised
+before the sandbox (``kubelet.volumes``; a failure is a ``FailedMount`` event and the pod stays
+``ContainerCreating``), env resolved per container (``kubelet.envvars``; a failure is
+``CreateContainerConfigError``), the pod's DNS config, probes (``kubelet.prober``: a failed
+liveness/startup probe kills the container, which then restarts under the usual rules) and
+lifecycle hooks (``kubelet.lifecycle``). Hollow nodes pass none.
 
 Ephemeral containers (``spec.ephemeralContainers``, added by ``kubectl debug``) are started once
 the app containers may run, each exactly once: they are never restarted. A failed image pull is
@@ -39,23 +41,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from kubelet.backoff import CrashLoopBackoff, seconds_text, should_restart
-from kubelet.envvars import ApiObjectSource, NodeAllocatable, ObjectSource, PodContext, prepare_container
-from kubelet.imagepull import (
-    ERR_IMAGE_NEVER_PULL,
-    ERR_IMAGE_PULL,
-    ERR_IMAGE_PULL_SHOWN,
-    IMAGE_PULL_BACKOFF,
-    ImagePullBackoff,
-    backoff_message,
-    failed_event_message,
-)
+from kubelet.backoff import CrashLoopBackoff, should_restart
+from kubelet.containerstart import ContainerStarter, StartedPod
+from kubelet.imagepull import ImagePullBackoff
 from kubelet.lifecycle import MIN_GRACE, hook_error_message, run_hook
+from kubelet.podfeatures import DnsConfig, EventSink, PodFeatures
 from kubelet.prober import ProbeManager
-from kubelet.projected import ApiTokenSource, TokenManager
 from kubelet.runtime.interface import (
     ContainerKind,
     ContainerRuntime,
@@ -64,10 +57,9 @@ from kubelet.runtime.interface import (
     Prober,
     RuntimeError_,
     SandboxState,
-    SandboxStatus,
 )
 from kubelet.status import Waiting, compute_pod_status, is_sidecar, latest_attempts
-from kubelet.volumes import VolumeError, VolumeManager, container_mounts
+from kubelet.volumes import VolumeError
 from machinery.client.rest import ApiClient
 from machinery.errors import ConflictError, NotFoundError
 from machinery.meta import now_rfc3339
@@ -76,42 +68,6 @@ from machinery.resources import PODS
 __all__ = ["CrashLoopBackoff", "DnsConfig", "EventSink", "PodFeatures", "PodSyncer", "should_restart"]
 
 log = logging.getLogger(__name__)
-
-
-class EventSink(Protocol):
-    """Where pod events go (``machinery.client.events.EventRecorder`` has this shape)."""
-
-    def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
-        ...
-
-
-DnsConfig = Callable[[dict[str, Any]], tuple[list[str], list[str], list[str]]]
-"""pod → (nameservers, searches, options) for its sandbox."""
-
-
-@dataclass
-class PodFeatures:
-    """What a real node adds to the pod lifecycle (all optional pieces of one bundle)."""
-
-    volumes: VolumeManager
-    probes: ProbeManager
-    source: ObjectSource
-    allocatable: NodeAllocatable = field(default_factory=NodeAllocatable)
-    dns: DnsConfig | None = None
-    config_retry: float = 2.0
-    """Seconds before a pod whose volumes or env could not be built is synced again."""
-    volume_refresh: float = 10.0
-    """Pods with configMap/secret/downwardAPI volumes are re-synced this often (file updates)."""
-
-    @classmethod
-    def for_client(cls, client: ApiClient, runtime: ContainerRuntime, root: Any, *,
-                   on_change: Callable[[str], None], events: EventSink | None = None,
-                   probe_time_scale: float = 1.0, **kwargs: Any) -> PodFeatures:
-        """The usual bundle: ConfigMaps/Secrets read from the API, volumes under ``root``."""
-        source = ApiObjectSource(client)
-        return cls(volumes=VolumeManager(root, source, TokenManager(ApiTokenSource(client))), source=source,
-                   probes=ProbeManager(runtime, on_change=on_change, events=events, time_scale=probe_time_scale),
-                   **kwargs)
 
 
 _REFRESHED_VOLUMES = ("configMap", "secret", "downwardAPI", "projected")
@@ -142,12 +98,29 @@ class PodSyncer:
         self.backoff = backoff
         self._requeue = requeue
         self._events = events
+        self.starter = ContainerStarter(
+            runtime, host_ip=host_ip, backoff=backoff,
+            image_backoff=image_backoff if image_backoff is not None else ImagePullBackoff(),
+            requeue=lambda uid, delay: self._requeue(self._keys.get(uid, ""), delay), event=self._event)
+        self._features: PodFeatures | None = None
         self.features = features
-        self.image_backoff = image_backoff if image_backoff is not None else ImagePullBackoff()
         self._uids: dict[str, str] = {}
         """key → uid of the pod this node runs under that key."""
         self._keys: dict[str, str] = {}
         """uid → key (runtime events name uids)."""
+
+    @property
+    def features(self) -> PodFeatures | None:
+        """A real node's bundle (``kubelet.server`` may set it after construction); None on hollow nodes."""
+        return self._features
+
+    @features.setter
+    def features(self, features: PodFeatures | None) -> None:
+        self._features = self.starter.features = features
+
+    @property
+    def image_backoff(self) -> ImagePullBackoff:
+        return self.starter.image_backoff
 
     def key_of(self, uid: str) -> str | None:
         return self._keys.get(uid)
@@ -186,7 +159,7 @@ class PodSyncer:
         volume_paths: dict[str, str] = {}
         if features is not None:
             try:
-                volume_paths = await features.volumes.setup(pod, self._context(pod, None))
+                volume_paths = await features.volumes.setup(pod, self.starter.context(pod, None))
             except VolumeError as exc:
                 self._event(pod, "Warning", "FailedMount", f"MountVolume.SetUp failed: {exc}")
                 self._requeue(key, features.config_retry)
@@ -208,7 +181,7 @@ class PodSyncer:
         latest = latest_attempts(await self.runtime.list_containers(uid))
         if features is not None:
             latest = await self._kill_unhealthy(pod, latest, features.probes)
-        started = (pod, sandbox, volume_paths)
+        started: StartedPod = (pod, sandbox, volume_paths)
 
         regular = list(spec.get("containers") or [])
         initialized = any(str(c["name"]) in latest for c in regular)
@@ -217,17 +190,17 @@ class PodSyncer:
             await self._stop_sidecars(pod, latest)
             await self._write_status(key, pod, waiting=waiting)
             return
-        if await self._sync_init_containers(key, pod, started, latest, initialized, waiting):
+        if await self._sync_init_containers(pod, started, latest, initialized, waiting):
             for container in regular:
                 found = latest.get(container["name"])
                 current = found[0] if found else None
                 if current is None:
-                    await self._start(started, container, ContainerKind.REGULAR, 0, waiting)
+                    await self.starter.start(started, container, ContainerKind.REGULAR, 0, waiting)
                 elif current.state is ContainerState.EXITED and should_restart(policy, current.exit_code):
-                    await self._restart(key, started, container, current, waiting)
+                    await self.starter.restart(started, container, current, waiting)
             for container in spec.get("ephemeralContainers") or []:
                 if str(container["name"]) not in latest:  # started once, never restarted
-                    await self._start(started, container, ContainerKind.REGULAR, 0, waiting)
+                    await self.starter.start(started, container, ContainerKind.REGULAR, 0, waiting)
         if features is not None:
             # Workers first: the status below then sees their (possibly carried-over) verdicts.
             features.probes.sync_pod(pod, await self.runtime.list_containers(uid), sandbox.ip)
@@ -238,8 +211,8 @@ class PodSyncer:
             elif any(k in v for v in spec.get("volumes") or [] for k in _REFRESHED_VOLUMES):
                 self._requeue(key, features.volume_refresh)
 
-    async def _sync_init_containers(self, key: str, pod: dict[str, Any],
-                                    started: tuple[dict[str, Any], SandboxStatus, dict[str, str]],
+    async def _sync_init_containers(self, pod: dict[str, Any],
+                                    started: StartedPod,
                                     latest: dict[str, tuple[ContainerStatus, ContainerStatus | None]],
                                     initialized: bool, waiting: dict[str, Waiting]) -> bool:
         """Advance the init sequence by one step; True once the app containers may run.
@@ -263,9 +236,9 @@ class PodSyncer:
                         continue
                     return False  # wait for its startup before the next init step
             if current is None:
-                await self._start(started, container, ContainerKind.INIT, 0, waiting)
+                await self.starter.start(started, container, ContainerKind.INIT, 0, waiting)
             elif current.state is ContainerState.EXITED and (sidecar or policy != "Never"):
-                await self._restart(key, started, container, current, waiting)
+                await self.starter.restart(started, container, current, waiting)
             if not initialized:
                 return False
         return True
@@ -309,11 +282,6 @@ class PodSyncer:
             else:
                 await self.runtime.stop_container(found[0].id, timeout=grace)
 
-    def _context(self, pod: dict[str, Any], sandbox: SandboxStatus | None) -> PodContext:
-        pod_ip = sandbox.ip if sandbox is not None else str((pod.get("status") or {}).get("podIP") or "")
-        allocatable = self.features.allocatable if self.features is not None else NodeAllocatable()
-        return PodContext(pod_ip=pod_ip, host_ip=self.host_ip, allocatable=allocatable)
-
     async def _kill_unhealthy(self, pod: dict[str, Any], latest: dict[str, tuple[ContainerStatus,
                               ContainerStatus | None]], probes: ProbeManager
                               ) -> dict[str, tuple[ContainerStatus, ContainerStatus | None]]:
@@ -349,89 +317,6 @@ class PodSyncer:
                             hook_error_message("PreStop", hook, status.name, pod, result))
             grace = max(deadline - loop.time(), MIN_GRACE)
         await self.runtime.stop_container(status.id, timeout=grace)
-
-    async def _start(self, started: tuple[dict[str, Any], SandboxStatus, dict[str, str]], container: dict[str, Any],
-                     kind: ContainerKind, attempt: int, waiting: dict[str, Waiting]) -> None:
-        pod, sandbox, volume_paths = started
-        name = str(container["name"])
-        uid, image = str(pod["metadata"]["uid"]), str(container.get("image") or "")
-        pull_wait = self.image_backoff.remaining(uid, image)
-        shown = min(ERR_IMAGE_PULL_SHOWN, self.image_backoff.delay(uid, image) / 2)
-        if pull_wait > 0 and self.image_backoff.since_failure(uid, image) < shown:
-            waiting[name] = Waiting(ERR_IMAGE_PULL, self.image_backoff.last_error(uid, image))
-            self._requeue(self._keys.get(uid, ""), shown - self.image_backoff.since_failure(uid, image) + 0.01)
-            return
-        if pull_wait > 0:
-            waiting[name] = Waiting(IMAGE_PULL_BACKOFF, backoff_message(image))
-            self._event(pod, "Normal", "BackOff", backoff_message(image))
-            self._event(pod, "Warning", "Failed", f"Error: {IMAGE_PULL_BACKOFF}")
-            self._requeue(self._keys.get(uid, ""), pull_wait + 0.01)
-            return
-        try:
-            if self.features is not None:
-                prepared = await prepare_container(pod, container, self.features.source,
-                                                   self._context(pod, sandbox))
-                prepared.pop("lifecycle", None)  # hooks are run here, not by the runtime
-                mounts = [{"containerPath": m.container_path, "hostPath": m.source, "readOnly": m.read_only}
-                          for m in container_mounts(container, volume_paths)]
-                container_id = await self.runtime.create_container(pod, prepared, kind=kind, attempt=attempt,
-                                                                   env=prepared["env"], mounts=mounts)
-            else:
-                container_id = await self.runtime.create_container(pod, container, kind=kind, attempt=attempt)
-            if attempt == 0:
-                self._event(pod, "Normal", "Pulled",
-                            f'Container image "{container.get("image", "")}" already present on machine')
-            self._event(pod, "Normal", "Created", f"Created container {name}")
-            await self.runtime.start_container(container_id)
-            self._event(pod, "Normal", "Started", f"Started container {name}")
-            post_start = (container.get("lifecycle") or {}).get("postStart")
-            if post_start and self.features is not None:
-                await self._post_start(pod, container, container_id, post_start, sandbox.ip, waiting)
-        except VolumeError as exc:
-            waiting[name] = Waiting("CreateContainerConfigError", str(exc))
-            self._event(pod, "Warning", "Failed", f"Error: {exc}")
-        except RuntimeError_ as exc:
-            waiting[name] = Waiting(exc.reason, str(exc))
-            if exc.reason == ERR_IMAGE_PULL:
-                delay = self.image_backoff.failed(uid, image, str(exc))
-                self._event(pod, "Warning", "Failed", failed_event_message(image, str(exc)))
-                self._requeue(self._keys.get(uid, ""), delay + 0.01)
-            elif exc.reason == ERR_IMAGE_NEVER_PULL:
-                self._event(pod, "Warning", ERR_IMAGE_NEVER_PULL, str(exc))
-                self._requeue(self._keys.get(uid, ""), self.image_backoff.base)  # the image may be loaded
-            image_error = exc.reason in (ERR_IMAGE_PULL, ERR_IMAGE_NEVER_PULL)
-            self._event(pod, "Warning", "Failed", f"Error: {exc.reason}" if image_error else f"Error: {exc}")
-
-    async def _post_start(self, pod: dict[str, Any], container: dict[str, Any], container_id: str,
-                          hook: dict[str, Any], pod_ip: str, waiting: dict[str, Waiting]) -> None:
-        """Run postStart; on failure kill the container (it then restarts as a crash)."""
-        grace = float((pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
-        result = await run_hook(hook, container=container, container_id=container_id, pod_ip=pod_ip,
-                                runtime=self.runtime, timeout=grace)
-        if result.success:
-            return
-        message = hook_error_message("PostStart", hook, str(container["name"]), pod, result)
-        self._event(pod, "Warning", "FailedPostStartHook", message)
-        await self.runtime.stop_container(container_id, timeout=grace)
-        waiting[str(container["name"])] = Waiting("PostStartHookError", message)
-
-    async def _restart(self, key: str, started: tuple[dict[str, Any], SandboxStatus, dict[str, str]],
-                       container: dict[str, Any], current: ContainerStatus, waiting: dict[str, Waiting]) -> None:
-        pod = started[0]
-        meta = pod["metadata"]
-        backoff_key = f"{meta['uid']}/{container['name']}"
-        remaining = self.backoff.remaining(backoff_key)
-        if remaining > 0:
-            delay = seconds_text(self.backoff.delay(backoff_key))
-            message = (f"back-off {delay} restarting failed container={container['name']} "
-                       f"pod={meta['name']}_{meta.get('namespace', '')}({meta['uid']})")
-            waiting[str(container["name"])] = Waiting("CrashLoopBackOff", message)
-            self._event(pod, "Warning", "BackOff", "Back-off restarting failed container "
-                        f"{container['name']} in pod {meta['name']}_{meta.get('namespace', '')}({meta['uid']})")
-            self._requeue(key, remaining + 0.01)
-            return
-        self.backoff.next(backoff_key)
-        await self._start(started, container, current.kind, current.attempt + 1, waiting)
 
     # -- finished pods --------------------------------------------------------------------
     async def _sync_terminal(self, key: str, pod: dict[str, Any]) -> None:

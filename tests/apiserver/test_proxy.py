@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from kubelet.httpserver import kubelet_server_tls, start_kubelet_server
-from kubelet.streams import MemoryStreams
+from kubelet.memory_streams import MemoryStreams
 from machinery.pki import ClusterPki
 from tests.apiserver.conftest import Api, embedded_api
 from tests.netaudit import netaudit  # noqa: F401  (the fixture)

@@ -25,12 +25,12 @@ import pytest
 import pytest_asyncio
 
 from kubelab.images import ensure_images
+from kubelet.podfeatures import EventSink
 from kubelet.runtime.docker import DockerRuntime, DockerRuntimeSettings, cleanup_cluster
 from kubelet.runtime.docker_spec import LABEL_CLUSTER, LABEL_POD_UID
 from kubelet.runtime.interface import ContainerStatus
 from kubelet.server import RealKubeletGroup
 from kubelet.settings import KubeletSettings
-from kubelet.sync import EventSink
 from machinery.client.events import EventRecorder
 from machinery.client.rest import ApiClient
 from machinery.errors import NotFoundError

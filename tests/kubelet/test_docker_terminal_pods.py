@@ -26,11 +26,12 @@ import pytest
 import pytest_asyncio
 
 from kubelab.images import ensure_images
+from kubelet.docker_streams import DockerStreams
 from kubelet.runtime.docker import cleanup_cluster
 from kubelet.runtime.docker_spec import KIND_SANDBOX, LABEL_CLUSTER, LABEL_KIND, LABEL_POD_UID
 from kubelet.runtime.interface import ContainerState
 from kubelet.settings import KubeletSettings
-from kubelet.streams import DockerStreams, LogOptions
+from kubelet.streams import LogOptions
 from machinery.client.rest import ApiClient
 from machinery.errors import NotFoundError
 from machinery.resources import CONFIGMAPS, EVENTS, PODS

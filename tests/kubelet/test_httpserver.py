@@ -16,8 +16,10 @@ import aiohttp
 import orjson
 import pytest
 
+from kubelet.docker_streams import DockerFrameDecoder
 from kubelet.httpserver import exec_status, kubelet_server_tls, start_kubelet_server
-from kubelet.streams import STDERR, STDOUT, DockerFrameDecoder, LogOptions, MemoryStreams
+from kubelet.memory_streams import MemoryStreams
+from kubelet.streams import STDERR, STDOUT, LogOptions
 from machinery.pki import ClusterPki, ensure_cluster_pki, write_private_file
 
 NS, POD = "default", "web"
@@ -240,7 +242,7 @@ async def test_docker_streams_against_a_real_container() -> None:
     import uuid
 
     from kubelab.images import ensure_images
-    from kubelet.streams import DockerStreams
+    from kubelet.docker_streams import DockerStreams
     from tests.docker_daemon import TEST_LABEL, ensure_docker
 
     client = ensure_docker()
