@@ -1,10 +1,11 @@
 """Pod IP allocation from a node's ``spec.podCIDR`` (host-local IPAM, as a CNI bridge plugin does it).
 
-Used by the Docker runtime (:mod:`kubelet.runtime.docker`): before a pod's sandbox is created it asks
-:meth:`PodIPAllocator.allocate` for an address, passes it to Docker as the sandbox's static IP, and gives
-it back with :meth:`PodIPAllocator.release` when the sandbox is removed. A restarted kubelet rebuilds the
-allocation from the containers that run (:meth:`PodIPAllocator.reserve`) before handing out anything, so
-an address in use is never handed out twice.
+Used by the Docker runtime (:mod:`kubelet.runtime.docker_sandbox`): before a pod's sandbox is created it
+asks :meth:`PodIPAllocator.allocate` for an address, passes it to Docker as the sandbox's static IP, and
+gives it back with :meth:`PodIPAllocator.release` when the sandbox is stopped (a finished pod: its exited
+containers stay, its address does not) or removed. A restarted kubelet rebuilds the allocation from the
+sandboxes that run (:meth:`PodIPAllocator.reserve`) before handing out anything, so an address in use is
+never handed out twice.
 
 Guarantees:
 

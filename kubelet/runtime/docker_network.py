@@ -5,7 +5,7 @@ labelled with the cluster, subnet and gateway ``.1`` given) unless it exists; an
 create it first, the others adopt it.
 
 :class:`DockerPodIPs` gives sandboxes static addresses from the node's pod CIDR. It is used by
-:class:`kubelet.runtime.docker.DockerRuntime` when its settings name a ``pod_cidr``: the nodes
+:class:`kubelet.runtime.docker_sandbox.DockerSandboxes` when the settings name a ``pod_cidr``: the nodes
 of a cluster share one Docker network, and Docker's own IPAM would hand out addresses from the whole
 subnet, so the kubelet allocates from its node's ``spec.podCIDR`` (:mod:`kubelet.network.ipam`) and
 passes the address with the network's endpoint config (``docker run --ip``).

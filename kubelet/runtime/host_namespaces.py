@@ -1,9 +1,10 @@
 """A pod's host namespaces on a Docker node: ``hostNetwork``, ``hostPID``, ``hostIPC`` and
 ``shareProcessNamespace`` as Docker namespace modes.
 
-:class:`kubelet.runtime.docker.DockerRuntime` asks :class:`HostNamespaces` for the sandbox's and
-each container's namespace settings; nothing here starts a container. What each field becomes,
-as Kubernetes defines it (``kubectl debug node/NAME`` sets the first three):
+:class:`kubelet.runtime.docker_sandbox.DockerSandboxes` asks :class:`HostNamespaces` for the sandbox's
+and :class:`kubelet.runtime.docker.DockerRuntime` for each container's namespace settings; nothing here
+starts a container. What each field becomes, as Kubernetes defines it (``kubectl debug node/NAME``
+sets the first three):
 
 * ``hostNetwork``: the pause container runs with ``network_mode=host`` and the pod's containers
   join it as usual (``network_mode=container:<pause>``), so they all live in the node's network
