@@ -4,8 +4,8 @@ A :class:`Body` is fed by a protocol's receive callbacks (``data_received`` of H
 frames of HTTP/2) and read by the task that writes to the other side. Nothing here buffers a
 whole message: backpressure is the producer's own --
 
-* HTTP/1.1: ``pause`` / ``resume`` (the transport's ``pause_reading`` / ``resume_reading``) above
-  :data:`HIGH_WATER` buffered bytes and back below :data:`LOW_WATER`;
+* HTTP/1.1: the ``reader`` transport's ``pause_reading`` above :data:`HIGH_WATER` buffered bytes,
+  ``resume_reading`` once the consumer has taken them;
 * HTTP/2: ``consumed(n)`` acknowledges DATA only when the reader takes it, so the peer's stream
   window (64 KiB by default) bounds what is buffered.
 
@@ -22,13 +22,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Protocol
 
-__all__ = ["HIGH_WATER", "LOW_WATER", "RETRY_BUFFER", "Body", "Replay", "StreamAbandoned"]
+__all__ = ["HIGH_WATER", "RETRY_BUFFER", "Body", "Replay", "StreamAbandoned"]
 
 HIGH_WATER = 256 * 1024
-LOW_WATER = 64 * 1024
 RETRY_BUFFER = 64 * 1024
 """Bytes of a request body kept for retries (past it the request is not retried)."""
+
+
+class Reader(Protocol):
+    """What a body can pause: a transport's reading."""
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
 
 
 class StreamAbandoned(ConnectionResetError):
@@ -39,18 +47,17 @@ class Body:
     """Chunks of one message body, fed by a producer and read by one consumer."""
 
     __slots__ = ("_buffered", "_chunks", "_paused", "_waiter", "cancel", "consumed", "done", "error", "length",
-                 "on_end", "pause", "received", "resume", "trailers")
+                 "on_end", "reader", "received", "trailers")
 
-    def __init__(self, *, length: int | None = None, pause: Callable[[], None] | None = None,
-                 resume: Callable[[], None] | None = None, consumed: Callable[[int], None] | None = None) -> None:
+    def __init__(self, *, length: int | None = None, reader: Reader | None = None,
+                 consumed: Callable[[int], None] | None = None) -> None:
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._paused = False
         self._waiter: asyncio.Future[None] | None = None
         self.length = length
         """The declared length (``Content-Length``), ``None`` when unknown (chunked, HTTP/2)."""
-        self.pause = pause
-        self.resume = resume
+        self.reader = reader
         self.consumed = consumed
         self.cancel: Callable[[], None] | None = None
         """Set by the producer: stop producing (reset the stream or close the connection it comes from)."""
@@ -81,9 +88,9 @@ class Body:
         self._buffered += n
         self.received += n
         self._wake()
-        if self._buffered > HIGH_WATER and self.pause is not None and not self._paused:
+        if self._buffered > HIGH_WATER and self.reader is not None and not self._paused:
             self._paused = True
-            self.pause()
+            self.reader.pause_reading()
 
     def end(self, trailers: list[tuple[str, str]] | None = None) -> None:
         if self.done:
@@ -131,9 +138,9 @@ class Body:
         self._buffered = 0
         if self.consumed is not None:
             self.consumed(len(data))
-        if self._paused and self.resume is not None:
+        if self._paused and self.reader is not None:
             self._paused = False
-            self.resume()
+            self.reader.resume_reading()
         return data
 
     async def read(self) -> bytes:
@@ -191,9 +198,9 @@ class Replay:
         than the buffer is still sent whole on a first attempt, and is then no longer retriable.
         """
         body = self.body
-        if self._pos or not body.complete or not self.retriable:
+        if self._pos or not body.done or body.error is not None or not self.retriable:
             return None
-        if body.buffered + self._kept_size > self.limit:
+        if body._buffered + self._kept_size > self.limit:
             if self._kept:
                 return None
             self.retriable = False

@@ -45,6 +45,20 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "transfe
 _REASONS = {101: "Switching Protocols", 200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found",
             500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
 _NO_BODY_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT")}
+_NOTED = frozenset({"content-length", "expect"})
+"""Request headers the server looks at before handing the request on."""
+_NAMES: dict[bytes, str] = {}
+"""Header names as received → lower-case str: most requests repeat a few dozen names (bounded)."""
+
+
+def _name(raw: bytes) -> str:
+    name = _NAMES.get(raw)
+    if name is None:
+        name = raw.decode("latin-1").lower()
+        if len(_NAMES) < 1024:
+            _NAMES[raw] = name
+    return name
 
 
 class Request:
@@ -129,8 +143,7 @@ def _content_length(headers: list[tuple[str, str]]) -> int | None:
 
 def request_head(method: str, path: str, headers: list[tuple[str, str]], length: int | None) -> bytes:
     """A request head with ``headers`` (already forwardable); ``length`` ``None`` means chunked."""
-    head = [f"{method} {path} HTTP/1.1\r\n"]
-    head.extend(f"{k}: {v}\r\n" for k, v in headers)
+    head = [f"{method} {path} HTTP/1.1\r\n", *[f"{k}: {v}\r\n" for k, v in headers]]
     if length is None:
         head.append("transfer-encoding: chunked\r\n")
     elif length or method not in _NO_BODY_METHODS:
@@ -146,8 +159,7 @@ def serialize_request(req: Request, headers: list[tuple[str, str]]) -> bytes:
 
 
 def _response_head(status: int, headers: list[tuple[str, str]], framing: str) -> bytes:
-    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\n"]
-    lines.extend(f"{k}: {v}\r\n" for k, v in headers)
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\n", *[f"{k}: {v}\r\n" for k, v in headers]]
     lines.append(framing)
     lines.append("\r\n")
     return "".join(lines).encode("latin-1")
@@ -220,6 +232,7 @@ class ServerProtocol(_Writer, asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[str, str]] = []
         self._body: Body | None = None
+        self._noted = False
         self._pending: list[Request] = []
         self._busy = False
         self._drained = None
@@ -277,24 +290,30 @@ class ServerProtocol(_Writer, asyncio.Protocol):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        key = _NAMES.get(name) or _name(name)
+        if key in _NOTED:
+            self._noted = True
+        self._headers.append((key, value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         headers = self._headers
         transport = self.transport
-        # Answer "Expect: 100-continue" at once (as Envoy does by default) and do not pass it on.
-        for i, (key, value) in enumerate(headers):
-            if key == "expect" and value.lower() == "100-continue":
-                del headers[i]
-                if transport is not None:
-                    transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                break
+        length = None
+        if self._noted:
+            self._noted = False
+            length = _content_length(headers)
+            # Answer "Expect: 100-continue" at once (as Envoy does by default) and do not pass it on.
+            for i, (key, value) in enumerate(headers):
+                if key == "expect" and value.lower() == "100-continue":
+                    del headers[i]
+                    if transport is not None:
+                        transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    break
         parser = self.parser
-        body = Body(length=_content_length(headers),
-                    pause=transport.pause_reading if transport is not None else None,
-                    resume=transport.resume_reading if transport is not None else None)
+        body = Body(length=length, reader=transport)
         self._body = body
-        req = Request(parser.get_method().decode("latin-1"), self._url.decode("latin-1"), headers, body,
+        method = parser.get_method()
+        req = Request(_METHODS.get(method) or method.decode("latin-1"), self._url.decode("latin-1"), headers, body,
                       parser.get_http_version(), parser.should_keep_alive())
         if parser.should_upgrade():
             req.upgrade = (req.header("upgrade") or "").lower()
@@ -518,7 +537,7 @@ class ClientProtocol(_Writer, asyncio.Protocol):
         self._maybe_idle()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        self._headers.append((_NAMES.get(name) or _name(name), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -526,10 +545,7 @@ class ClientProtocol(_Writer, asyncio.Protocol):
         if 100 <= status < 200 and status != 101:
             self._headers = []  # an interim response (100 Continue): the real one follows
             return
-        transport = self.transport
-        body = Body(length=_content_length(self._headers),
-                    pause=transport.pause_reading if transport is not None else None,
-                    resume=transport.resume_reading if transport is not None else None)
+        body = Body(length=_content_length(self._headers), reader=self.transport)
         body.cancel = self.close
         self._body = body
         self._keep_alive = parser.should_keep_alive()

@@ -48,7 +48,7 @@ from typing import Any
 from meshd.api.resources import Cluster, Endpoint, Listener
 from meshd.proxy.body import Body, Replay, StreamAbandoned
 from meshd.proxy.config import ConfigStore
-from meshd.proxy.http1 import Request, Response, forwardable_headers, request_head
+from meshd.proxy.http1 import HOP_BY_HOP, Request, Response, forwardable_headers, request_head
 from meshd.proxy.http2 import RefusedStream
 from meshd.proxy.mirror import Mirroring
 from meshd.proxy.mtls import xfcc
@@ -400,12 +400,14 @@ class HttpProxy:
         peer = WorkloadMeta()
         service = ""
         kept: list[tuple[str, str]] = []
+        hop = False
         for key, value in req.headers:
             if key == PEER_METADATA_HEADER:
                 if ctx.peer_identity:
                     peer, service = self._parse_peer(value)
             elif key != "x-forwarded-client-cert":
                 kept.append((key, value))
+                hop = hop or key in HOP_BY_HOP
         if ctx.peer_identity:
             if not ctx.xfcc:
                 ctx.xfcc = xfcc(self.identity, ctx.ssl_object)
@@ -416,7 +418,8 @@ class HttpProxy:
         outcome.cluster = f"inbound|{ctx.port}||"
         outcome.upstream = f"{self.settings.app_host}:{ctx.port}"
         try:
-            resp = await self._send(req, Replay(req.body, 0), forwardable_headers(kept, req.upgrade == "websocket"),
+            forward = forwardable_headers(kept, req.upgrade == "websocket") if hop else kept
+            resp = await self._send(req, Replay(req.body, 0), forward,
                                     self.settings.app_host, ctx.port, False, "", 10.0, 0.0,
                                     h2=ctx.protocol in ("http2", "grpc"))
         except ConnectFailure:

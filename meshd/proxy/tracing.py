@@ -5,18 +5,26 @@ routing: whatever the client sent is kept and passed on; what is missing is crea
 of B3 and W3C is present the other is derived from it, so both propagate the same trace id.
 The proxy does not report spans; it only keeps the context flowing (the app must copy the headers
 from its inbound request to its outbound ones, as with Istio).
+
+Ids come from :func:`random.getrandbits` (the Mersenne Twister, seeded from the OS at start), as
+Envoy draws its request ids from a pseudo-random generator: they must be unique, not secret, and
+this costs no system call per request.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
+from random import getrandbits
 
 __all__ = ["ensure_trace_headers"]
 
 
 def _hex(n: int) -> str:
-    return os.urandom(n).hex()
+    return f"{getrandbits(n * 8):0{n * 2}x}"
+
+
+def _uuid4() -> str:
+    h = f"{getrandbits(128):032x}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 def ensure_trace_headers(headers: list[tuple[str, str]]) -> str:
@@ -34,7 +42,7 @@ def ensure_trace_headers(headers: list[tuple[str, str]]) -> str:
         elif key == "x-b3-sampled":
             sampled = value
     if not request_id:
-        request_id = str(uuid.UUID(bytes=os.urandom(16), version=4))
+        request_id = _uuid4()
         headers.append(("x-request-id", request_id))
     if trace_id and traceparent:
         return request_id
