@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import random
 import time
@@ -147,8 +148,8 @@ async def test_more_one_shot_pods_than_the_pod_cidr_holds_all_complete(
         assert all(ipaddress.ip_address(ip) in ipaddress.ip_network(f"{subnet.network_address + 16}/29")
                    for ip in ips), ips
         for name in names:
-            uid = created[name]["metadata"]["uid"]
-            await until(lambda uid=uid: sandbox_exited(dclient, uid), f"the sandbox of {name} stopped")
+            await until(functools.partial(sandbox_exited, dclient, created[name]["metadata"]["uid"]),
+                        f"the sandbox of {name} stopped")
         failed = [e for e in (await client.list(EVENTS, namespace=NS))["items"]
                   if e.get("reason") == "FailedCreatePodSandBox"]
         assert failed == [], [e.get("message") for e in failed]
