@@ -9,6 +9,8 @@ import orjson
 from aiohttp import web
 
 from apiserver.admission import ServiceAllocator, admit_secret
+from apiserver.admission_limitranger import LimitRanger
+from apiserver.admission_resourcequota import ResourceQuotaAdmission
 from apiserver.admission_serviceaccount import ServiceAccountAdmission
 from apiserver.admission_storageclass import StorageClassAdmission
 from apiserver.admission_storageprotection import with_storage_protection
@@ -17,7 +19,7 @@ from apiserver.apiextensions.controller import ApiExtensions
 from apiserver.apiextensions.cr_registry import CrdRegistry
 from apiserver.autoscaling_registry import registry_class
 from apiserver.metrics import ApiMetrics
-from apiserver.registry import MutatingAdmission, Registry
+from apiserver.registry import MutatingAdmission, Registry, ValidatingAdmission
 from apiserver.settings import ApiServerSettings
 from apiserver.storage.interface import Storage
 from apiserver.watchcache import WatchCaches
@@ -61,7 +63,10 @@ class ApiContext:
                 obj = orjson.loads(kv.value)
             return obj
 
-        pod_admission = with_default_tolerations(ServiceAccountAdmission(service_account).admit, self.settings)
+        limit_ranger = LimitRanger(self.storage)
+        quota = ResourceQuotaAdmission(self.storage)
+        pod_admission = with_default_tolerations(
+            limit_ranger.with_defaults(ServiceAccountAdmission(service_account).admit), self.settings)
         hooks: dict[str, MutatingAdmission] = {"Service": allocator.admit, "Secret": admit_secret,
                                                "Pod": pod_admission}
         namespaces = self.caches.get(next(r for r in RESOURCES if r.kind == "Namespace"))
@@ -75,6 +80,7 @@ class ApiContext:
 
         for r in RESOURCES:
             registry = registry_class(r)(r, self.storage, hooks.get(r.kind), cached_namespace)
+            registry.validating_admission = _validating(r, limit_ranger, quota)
             # A resource's first (preferred) version by its name; further versions by version too.
             served = f"{r.version}/{r.group_resource}" if r.group_resource in self.registries else r.group_resource
             self.registries[served] = registry
@@ -87,6 +93,24 @@ class ApiContext:
             return self.apiextensions.registry_for(resource)
         return self.registries.get(f"{resource.version}/{resource.group_resource}") or \
             self.registries[resource.group_resource]
+
+
+def _validating(resource: ResourceInfo, limit_ranger: LimitRanger, quota: ResourceQuotaAdmission
+                ) -> ValidatingAdmission | None:
+    """The built-in validating admission of ``resource``: LimitRanger's checks for pods and claims,
+    then ResourceQuota (Kubernetes' last plugin) for every namespaced kind."""
+    steps = [step for step in (
+        {"Pod": limit_ranger.validate_pod, "PersistentVolumeClaim": limit_ranger.validate_claim}.get(resource.kind)
+        if not resource.group else None,
+        quota.for_resource(resource),
+    ) if step is not None]
+    if not steps or "create" not in resource.verbs or "get" not in resource.verbs:
+        return None
+
+    async def admit(obj: dict[str, Any], old: dict[str, Any] | None, dry_run: bool) -> None:
+        for step in steps:
+            await step(obj, old, dry_run)
+    return admit
 
 
 CONTEXT: web.AppKey[ApiContext] = web.AppKey("kubelab_context", ApiContext)

@@ -43,6 +43,7 @@ __all__ = [
     "MutatingAdmission",
     "Mutation",
     "Registry",
+    "ValidatingAdmission",
     "WriteOptions",
     "registry_for",
 ]
@@ -55,10 +56,16 @@ GENERATE_NAME_RETRIES = 8
 Mutation = Callable[[dict[str, Any]], dict[str, Any]]
 # (new object, stored object or None on create, dry run) -> None; mutates the new object in place.
 MutatingAdmission = Callable[[dict[str, Any], dict[str, Any] | None, bool], Awaitable[None]]
+# Same arguments; may only refuse (LimitRanger's checks, ResourceQuota). Runs after the validating
+# webhooks, on creates and main-resource updates, never on subresource writes.
+ValidatingAdmission = MutatingAdmission
 
 
 class Registry:
     """Kubernetes semantics for one resource type over a :class:`Storage`."""
+
+    validating_admission: ValidatingAdmission | None = None
+    """Built-in validating admission, set by the apiserver's context after construction."""
 
     def __init__(self, resource: ResourceInfo, storage: Storage,
                  mutating_admission: MutatingAdmission | None = None,
@@ -224,6 +231,8 @@ class Registry:
         obj["metadata"]["uid"] = uid
         obj["metadata"]["creationTimestamp"] = now_rfc3339()
         await webhooks.validate(self.resource, obj, None, opts.dry_run)
+        if self.validating_admission is not None:
+            await self.validating_admission(obj, None, opts.dry_run)
         if opts.dry_run:
             return obj, warnings
         for attempt in range(GENERATE_NAME_RETRIES if generated else 1):
@@ -310,6 +319,8 @@ class Registry:
             # A binding is not a pod update: nodeName is immutable to everyone but the scheduler.
             desired, warnings = await self._admit(desired, opts, old=None if subresource == "binding" else live)
             await webhooks.validate(self.resource, desired, None if subresource == "binding" else live, opts.dry_run)
+            if self.validating_admission is not None and not subresource:
+                await self.validating_admission(desired, live, opts.dry_run)
             if self._unchanged(desired, live):
                 return live, warnings
             if opts.dry_run:

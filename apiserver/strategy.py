@@ -42,6 +42,8 @@ STATUS_KINDS = frozenset({"Pod", "Deployment", "ReplicaSet", "Node", "Namespace"
 # A volume or claim starts Pending; its binder moves it on through /status.
 STORAGE_KINDS = frozenset({"PersistentVolume", "PersistentVolumeClaim"})
 STATUS_KINDS |= STORAGE_KINDS
+# A quota's status (hard, used) is the resource-quota controller's and admission's, through /status.
+STATUS_KINDS |= {"ResourceQuota"}
 
 
 def generate_name(obj: dict[str, Any]) -> None:
@@ -84,6 +86,8 @@ def prepare_for_create(obj: dict[str, Any]) -> None:
         generate_job_selector(obj)
     elif kind in ("Service", "Ingress"):
         obj["status"] = {"loadBalancer": {}}
+    elif kind == "ResourceQuota":
+        obj.pop("status", None)
 
 
 def prepare_for_update(new: dict[str, Any], old: dict[str, Any]) -> None:

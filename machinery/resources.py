@@ -169,6 +169,10 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", True,
                  ("pvc",), subresources=(_status("PersistentVolumeClaim"),)),
     ResourceInfo("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", False, ("sc",)),
+    ResourceInfo("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", True, ("quota",),
+                 subresources=(_status("ResourceQuota"),)),
+    ResourceInfo("", "v1", "LimitRange", "limitranges", "limitrange", True, ("limits",)),
+    ResourceInfo("", "v1", "PodTemplate", "podtemplates", "podtemplate", True),
     ResourceInfo("coordination.k8s.io", "v1", "Lease", "leases", "lease", True),
     ResourceInfo("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration",
                  "mutatingwebhookconfigurations", "mutatingwebhookconfiguration", False, ("mutatingwebhookconfigs",),
@@ -321,6 +325,9 @@ INGRESSCLASSES = _must("networking.k8s.io", "v1", "ingressclasses")
 PERSISTENTVOLUMES = _must("", "v1", "persistentvolumes")
 PERSISTENTVOLUMECLAIMS = _must("", "v1", "persistentvolumeclaims")
 STORAGECLASSES = _must("storage.k8s.io", "v1", "storageclasses")
+RESOURCEQUOTAS = _must("", "v1", "resourcequotas")
+LIMITRANGES = _must("", "v1", "limitranges")
+PODTEMPLATES = _must("", "v1", "podtemplates")
 LEASES = _must("coordination.k8s.io", "v1", "leases")
 MUTATINGWEBHOOKCONFIGURATIONS = _must("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations")
 VALIDATINGWEBHOOKCONFIGURATIONS = _must("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations")

@@ -42,6 +42,7 @@ from apiserver.printing.config import (
 from apiserver.printing.network import ENDPOINTS_COLUMNS, SERVICE_COLUMNS, endpoints_cells, service_cells
 from apiserver.printing.networking import NETWORKING_PRINTERS
 from apiserver.printing.pods import POD_COLUMNS, pod_cells, pod_row_conditions
+from apiserver.printing.quota import QUOTA_PRINTERS
 from apiserver.printing.rbac import BINDING_COLUMNS, binding_cells
 from apiserver.printing.storage import STORAGE_PRINTERS
 from apiserver.printing.workload_kinds import WORKLOAD_KIND_PRINTERS
@@ -91,6 +92,7 @@ _PRINTERS.update(NETWORKING_PRINTERS)
 _PRINTERS.update(STORAGE_PRINTERS)
 _PRINTERS.update(WORKLOAD_KIND_PRINTERS)
 _PRINTERS.update(AUTOSCALING_PRINTERS)
+_PRINTERS.update(QUOTA_PRINTERS)
 
 
 def printer_for(resource: ResourceInfo) -> Printer:

@@ -11,6 +11,7 @@ from machinery.api.defaults_autoscaling import AUTOSCALING_DEFAULTERS
 from machinery.api.defaults_networking import NETWORKING_DEFAULTERS
 from machinery.api.defaults_storage import STORAGE_DEFAULTERS
 from machinery.api.defaults_workloads import WORKLOAD_DEFAULTERS
+from machinery.api.validation_quota import QUOTA_DEFAULTERS
 from machinery.api.validation_rbac import default_subjects
 from machinery.api.validation_webhooks import default_configuration
 
@@ -218,6 +219,7 @@ DEFAULTERS.update(NETWORKING_DEFAULTERS)
 DEFAULTERS.update(STORAGE_DEFAULTERS)
 DEFAULTERS.update(WORKLOAD_DEFAULTERS)
 DEFAULTERS.update(AUTOSCALING_DEFAULTERS)
+DEFAULTERS.update(QUOTA_DEFAULTERS)
 
 
 def apply(kind: str, obj: Obj) -> None:

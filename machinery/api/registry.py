@@ -33,6 +33,7 @@ from machinery.api.node import Node
 from machinery.api.pod import Binding, Pod
 from machinery.api.rbac import ClusterRole, ClusterRoleBinding, Role, RoleBinding
 from machinery.api.replicationcontroller import ReplicationController
+from machinery.api.resourcepolicy import LimitRange, PodTemplate, ResourceQuota
 from machinery.api.storage import PersistentVolume, PersistentVolumeClaim, StorageClass
 
 TOP_LEVEL: tuple[type[K8sModel], ...] = (
@@ -48,6 +49,7 @@ TOP_LEVEL += (EndpointSlice, NetworkPolicy, Ingress, IngressClass)
 TOP_LEVEL += (PersistentVolume, PersistentVolumeClaim, StorageClass)
 TOP_LEVEL += (Job, CronJob, StatefulSet, DaemonSet, ControllerRevision, ReplicationController)
 TOP_LEVEL += (HorizontalPodAutoscaler, HorizontalPodAutoscalerV1, NodeMetrics, PodMetrics)
+TOP_LEVEL += (ResourceQuota, LimitRange, PodTemplate)
 
 
 def _api_version(group: str, version: str) -> str:

@@ -14,6 +14,7 @@ from machinery.api.defaults_autoscaling import AUTOSCALING_CHECKS
 from machinery.api.names import Errors
 from machinery.api.validation_networking import NETWORKING_CHECKS
 from machinery.api.validation_pod import PROTOCOLS, TAINT_EFFECTS, label_selector, pod_spec
+from machinery.api.validation_quota import QUOTA_CHECKS
 from machinery.api.validation_rbac import RBAC_CHECKS, RBAC_NAME_RULES
 from machinery.api.validation_storage import STORAGE_CHECKS
 from machinery.api.validation_webhooks import validate_configuration
@@ -386,6 +387,7 @@ CHECKS.update(NETWORKING_CHECKS)
 CHECKS.update(STORAGE_CHECKS)
 CHECKS.update(WORKLOAD_CHECKS)
 CHECKS.update(AUTOSCALING_CHECKS)
+CHECKS.update(QUOTA_CHECKS)
 _NAME_RULES.update(RBAC_NAME_RULES)
 _NO_METADATA_CHECKS = ("DeleteOptions", "Status", "Eviction", "Binding")
 

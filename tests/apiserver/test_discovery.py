@@ -40,6 +40,7 @@ UPSTREAM: dict[str, dict[str, tuple[str, str, str, tuple[str, ...]]]] = {
         "pods/status": ("", "", "Pod", STATUS),
         "replicationcontrollers/scale": SCALE,
         "replicationcontrollers/status": ("", "", "ReplicationController", STATUS),
+        "resourcequotas/status": ("", "", "ResourceQuota", STATUS),
         "serviceaccounts/token": ("authentication.k8s.io", "v1", "TokenRequest", ("create",)),
         "services/proxy": ("", "", "ServiceProxyOptions", PROXY),
         "services/status": ("", "", "Service", STATUS),

@@ -54,6 +54,9 @@ KUBERNETES_KEYS: dict[tuple[str, str], str] = {
     ("networking.k8s.io", "ingressclasses"): "/registry/ingressclasses/web",
     ("", "persistentvolumes"): "/registry/persistentvolumes/web",
     ("", "persistentvolumeclaims"): "/registry/persistentvolumeclaims/default/web",
+    ("", "resourcequotas"): "/registry/resourcequotas/default/web",
+    ("", "limitranges"): "/registry/limitranges/default/web",
+    ("", "podtemplates"): "/registry/podtemplates/default/web",
     ("storage.k8s.io", "storageclasses"): "/registry/storageclasses/web",
     ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"):
         "/registry/mutatingwebhookconfigurations/web",

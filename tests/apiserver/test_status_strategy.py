@@ -67,6 +67,8 @@ CASES = [
          ("persistentVolumeReclaimPolicy", "Delete")),
     Case("/api/v1", "persistentvolumeclaims", True, {"spec": _PVC_SPEC}, {"phase": "Bound"},
          ("volumeName", "pv-s")),
+    Case("/api/v1", "resourcequotas", True, {"spec": {"hard": {"pods": "2"}}},
+         {"hard": {"pods": "2"}, "used": {"pods": "1"}}, ("hard", {"pods": "5"})),
     Case("/apis/apps/v1", "deployments", True, {"spec": {"selector": _SELECTOR, "template": _TEMPLATE}},
          {"observedGeneration": 5}, ("replicas", 2)),
     Case("/apis/apps/v1", "replicasets", True, {"spec": {"selector": _SELECTOR, "template": _TEMPLATE}},
