@@ -34,6 +34,7 @@ from controllers.pvbinder import PersistentVolumeBinderController
 from controllers.pvcprotection import StorageProtectionController
 from controllers.replicaset import ReplicaSetController
 from controllers.replicationcontroller import ReplicationControllerController
+from controllers.resourcequota import ResourceQuotaController
 from controllers.rootcacert import RootCACertPublisher
 from controllers.serviceaccount import ServiceAccountController
 from controllers.settings import ControllerManagerSettings
@@ -76,6 +77,7 @@ CONTROLLERS: dict[str, ControllerFactory] = {
     "persistentvolume-binder": PersistentVolumeBinderController,
     "local-path-provisioner": LocalPathProvisioner,
     "storage-protection": StorageProtectionController,
+    "resourcequota": ResourceQuotaController,
 }
 """Every controller by its ``--controllers`` name."""
 

@@ -40,7 +40,8 @@ async def test_pod_count_refuses_the_third_pod(api: Api) -> None:
     status, body = await api.request("POST", f"{NS}/pods", pod("c"))
     assert status == 403
     assert body["reason"] == "Forbidden"
-    assert body["message"] == 'pods "c" is forbidden: exceeded quota: q, requested: pods=1, used: pods=2, limited: pods=2'
+    assert body["message"] == ('pods "c" is forbidden: exceeded quota: q, requested: pods=1, used: pods=2, '
+                               "limited: pods=2")
     assert await used(api) == {"pods": "2"}
 
 

@@ -35,7 +35,7 @@ def test_registry_has_every_controller() -> None:
                                 "clusterrole-aggregation", "job", "ttl-after-finished",
                                 "persistentvolume-binder", "local-path-provisioner", "storage-protection",
                                 "replicationcontroller", "cronjob", "statefulset",
-                                "daemonset", "horizontalpodautoscaling"}
+                                "daemonset", "horizontalpodautoscaling", "resourcequota"}
 
 
 async def test_only_the_leader_acts_and_failover(tmp_path: Path) -> None:
