@@ -76,7 +76,7 @@ def apply_container_defaults(pod: Obj, limit_ranges: Iterable[Mapping[str, Any]]
         return False
     spec = pod.setdefault("spec", {})
     notes: list[str] = []
-    for key, what in (("initContainers", "init container"), ("containers", "container")):
+    for key, what in (("containers", "container"), ("initContainers", "init container")):
         for container in spec.get(key) or []:
             resources = container.setdefault("resources", {})
             set_limits = _fill(resources, "limits", limits)

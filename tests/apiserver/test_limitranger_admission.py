@@ -37,8 +37,9 @@ async def test_defaults_fill_missing_requests_and_limits(api: Api) -> None:
         assert container["resources"] == {"limits": {"cpu": "1", "memory": "512Mi"},
                                           "requests": {"cpu": "500m", "memory": "256Mi"}}
     note = created["metadata"]["annotations"]["kubernetes.io/limit-ranger"]
-    assert note.startswith("LimitRanger plugin set: cpu, memory request for init container setup")
-    assert "cpu, memory limit for container app" in note
+    assert note == ("LimitRanger plugin set: cpu, memory request for container app; cpu, memory limit for "
+                    "container app; cpu, memory request for init container setup; cpu, memory limit for init "
+                    "container setup")
     assert created["status"]["qosClass"] == "Burstable"
 
 
