@@ -69,9 +69,10 @@ class MeshSnapshot:
         """A snapshot of plain lists (tests build them this way; the model from its stores)."""
         by_ip: dict[str, Obj] = {}
         for pod in pods:
-            ip = (pod.get("status") or {}).get("podIP")
-            if ip:
-                by_ip[str(ip)] = pod
+            status = pod.get("status") or {}
+            # A finished pod keeps reporting its podIP after the node gave the address to a new pod.
+            if status.get("podIP") and status.get("phase") not in ("Succeeded", "Failed"):
+                by_ip[str(status["podIP"])] = pod
         return cls(
             generation=generation,
             services={key_of(o): o for o in services},

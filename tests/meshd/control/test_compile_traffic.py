@@ -137,3 +137,13 @@ def test_a_mirror_to_a_missing_subset_is_reported() -> None:
                       destination_rules=[DR_REVIEWS])
     (error,) = config.errors
     assert "reviews.default.svc.cluster.local+v9" in error.message and "http[0] mirror" in error.message
+
+
+def test_an_endpoint_without_target_ref_belongs_to_the_running_pod_not_a_finished_one_with_its_old_ip() -> None:
+    finished = pod("migrate-once", labels={"app": "migrate"}, ip=V2["status"]["podIP"], account="migrate")
+    finished["status"]["phase"] = "Succeeded"  # its node has given the address to reviews-v2 since
+    bare = {k: v for k, v in endpoint(V2).items() if k != "targetRef"}
+    config = compiled(services=[service("reviews")], endpoint_slices=[endpoint_slice("reviews", [bare])],
+                      pods=[V2, finished])
+    [found] = clusters(config)[DEFAULT].endpoints
+    assert (found.workload, found.labels) == ("reviews-v2", V2["metadata"]["labels"])
