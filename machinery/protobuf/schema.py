@@ -16,6 +16,7 @@ from machinery.protobuf.tables_autoscaling import AUTOSCALING_MESSAGES
 from machinery.protobuf.tables_meta import META_MESSAGES
 from machinery.protobuf.tables_networking import DISCOVERY_MESSAGES, NETWORKING_MESSAGES
 from machinery.protobuf.tables_pod import POD_MESSAGES
+from machinery.protobuf.tables_policy import POLICY_MESSAGES
 from machinery.protobuf.tables_rbac import AUTHZ_MESSAGES, RBAC_MESSAGES
 from machinery.protobuf.tables_workloads import WORKLOAD_MESSAGES
 
@@ -23,6 +24,7 @@ MESSAGES: dict[str, MessageTable] = {**META_MESSAGES, **POD_MESSAGES, **WORKLOAD
                                    **RBAC_MESSAGES, **AUTHZ_MESSAGES}
 MESSAGES.update({**NETWORKING_MESSAGES, **DISCOVERY_MESSAGES})
 MESSAGES.update(AUTOSCALING_MESSAGES)
+MESSAGES.update(POLICY_MESSAGES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,7 @@ ROOT_KINDS: dict[str, RootKind] = {
 }
 ROOT_KINDS.update({kind: RootKind(kind, frozenset({"networking.k8s.io/v1"}))
                    for kind in ("Ingress", "IngressClass", "NetworkPolicy")})
+ROOT_KINDS.update({kind: RootKind(kind, _CORE) for kind in ("ResourceQuota", "LimitRange", "PodTemplate")})
 ROOT_KINDS["EndpointSlice"] = RootKind("EndpointSlice", frozenset({"discovery.k8s.io/v1"}))
 ROOT_KINDS["HorizontalPodAutoscaler"] = RootKind("HorizontalPodAutoscaler", frozenset({"autoscaling/v2"}))
 # A kind whose messages differ between versions is also listed as "<apiVersion>:<kind>" (looked up first).

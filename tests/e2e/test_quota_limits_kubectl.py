@@ -234,3 +234,14 @@ async def test_discovery_and_explain(server: RunningApiServer) -> None:
     assert "hard" in explained.lower()
     explained = (await run(server, "explain", "limitrange.spec.limits")).stdout
     assert "defaultRequest" in explained
+
+
+@pytest.mark.parametrize("version", ["1.27", "1.33"])
+async def test_kubectl_create_quota(server: RunningApiServer, version: str) -> None:
+    """kubectl >= 1.32 sends ``create quota`` as protobuf, older ones as JSON."""
+    ns = await namespace(server, f"create-quota-{version.replace('.', '')}")
+    await asyncio.to_thread(kubectl, "create", "quota", "best-effort", "--hard=pods=3",
+                            "--scopes=BestEffort", "-n", ns, kubeconfig=server.kubeconfig, version=version)
+    stored = (await run(server, "get", "quota", "best-effort", "-n", ns, "-o",
+                        "jsonpath={.spec.hard.pods} {.spec.scopes[0]}")).stdout
+    assert stored == "3 BestEffort"
