@@ -35,6 +35,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import docker
@@ -72,6 +73,10 @@ from kubelet.runtime.interface import (
 __all__ = ["PAUSE_COMMAND", "DockerRuntime", "DockerRuntimeSettings", "cleanup_cluster", "network_name"]
 
 log = logging.getLogger(__name__)
+_OOM_EVENT_WINDOW = 5.0
+"""Seconds after a SIGKILL exit during which a missing ``oom`` event is still awaited."""
+_OOM_EVENT_GRACE = 1.0
+"""Seconds a status read waits for that event."""
 
 
 class DockerRuntime:
@@ -299,10 +304,24 @@ class DockerRuntime:
         return await asyncio.to_thread(inspect)
 
     def _status(self, attrs: Mapping[str, Any]) -> ContainerStatus:
+        """Inspect output as a status (called on worker threads: it may wait a little, see below)."""
         status = status_from_inspect(attrs)
+        if status.reason == "Error" and self._oom_event_due(attrs, status):
+            deadline = time.monotonic() + _OOM_EVENT_GRACE
+            while status.id not in self._oom_killed and time.monotonic() < deadline:
+                time.sleep(0.02)
         if status.reason == "Error" and status.id in self._oom_killed:
             status = replace(status, reason="OOMKilled")
         return status
+
+    def _oom_event_due(self, attrs: Mapping[str, Any], status: ContainerStatus) -> bool:
+        """A SIGKILLed container with a memory limit that just exited: the engine's ``oom`` event for it
+        may still be on its way (it can trail the exit on a busy machine)."""
+        if status.exit_code != 137 or status.id in self._oom_killed or status.finished_at is None:
+            return False
+        if not int((attrs.get("HostConfig") or {}).get("Memory") or 0):
+            return False
+        return (datetime.now(UTC) - status.finished_at).total_seconds() < _OOM_EVENT_WINDOW
 
 
 def cleanup_cluster(client: Any, cluster: str) -> tuple[int, int]:
