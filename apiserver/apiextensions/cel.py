@@ -39,8 +39,6 @@ from dataclasses import field as dc_field
 from functools import lru_cache
 from typing import Any
 
-import cel as celengine
-
 from machinery.errors import StatusCause
 
 from . import field
@@ -146,6 +144,8 @@ def unescape_property(name: str) -> str:
 @lru_cache(maxsize=8192)
 def _compile_text(text: str) -> tuple[Any, dict[str, list[str]]] | str:
     """The program and its references, or the compiler's error text (cached by expression text)."""
+    import cel as celengine  # here, not at the top: loading the engine costs ~0.1 s at start
+
     try:
         program = celengine.compile(text)
     except ValueError as exc:
@@ -428,4 +428,6 @@ def compile_rules(
 
 def library_context(variables: dict[str, Any]) -> Any:
     """An evaluation context with ``variables`` and every extension function."""
+    import cel as celengine  # (imported late, see _compile_text)
+
     return celengine.Context(variables=variables, functions=_LIBRARY)

@@ -29,8 +29,6 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Any
 
-import cel as celengine
-
 from machinery.errors import StatusCause
 
 from . import field
@@ -133,6 +131,8 @@ class CelNode:
             variables: dict[str, Any] = {"self": this}
             if rule.uses_old_self:
                 if rule.optional_old_self:
+                    import cel as celengine  # imported late: see cel._compile_text
+
                     variables["oldSelf"] = (
                         celengine.OptionalValue.none() if previous is None else celengine.OptionalValue.of(previous)
                     )

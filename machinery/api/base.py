@@ -36,7 +36,8 @@ class GoType:
 class K8sModel(BaseModel):
     """Base of all API types: strict like Go's JSON decoder, unknown fields are errors."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", populate_by_name=True)
+    # defer_build: each model builds its validator on first use, not when the apiserver starts
+    model_config = ConfigDict(strict=True, extra="forbid", populate_by_name=True, defer_build=True)
 
     k8s_prefix: ClassVar[str] = "io.k8s.api.core.v1"
     """Prefix of this type's OpenAPI definition name (``<prefix>.<ClassName>``)."""
