@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, settings
 from tests import quiet
 from tests.etcd_server import EtcdError, EtcdServer
 
-pytest_plugins = ["kubelab.pytest_plugin", "tests.docker_daemon"]
+pytest_plugins = ["kubelab.pytest_plugin", "tests.docker_daemon", "pytester"]
 
 settings.register_profile("kubelab", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("ci", parent=settings.get_profile("kubelab"), derandomize=True, database=None,
