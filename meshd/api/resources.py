@@ -19,8 +19,9 @@ Four resource types, pushed in this order so a proxy never routes to something i
     configuration (HTTP protocols) or the cluster (TCP, TLS) that serves it. Traffic to an
     address no listener names passes through untouched (Istio's ``ALLOW_ANY``).
 ``Inbound`` (:data:`INBOUND`)
-    The workload's own side: the resolved PeerAuthentication mode per port, and the app ports
-    with their protocols. There is exactly one, named ``inbound``.
+    The workload's own side: the resolved PeerAuthentication mode per port, the app ports
+    with their protocols, and the AuthorizationPolicies that select the workload
+    (:class:`AuthzPolicy`, evaluated by :mod:`meshd.proxy.authz`). There is exactly one, named ``inbound``.
 
 Each type is state of the world: a response carries every resource of its type for that proxy,
 and a name missing from it is deleted. Resources are frozen dataclasses; :func:`encode` and
@@ -49,6 +50,11 @@ __all__ = [
     "ROUTES",
     "TYPES",
     "Abort",
+    "AuthzAction",
+    "AuthzClause",
+    "AuthzMatch",
+    "AuthzPolicy",
+    "AuthzRule",
     "Cluster",
     "Delay",
     "Endpoint",
@@ -314,6 +320,53 @@ class InboundPort:
     mtls_mode: MtlsMode
 
 
+AuthzAction = Literal["ALLOW", "DENY", "AUDIT", "CUSTOM"]
+"""``CUSTOM`` reaches a proxy only to fail closed: meshd has no external authorizer, so its matches are denied."""
+
+
+@dataclass(frozen=True)
+class AuthzMatch:
+    """One attribute test: some value matches (or ``values`` is empty) and no ``not_values`` entry does.
+
+    Keys: ``source.principal`` (SPIFFE ID without ``spiffe://``), ``source.namespace``,
+    ``source.serviceaccount`` (``ns/sa``), ``source.ip``, ``remote.ip``, ``request.auth.principal``,
+    ``destination.ip``, ``destination.port``, ``connection.sni``, ``request.host``, ``request.method``,
+    ``request.path``, ``request.headers[<lower-case name>]``. Values use Istio's string matching:
+    exact, ``prefix*``, ``*suffix`` and ``*`` (present); IPs are addresses or CIDRs. An absent
+    attribute (no principal on a plaintext connection) matches no value, so a ``not_values`` test holds.
+    """
+
+    key: str
+    values: tuple[str, ...] = ()
+    not_values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuthzClause:
+    """One ``from[].source`` or ``to[].operation``: every match must hold."""
+
+    matches: tuple[AuthzMatch, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuthzRule:
+    """Istio's Rule: one source clause holds (none: any), one operation clause holds (none: any), every ``when``."""
+
+    sources: tuple[AuthzClause, ...] = ()
+    operations: tuple[AuthzClause, ...] = ()
+    when: tuple[AuthzMatch, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuthzPolicy:
+    """An AuthorizationPolicy selecting this workload; no rules: matches nothing (``spec: {}`` allows nothing)."""
+
+    name: str
+    """Envoy's policy id, ``ns[default]-policy[deny-all]``; denials log ``...-rule[<i>]``."""
+    action: AuthzAction = "ALLOW"
+    rules: tuple[AuthzRule, ...] = ()
+
+
 @dataclass(frozen=True)
 class Inbound:
     """The workload's inbound side (one resource, named ``inbound``)."""
@@ -326,6 +379,8 @@ class Inbound:
     namespace: str = ""
     canonical_service: str = ""
     canonical_revision: str = ""
+    authz: tuple[AuthzPolicy, ...] = ()
+    """AuthorizationPolicies selecting the workload, root namespace first, each in creation order."""
 
 
 TYPES: dict[str, type[Any]] = {CLUSTERS: Cluster, ROUTES: RouteConfig, LISTENERS: Listener, INBOUND: Inbound}

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from meshd.control.authz_validation import validate_authorization_policy
 from meshd.control.compile.routes import duration_ms
 
 __all__ = ["IMPLEMENTED", "validate"]
@@ -36,6 +37,11 @@ _OUTLIER: Tree = {"consecutive5xxErrors": True, "consecutiveGatewayErrors": True
 _POLICY_CORE: Tree = {"loadBalancer": {"simple": True}, "tls": {"mode": True}, "outlierDetection": _OUTLIER}
 _TRAFFIC_POLICY: Tree = {**_POLICY_CORE, "portLevelSettings": ({**_POLICY_CORE, "port": {"number": True}},)}
 _SELECTOR: Tree = {"matchLabels": True}
+_AUTHZ_SOURCE: Tree = {n: True for base in ("principals", "requestPrincipals", "namespaces", "serviceAccounts",
+                                            "ipBlocks", "remoteIpBlocks")
+                       for n in (base, "not" + base[0].upper() + base[1:])}
+_AUTHZ_OPERATION: Tree = {n: True for base in ("hosts", "ports", "methods", "paths")
+                          for n in (base, "not" + base[0].upper() + base[1:])}
 
 IMPLEMENTED: dict[str, Tree] = {
     "VirtualService": {
@@ -61,7 +67,12 @@ IMPLEMENTED: dict[str, Tree] = {
     },
     "PeerAuthentication": {"selector": _SELECTOR, "mtls": {"mode": True}, "portLevelMtls": {"*": {"mode": True}}},
     "Sidecar": {"workloadSelector": {"labels": True}, "egress": ({"hosts": True},)},
-    "Gateway": {}, "ServiceEntry": {}, "AuthorizationPolicy": {}, "RequestAuthentication": {},
+    "AuthorizationPolicy": {
+        "selector": _SELECTOR, "targetRef": True, "targetRefs": True, "action": True, "provider": {"name": True},
+        "rules": ({"from": ({"source": _AUTHZ_SOURCE},), "to": ({"operation": _AUTHZ_OPERATION},),
+                   "when": ({"key": True, "values": True, "notValues": True},)},),
+    },
+    "Gateway": {}, "ServiceEntry": {}, "RequestAuthentication": {},
 }
 
 _UNIMPLEMENTED_VALUES: dict[tuple[str, str], set[str]] = {
@@ -284,6 +295,12 @@ def validate(kind: str, obj: dict[str, Any]) -> tuple[list[str], list[str]]:
         return errors, warnings
     {"VirtualService": _virtual_service, "DestinationRule": _destination_rule,
      "PeerAuthentication": _peer_authentication}.get(kind, lambda _s, _e: None)(spec, errors)
+    if kind == "AuthorizationPolicy":
+        policy_errors, policy_warnings = validate_authorization_policy(spec)
+        meta = obj.get("metadata") or {}
+        prefix = f"invalid policy {meta.get('name', '')}.{meta.get('namespace', '')}: "
+        errors += [prefix + e for e in policy_errors]
+        warnings += policy_warnings
     tree = IMPLEMENTED.get(kind)
     if tree is not None:
         _unimplemented(spec, tree, "spec", warnings)

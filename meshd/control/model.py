@@ -22,6 +22,7 @@ from typing import Any
 from machinery.client import InformerFactory, SharedInformer
 from machinery.resources import ENDPOINTSLICES, NAMESPACES, PODS, SERVICES, ResourceInfo
 from meshd.control.crds import (
+    AUTHORIZATION_POLICIES,
     DESTINATION_RULES,
     PEER_AUTHENTICATIONS,
     SIDECARS,
@@ -59,13 +60,14 @@ class MeshSnapshot:
     destination_rules: tuple[Obj, ...] = ()
     peer_authentications: tuple[Obj, ...] = ()
     sidecars: tuple[Obj, ...] = ()
+    authorization_policies: tuple[Obj, ...] = ()
     pods_by_ip: dict[str, Obj] = field(default_factory=dict)
 
     @classmethod
     def build(cls, *, generation: int = 0, services: Sequence[Obj] = (), endpoint_slices: Sequence[Obj] = (),
               pods: Sequence[Obj] = (), namespaces: Sequence[Obj] = (), virtual_services: Sequence[Obj] = (),
               destination_rules: Sequence[Obj] = (), peer_authentications: Sequence[Obj] = (),
-              sidecars: Sequence[Obj] = ()) -> MeshSnapshot:
+              sidecars: Sequence[Obj] = (), authorization_policies: Sequence[Obj] = ()) -> MeshSnapshot:
         """A snapshot of plain lists (tests build them this way; the model from its stores)."""
         by_ip: dict[str, Obj] = {}
         for pod in pods:
@@ -83,13 +85,15 @@ class MeshSnapshot:
             destination_rules=_ordered(destination_rules),
             peer_authentications=_ordered(peer_authentications),
             sidecars=_ordered(sidecars),
+            authorization_policies=_ordered(authorization_policies),
             pods_by_ip=by_ip,
         )
 
     def find(self, kind: str, namespace: str, name: str) -> Obj | None:
         """An Istio object of this snapshot by kind (``VirtualService`` …) and key."""
         pool = {"VirtualService": self.virtual_services, "DestinationRule": self.destination_rules,
-                "PeerAuthentication": self.peer_authentications, "Sidecar": self.sidecars}.get(kind, ())
+                "PeerAuthentication": self.peer_authentications, "Sidecar": self.sidecars,
+                "AuthorizationPolicy": self.authorization_policies}.get(kind, ())
         return next((o for o in pool if key_of(o) == (namespace, name)), None)
 
 
@@ -113,7 +117,7 @@ class MeshModel:
     """The informers meshd runs and the snapshot built from them."""
 
     WATCHED: tuple[ResourceInfo, ...] = (SERVICES, ENDPOINTSLICES, PODS, NAMESPACES, VIRTUAL_SERVICES,
-                                         DESTINATION_RULES, PEER_AUTHENTICATIONS, SIDECARS)
+                                         DESTINATION_RULES, PEER_AUTHENTICATIONS, SIDECARS, AUTHORIZATION_POLICIES)
 
     def __init__(self, factory: InformerFactory) -> None:
         self.factory = factory
@@ -155,7 +159,8 @@ class MeshModel:
                 pods=self.store(PODS),
                 namespaces=self.store(NAMESPACES), virtual_services=self.store(VIRTUAL_SERVICES),
                 destination_rules=self.store(DESTINATION_RULES),
-                peer_authentications=self.store(PEER_AUTHENTICATIONS), sidecars=self.store(SIDECARS))
+                peer_authentications=self.store(PEER_AUTHENTICATIONS), sidecars=self.store(SIDECARS),
+                authorization_policies=self.store(AUTHORIZATION_POLICIES))
         return self._snapshot
 
 

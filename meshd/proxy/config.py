@@ -34,6 +34,7 @@ from meshd.api.resources import (
     decode,
     encode,
 )
+from meshd.proxy.authz import Authorizer
 from meshd.proxy.balancer import Balancer
 from meshd.proxy.routing import RouteTable, compile_route_config
 
@@ -49,6 +50,8 @@ class Snapshot:
     clusters: dict[str, Balancer] = field(default_factory=dict)
     inbound: Inbound = field(default_factory=Inbound)
     inbound_ports: dict[int, InboundPort] = field(default_factory=dict)
+    authz: Authorizer = field(default_factory=Authorizer)
+    """The workload's AuthorizationPolicies, compiled (:mod:`meshd.proxy.authz`)."""
 
     def listener(self, address: str, port: int) -> Listener | None:
         return self.listeners.get((address, port))
@@ -109,8 +112,10 @@ class ConfigStore:
                     raise ResourceError(f"RouteConfig {name}: {exc}") from None
         listeners = {(lis.address, lis.port): lis for lis in resources[LISTENERS].values()}
         inbound = resources[INBOUND].get("inbound") or Inbound()
+        # Policies are compiled only when they changed (a push of clusters recompiles nothing here).
+        authz = old.authz if inbound.authz == old.inbound.authz else Authorizer(inbound.authz)
         return Snapshot(listeners=listeners, routes=routes, clusters=clusters, inbound=inbound,
-                        inbound_ports={p.port: p for p in inbound.ports})
+                        inbound_ports={p.port: p for p in inbound.ports}, authz=authz)
 
     def dump(self) -> dict[str, Any]:
         """``/config_dump``: the applied resources and versions per type."""

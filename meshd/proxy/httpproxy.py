@@ -23,8 +23,10 @@ Outbound (:meth:`HttpProxy.outbound`, reporter ``source``):
    telemetry labels and the destination service), which the destination sidecar strips.
 
 Inbound (:meth:`HttpProxy.inbound`, reporter ``destination``): peer metadata read and stripped,
-``X-Forwarded-Client-Cert`` replaced (set from the verified peer on mTLS, removed otherwise),
-forwarded to the app on ``app_host:<port>`` (no retries).
+``X-Forwarded-Client-Cert`` replaced (set from the verified peer on mTLS, removed otherwise), the
+workload's AuthorizationPolicies consulted (:mod:`meshd.proxy.authz`: a denial answers Envoy's 403
+``RBAC: access denied``, logged with ``rbac_access_denied_matched_policy[...]`` as its response
+code details), forwarded to the app on ``app_host:<port>`` (no retries).
 
 Telemetry and the access log are recorded when the response has been written to the downstream
 (:meth:`HttpProxy._on_end`): durations cover the whole exchange and byte counts are what passed.
@@ -46,6 +48,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshd.api.resources import Cluster, Endpoint, Listener
+from meshd.proxy.authz import DENIED_BODY, Attributes, split_host_port
 from meshd.proxy.body import Body, Replay, StreamAbandoned
 from meshd.proxy.config import ConfigStore
 from meshd.proxy.http1 import HOP_BY_HOP, Request, Response, forwardable_headers, request_head
@@ -113,10 +116,12 @@ def retriable_response(retry_on: frozenset[str], status: int, grpc_status: str) 
 
 
 class _Outcome:
-    __slots__ = ("cluster", "delayed", "endpoint", "flags", "upstream")
+    __slots__ = ("cluster", "delayed", "details", "endpoint", "flags", "upstream")
 
     def __init__(self) -> None:
         self.flags = "-"
+        self.details = ""
+        """Envoy's response code details when the proxy answered itself without a flag (an RBAC denial)."""
         self.delayed = False
         self.cluster = "-"
         self.endpoint: Endpoint | None = None
@@ -417,6 +422,21 @@ class HttpProxy:
         outcome = _Outcome()
         outcome.cluster = f"inbound|{ctx.port}||"
         outcome.upstream = f"{self.settings.app_host}:{ctx.port}"
+        authz = self.store.snapshot.authz
+        if not authz.empty:
+            source_ip, _ = split_host_port(ctx.remote)
+            destination_ip, _ = split_host_port(ctx.local)
+            decision = authz.check(Attributes(
+                http=True, principal=ctx.peer_identity, source_ip=source_ip, destination_ip=destination_ip,
+                destination_port=ctx.port, method=req.method, path=req.path, host=req.header("host") or "",
+                headers=kept))
+            if not decision.allowed:
+                outcome.details = decision.details
+                outcome.upstream = "-"
+                resp = Response(403, [("content-type", "text/plain")], DENIED_BODY)
+                resp.on_end = functools.partial(self._on_end, "destination", req, resp, start, ctx, outcome, None,
+                                                peer, service)
+                return resp
         try:
             forward = forwardable_headers(kept, req.upgrade == "websocket") if hop else kept
             resp = await self._send(req, Replay(req.body, 0), forward,
@@ -506,7 +526,7 @@ class HttpProxy:
             self._time_second = second
             self._time_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         stamp = f"{self._time_text}.{int((now - second) * 1000):03d}Z"
-        details = "via_upstream" if outcome.flags in ("-", "URX") else outcome.flags.lower()
+        details = outcome.details or ("via_upstream" if outcome.flags in ("-", "URX") else outcome.flags.lower())
         return (f'[{stamp}] "{req.method} {req.path} HTTP/{req.version}" {resp.status} {outcome.flags} {details} - '
                 f'"-" {req.body.received} {resp.body.received} {int(duration_ms)} - '
                 f'"{req.header("x-forwarded-for") or "-"}" '

@@ -19,8 +19,10 @@ Inbound, per accepted connection (a peer sidecar or a plain client dialled ``pod
   through as bytes). Istio's known limitation applies to a *plaintext server-first* client on a PERMISSIVE
   port: nothing arrives to decide on, so the proxy waits ``permissive_detect_seconds`` (100 ms) and
   then treats the connection as plaintext -- a one-off delay instead of Istio's hang;
-* then HTTP (``http`` ports, with ``X-Forwarded-Client-Cert``) or opaque TCP to the app on
-  ``app_host:<port>``.
+* then HTTP (``http`` ports, with ``X-Forwarded-Client-Cert``; authorization per request) or
+  opaque TCP to the app on ``app_host:<port>``, once the workload's AuthorizationPolicies
+  (:mod:`meshd.proxy.authz`) admit the connection: a denied one is closed before the app is
+  dialled (Envoy's network RBAC filter).
 
 Nothing is read from an accepted socket before its upstream is connected, except the one peeked
 byte on PERMISSIVE ports. Drain (:meth:`Listeners.drain`) stops accepting and closes idle HTTP
@@ -34,10 +36,12 @@ import contextlib
 import logging
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from meshd.api.identity import MESH_ALPN
 from meshd.api.resources import Cluster
+from meshd.proxy.authz import Attributes, split_host_port
 from meshd.proxy.config import ConfigStore
 from meshd.proxy.http1 import ServerProtocol
 from meshd.proxy.http2 import Detect
@@ -298,8 +302,23 @@ class Listeners:
         async def connect_app(factory: Any) -> tuple[asyncio.Transport, Half]:
             return await open_stream(factory, app[0], app[1], tls=None, timeout=10.0)
 
+        authz = snapshot.authz
+        admit: Callable[[Any], bool] | None = None
+        if not authz.empty:
+            source_ip, _ = split_host_port(ctx.remote)
+            destination_ip, _ = split_host_port(ctx.local)
+
+            def authorize(ssl_object: Any) -> bool:
+                decision = authz.check(Attributes(http=False, principal=peer_identity(ssl_object),
+                                                  source_ip=source_ip, destination_ip=destination_ip,
+                                                  destination_port=port))
+                if not decision.allowed:
+                    log.info("inbound tcp from %s to port %d closed: %s", ctx.remote, port, decision.details)
+                return decision.allowed
+            admit = authorize
+
         try:
-            await splice(sock, connect_app, self.telemetry, labels, server_ssl=server_ssl)
+            await splice(sock, connect_app, self.telemetry, labels, server_ssl=server_ssl, admit=admit)
         except (OSError, ConnectionError) as exc:
             log.debug("inbound tcp on port %d failed: %s", port, exc)
             sock.close()

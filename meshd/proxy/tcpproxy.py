@@ -21,7 +21,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import cast
+from typing import Any, cast
 
 from meshd.proxy.telemetry import Telemetry
 
@@ -102,11 +102,13 @@ Connector = Callable[[Callable[[], Half]], Awaitable[tuple[asyncio.Transport, Ha
 
 
 async def splice(sock: socket.socket, connect: Connector, telemetry: Telemetry | None, labels: tuple[str, ...],
-                 *, server_ssl: ssl.SSLContext | None = None) -> None:
+                 *, server_ssl: ssl.SSLContext | None = None, admit: Callable[[Any], bool] | None = None) -> None:
     """Forward between the accepted ``sock`` and what ``connect`` opens, until both sides are closed.
 
     With ``server_ssl``, the downstream is a TLS server side (inbound mTLS) -- the handshake runs
-    before the upstream is opened, so the peer is verified first.
+    before the upstream is opened, so the peer is verified first. ``admit`` (authorization) is
+    asked with the TLS object (``None`` on plaintext) before the upstream is opened: ``False``
+    closes the downstream (counted as a connection opened and closed, no bytes).
     """
     loop = asyncio.get_running_loop()
     series = telemetry.tcp_series(labels) if telemetry is not None else None
@@ -117,6 +119,15 @@ async def splice(sock: socket.socket, connect: Connector, telemetry: Telemetry |
         await loop.connect_accepted_socket(lambda: down, sock, ssl=server_ssl)
         assert down.transport is not None
         down.transport.pause_reading()
+    if admit is not None and not admit(down.transport.get_extra_info("ssl_object") if down.transport else None):
+        if series is not None:
+            series.opened += 1
+            series.closed += 1
+        if down.transport is not None:
+            down.transport.close()
+        else:
+            sock.close()
+        return
     try:
         _, up = await connect(lambda: Half(sent))
     except Exception as exc:

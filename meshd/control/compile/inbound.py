@@ -1,4 +1,5 @@
-"""Inbound: the workload's resolved PeerAuthentication mode (per port) and its app ports' protocols.
+"""Inbound: the workload's resolved PeerAuthentication mode (per port), its app ports' protocols and
+the AuthorizationPolicies that select it (compiled by :mod:`meshd.control.compile.authz`).
 
 Used by :mod:`meshd.control.compile.proxy`. Istio's resolution, most specific first:
 
@@ -14,6 +15,7 @@ A port-level ``UNSET`` inherits the workload's resolved mode.
 from __future__ import annotations
 
 from meshd.api.resources import Inbound, InboundPort, MtlsMode, Protocol
+from meshd.control.compile.authz import compile_authz
 from meshd.control.compile.clusters import port_protocol, service_ports, workload_name
 from meshd.control.compile.scope import ProxyNode, selects
 from meshd.control.model import MeshSnapshot, Obj, key_of
@@ -89,4 +91,5 @@ def compile_inbound(snapshot: MeshSnapshot, node: ProxyNode, root_namespace: str
     workload = workload_name(pod) if pod is not None else node.pod
     service, revision = _canonical(dict(node.labels), workload)
     return Inbound(default_mtls_mode=mode, ports=tuple(ports), workload=workload, namespace=node.namespace,
-                   canonical_service=service, canonical_revision=revision)
+                   canonical_service=service, canonical_revision=revision,
+                   authz=compile_authz(snapshot, node, root_namespace))
