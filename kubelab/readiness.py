@@ -34,6 +34,11 @@ __all__ = [
 ]
 
 
+POLL_SECONDS = 0.05
+"""Pause between two checks: short, as each check is one loopback request and a test harness
+waits here for every cluster it starts."""
+
+
 class NotReadyError(RuntimeError):
     """A started apiserver exited or did not answer ``/readyz`` 200 in time."""
 
@@ -67,7 +72,7 @@ def wait_apiserver_ready(
 
     The URL comes from ``apiserver.port`` and the credentials from the admin kubeconfig, both
     written by the apiserver once it listens (delete a stale ``apiserver.port`` before starting).
-    ``progress(elapsed, last_result)`` is called about every 0.2 s. Raises NotReadyError.
+    ``progress(elapsed, last_result)`` is called at every check. Raises NotReadyError.
     """
     started = time.monotonic()
     last = "apiserver.port not written yet"
@@ -89,7 +94,7 @@ def wait_apiserver_ready(
             raise NotReadyError(f"the apiserver (pid {pid}) was not ready after {timeout:.0f}s; {last}")
         if progress is not None:
             progress(elapsed, last)
-        time.sleep(0.2)
+        time.sleep(POLL_SECONDS)
 
 
 def probe_readyz(url: str, context: ssl.SSLContext, *, timeout: float = 2.0) -> tuple[int | None, str]:
@@ -175,4 +180,4 @@ def wait_nodes_ready(
             raise NotReadyError(f"nodes were not Ready after {timeout:.0f}s; {last}")
         if progress is not None:
             progress(elapsed, last)
-        time.sleep(0.25)
+        time.sleep(POLL_SECONDS)
