@@ -33,10 +33,16 @@ def _event_time(event: Obj) -> str:
                or (event.get("metadata") or {}).get("creationTimestamp") or "")
 
 
+def _event_order(event: Obj) -> tuple[str, int]:
+    # Timestamps have whole seconds: within one, the order of writes (the resourceVersion) decides.
+    version = str((event.get("metadata") or {}).get("resourceVersion") or "0")
+    return _event_time(event), int(version) if version.isdigit() else 0
+
+
 def format_events(events: list[Obj]) -> list[str]:
     """``TIME TYPE REASON KIND/NAME MESSAGE`` lines, oldest first (``kubectl get events`` order)."""
     lines = []
-    for event in sorted(events, key=_event_time):
+    for event in sorted(events, key=_event_order):
         involved = event.get("involvedObject") or event.get("regarding") or {}
         count = int(event.get("count") or 1)
         lines.append(" ".join([

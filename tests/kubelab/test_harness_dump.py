@@ -41,6 +41,13 @@ def test_events_are_listed_oldest_first_with_their_object_and_count() -> None:
     ]
 
 
+def test_events_of_the_same_second_keep_the_order_they_were_written_in() -> None:
+    events = [{"lastTimestamp": "2026-01-01T00:00:01Z", "type": "Normal", "reason": reason,
+               "metadata": {"resourceVersion": version}}
+              for reason, version in [("Pulled", "12"), ("Scheduled", "9"), ("Started", "110")]]
+    assert [line.split()[2] for line in format_events(events)] == ["Scheduled", "Pulled", "Started"]
+
+
 def test_pods_show_phase_node_conditions_and_container_states() -> None:
     pod = {"metadata": {"name": "web"}, "spec": {"nodeName": "n1"},
            "status": {"phase": "Running",
