@@ -4,7 +4,9 @@ Served by the same HTTP/1.1 protocol as the data plane (:mod:`meshd.proxy.http1`
 needs no web framework.
 
 * 15021 ``GET /healthz/ready`` -- 200 once the proxy has a certificate and every configuration
-  type was applied once; 503 before (the kubelet's readiness probe of ``istio-proxy``).
+  type was applied once; 503 before (the kubelet's startup and readiness probes of ``istio-proxy``).
+  Until the proxy was ready once, a request waits up to ``ready_hold_seconds`` (below the injected
+  probe's ``timeoutSeconds``) and gets its 200 the moment the proxy becomes ready.
 * 15020 ``GET /stats/prometheus`` -- Istio's metrics (:mod:`meshd.proxy.telemetry`) followed by
   the app's own metrics when the pod had ``prometheus.io/scrape`` (``ISTIO_PROMETHEUS_ANNOTATIONS``:
   fetched from ``127.0.0.1:<port><path>``); ``GET /app-health/<container>/livez|readyz|startupz``
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -62,10 +65,12 @@ async def http_get(host: str, port: int, path: str, *, headers: list[tuple[str, 
 class StatusServers:
     """The three local HTTP servers of a proxy."""
 
-    def __init__(self, proxy: Proxy) -> None:
+    def __init__(self, proxy: Proxy, *, ready_socket: socket.socket | None = None) -> None:
         self.proxy = proxy
         self.servers: list[asyncio.AbstractServer] = []
         self.ports: dict[str, int] = {}
+        self._ready_socket = ready_socket
+        self._was_ready = False
 
     async def start(self) -> None:
         s = self.proxy.settings
@@ -73,7 +78,12 @@ class StatusServers:
         for name, host, port, handler in (("ready", s.bind_address, s.ready_port, self._ready),
                                           ("status", s.bind_address, s.status_port, self._status),
                                           ("admin", "127.0.0.1", s.admin_port, self._admin)):
-            server = await loop.create_server(lambda h=handler: ServerProtocol(h), host, port)  # type: ignore[misc]
+            if name == "ready" and self._ready_socket is not None:
+                server = await loop.create_server(lambda h=handler: ServerProtocol(h),  # type: ignore[misc]
+                                                  sock=self._ready_socket)
+                self._ready_socket = None
+            else:
+                server = await loop.create_server(lambda h=handler: ServerProtocol(h), host, port)  # type: ignore[misc]
             self.servers.append(server)
             self.ports[name] = server.sockets[0].getsockname()[1]
 
@@ -82,20 +92,22 @@ class StatusServers:
             server.close()
         self.servers.clear()
 
-    def _readiness(self) -> Response:
+    async def _readiness(self) -> Response:
+        if not self._was_ready:
+            self._was_ready = await self.proxy.became_ready(self.proxy.settings.ready_hold_seconds)
         if self.proxy.ready:
             return Response(200, _TEXT, b"")
         return Response(503, _TEXT, b"not ready: " + self.proxy.not_ready_reason().encode())
 
     async def _ready(self, req: Request, conn: ServerProtocol) -> Response:
         if req.path.split("?")[0] == "/healthz/ready":
-            return self._readiness()
+            return await self._readiness()
         return Response(404, _TEXT, b"")
 
     async def _status(self, req: Request, conn: ServerProtocol) -> Response:
         path = req.path.split("?")[0]
         if path == "/healthz/ready":
-            return self._readiness()
+            return await self._readiness()
         if path == "/stats/prometheus":
             body = self.proxy.telemetry.render().encode() + await self._app_metrics()
             return Response(200, [("content-type", "text/plain; version=0.0.4")], body)

@@ -6,6 +6,10 @@ so :func:`make_key_and_csr` runs it in a child (``sys.executable -c``): an ECDSA
 CSR naming the SPIFFE ID come back over a pipe -- the key stays in memory, never on disk, and
 never leaves the pod. :func:`leaf_validity` reads ``notBefore``/``notAfter`` of the signed leaf
 with a few lines of DER instead (the TLS stack verifies everything else when it loads the chain).
+
+:func:`prestart` launches the first child before the proxy has imported the rest of itself (the
+child's start and the imports overlap on the node's cores); the next :func:`make_key_and_csr` for
+the same identity takes that child's answer instead of launching another one.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import subprocess
 import sys
 
 import orjson
 
-__all__ = ["KeygenError", "leaf_validity", "make_key_and_csr"]
+__all__ = ["KeygenError", "leaf_validity", "make_key_and_csr", "prestart"]
 
 _CHILD = r"""
 import sys, orjson
@@ -41,12 +46,33 @@ class KeygenError(Exception):
     """The key or CSR could not be made, or a certificate could not be read."""
 
 
+_early: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
+"""Children launched by :func:`prestart`, by (SPIFFE URI, trust domain), not yet consumed."""
+
+
+def prestart(spiffe_uri: str, trust_domain: str) -> None:
+    """Launch the key-and-CSR child now (synchronously, no event loop needed); the next
+    :func:`make_key_and_csr` for the same identity uses its answer. Failing to launch is not an
+    error here: the later call launches its own child and reports."""
+    try:
+        _early[(spiffe_uri, trust_domain)] = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, spiffe_uri, trust_domain], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError:
+        pass
+
+
 async def make_key_and_csr(spiffe_uri: str, trust_domain: str) -> tuple[bytes, str]:
     """A new P-256 key (PEM, PKCS#8) and a CSR for ``spiffe_uri`` (PEM)."""
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", _CHILD, spiffe_uri, trust_domain,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
-    if proc.returncode != 0:
+    early = _early.pop((spiffe_uri, trust_domain), None)
+    if early is not None:
+        out, err = await asyncio.to_thread(early.communicate)
+        returncode = early.returncode
+    else:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", _CHILD, spiffe_uri, trust_domain,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        returncode = proc.returncode
+    if returncode != 0:
         raise KeygenError(f"key generation failed: {err.decode(errors='replace').strip()[-300:]}")
     try:
         made = orjson.loads(out)

@@ -10,6 +10,10 @@ Lifecycle:
 
 * ready (``/healthz/ready`` 200) once a certificate is held and all four configuration types were
   applied once; it stays ready while meshd is away (last config and certificate keep serving);
+  until it first is, a readiness request waits (at most ``ready_hold_seconds``) and is answered
+  the moment the proxy becomes ready, so a startup probe arriving while the proxy starts passes
+  then instead of one ``periodSeconds`` later; ``python -m meshd.proxy`` listens on the ready
+  port before it imports the rest of itself;
 * SIGTERM: drain -- stop accepting inbound connections, close idle inbound keep-alive connections,
   wait for in-flight requests (at most ``drain_seconds``, Istio's ``terminationDrainDuration``),
   exit 0;
@@ -23,6 +27,7 @@ import contextlib
 import logging
 import random
 import signal
+import socket
 import time
 from typing import TextIO
 
@@ -45,7 +50,7 @@ class Proxy:
     """A sidecar proxy in this process."""
 
     def __init__(self, settings: ProxySettings, *, rng: random.Random | None = None,
-                 log_stream: TextIO | None = None) -> None:
+                 log_stream: TextIO | None = None, ready_socket: socket.socket | None = None) -> None:
         self.settings = settings
         self.rng = rng or random.Random()
         self.telemetry = Telemetry(log_stream=log_stream, access_log=settings.access_log)
@@ -54,7 +59,7 @@ class Proxy:
         self.xds = XdsClient(settings, self.certs, self.store, rng=self.rng)
         self.http = HttpProxy(settings, self.store, self.certs, self.telemetry, rng=self.rng)
         self.listeners = Listeners(settings, self.store, self.certs, self.http, self.telemetry)
-        self.status = StatusServers(self)
+        self.status = StatusServers(self, ready_socket=ready_socket)
         self.telemetry.gauges["istio_agent_cert_expiry_seconds"] = self.certs.expiry_seconds
         self.telemetry.collectors.append(lambda: outlier.render(
             b.outlier for b in self.store.snapshot.clusters.values() if b.outlier is not None))
@@ -98,6 +103,19 @@ class Proxy:
             await asyncio.sleep(0.1)
             self.telemetry.flush()
 
+    async def became_ready(self, timeout: float) -> bool:
+        """Wait until the proxy is ready (a certificate and every configuration type), at most
+        ``timeout`` seconds; whether it is."""
+        async def ready() -> None:
+            await self.certs.ready.wait()
+            async with self.xds.changed:
+                await self.xds.changed.wait_for(lambda: self.store.complete)
+        if self.ready:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ready(), timeout)
+        return self.ready
+
     async def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while not self.ready:
@@ -136,8 +154,8 @@ class Proxy:
         self.exited.set()
 
 
-async def _main(settings: ProxySettings) -> int:
-    proxy = Proxy(settings)
+async def _main(settings: ProxySettings, ready_socket: socket.socket | None) -> int:
+    proxy = Proxy(settings, ready_socket=ready_socket)
     await proxy.start()
     loop = asyncio.get_running_loop()
     if settings.install_signal_handlers:
@@ -149,11 +167,13 @@ async def _main(settings: ProxySettings) -> int:
     return proxy.exit_code
 
 
-def run(settings: ProxySettings) -> int:
-    """Run the proxy until it exits (SIGTERM after draining, ``/quitquitquit``); the exit code."""
+def run(settings: ProxySettings, *, ready_socket: socket.socket | None = None) -> int:
+    """Run the proxy until it exits (SIGTERM after draining, ``/quitquitquit``); the exit code.
+
+    ``ready_socket``: the ready port, already listening (see :mod:`meshd.proxy.__main__`)."""
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         import uvloop
     except ImportError:  # pragma: no cover -- the image always has it
-        return asyncio.run(_main(settings))
-    return uvloop.run(_main(settings))
+        return asyncio.run(_main(settings, ready_socket))
+    return uvloop.run(_main(settings, ready_socket))

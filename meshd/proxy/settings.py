@@ -113,6 +113,9 @@ class ProxySettings:
     app_probers: dict[str, dict[str, object]] = field(default_factory=dict)
     prometheus_annotations: dict[str, str] = field(default_factory=dict)
     drain_seconds: float = 5.0
+    ready_hold_seconds: float = 2.0
+    """Until the proxy was ready once, how long a ``/healthz/ready`` request waits for readiness
+    before it gets its 503 (below the injected startup probe's ``timeoutSeconds``, 3)."""
     log_level: str = "info"
     access_log: bool = True
     install_signal_handlers: bool = True

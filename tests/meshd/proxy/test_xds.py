@@ -37,7 +37,7 @@ async def ready_status(http: aiohttp.ClientSession, proxy: Proxy) -> int:
 
 async def test_ready_only_after_certificate_and_every_type(mesh: Mesh, http: aiohttp.ClientSession) -> None:
     mesh.meshd.refuse_certify = True
-    proxy = await mesh.proxy("sleep")
+    proxy = await mesh.proxy("sleep", ready_hold_seconds=0.2)
     mesh.push([], [], [], Inbound())
     await wait_until(lambda: mesh.meshd.certify_attempts >= 2, what="a retried CSR")
     assert await ready_status(http, proxy) == 503
@@ -47,7 +47,7 @@ async def test_ready_only_after_certificate_and_every_type(mesh: Mesh, http: aio
     await wait_until(lambda: proxy.store.complete, what="config")
     assert await ready_status(http, proxy) == 200
 
-    other = await mesh.proxy("other")
+    other = await mesh.proxy("other", ready_hold_seconds=0.2)
     mesh.meshd.versions.pop(INBOUND)  # a meshd that has not sent the Inbound type yet
     mesh.meshd.resources.pop(INBOUND)
     await wait_until(lambda: all(t in other.store.versions for t in PUSH_ORDER[:3]), what="three types")
@@ -57,6 +57,29 @@ async def test_ready_only_after_certificate_and_every_type(mesh: Mesh, http: aio
     mesh.meshd.push(INBOUND, [Inbound()])
     await wait_until(lambda: other.ready, what="ready")
     assert await ready_status(http, other) == 200
+
+
+async def test_a_ready_request_before_readiness_is_answered_the_moment_the_proxy_is_ready(
+        mesh: Mesh, http: aiohttp.ClientSession) -> None:
+    # The kubelet's startup probe arriving early gets its 200 as soon as the proxy is ready
+    # (not a whole periodSeconds later); the hold is far longer than the test's own wait.
+    mesh.meshd.refuse_certify = True
+    proxy = await mesh.proxy("sleep", ready_hold_seconds=600)
+    mesh.push([], [], [], Inbound())
+    probe = asyncio.create_task(ready_status(http, proxy))
+    await wait_until(lambda: mesh.meshd.certify_attempts >= 2, what="a retried CSR")
+    assert not probe.done()
+    mesh.meshd.refuse_certify = False
+    assert await asyncio.wait_for(probe, 60) == 200
+    assert proxy.ready
+
+
+async def test_a_ready_request_held_past_the_limit_gets_503_with_the_reason(
+        mesh: Mesh, http: aiohttp.ClientSession) -> None:
+    mesh.meshd.refuse_certify = True
+    proxy = await mesh.proxy("sleep", ready_hold_seconds=0.3)
+    async with http.get(f"http://127.0.0.1:{proxy.ports['status']}/healthz/ready") as resp:
+        assert resp.status == 503 and "no workload certificate yet" in await resp.text()
 
 
 async def test_invalid_regex_is_nacked_and_old_routing_kept(mesh: Mesh, http: aiohttp.ClientSession) -> None:
