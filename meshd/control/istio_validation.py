@@ -12,6 +12,9 @@ implement -- ``spec.http[0].mirror is accepted but not implemented by kubelab`` 
 object against :data:`IMPLEMENTED`, the tree of implemented fields (``"*"`` = any key, a dict =
 an object, a tuple ``(tree,)`` = a list of such objects, ``True`` = a leaf).
 
+AuthorizationPolicy's own checks (Istio's refusals, warnings for CUSTOM, JWT and SNI attributes)
+are in :mod:`meshd.control.authz_validation`.
+
 Regular expressions: Python's ``re`` stands in for RE2. A pattern using RE2's Unicode classes
 (``\\p{..}``), which RE2 accepts, passes here; a proxy that cannot compile it NACKs the route,
 and the NACK is reported on the VirtualService (:mod:`meshd.control.status`).
