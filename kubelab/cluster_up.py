@@ -68,6 +68,9 @@ def add_up_command(commands: Any) -> None:
     up.add_argument("--service-cidr", default=None, metavar="CIDR",
                     help="ClusterIP range (default 10.96.0.0/12 for ~/.kubelab)")
     up.add_argument("--no-mesh", action="store_true", help="do not start the mesh control plane (kubelab meshd)")
+    up.add_argument("--mesh-cni", action="store_true",
+                    help="mesh CNI mode: no istio-init container; the Docker kubelets program each meshed pod's "
+                         "traffic capture when they create its sandbox")
     add_node_lifecycle(up)
     up.set_defaults(handler=cmd_up)
 
@@ -324,7 +327,8 @@ def _up_components(args: argparse.Namespace) -> int:
             processes += _docker_kubelets(args, renew)
         if not args.no_mesh:
             processes.append(start_meshd(state_dir, bind_address=args.dns_ip if args.nodes > 0 else "127.0.0.1",
-                                         ensure_running=lambda name, argv: _ensure_running(state_dir, name, argv)))
+                                         ensure_running=lambda name, argv: _ensure_running(state_dir, name, argv),
+                                         cni=args.mesh_cni))
     except launcher.NotReadyError as exc:
         print(f"kubelab up failed: {exc}", file=sys.stderr)
         return 1

@@ -4,7 +4,8 @@ Called by :mod:`kubelab.images` (which builds :data:`~kubelab.image_debian.PYTHO
 missing, and rebuilds this image when :func:`source_hash` no longer matches its
 :data:`SOURCE_LABEL`). The image holds the proxy's dependencies at the host's installed versions
 (``pip install --target`` on the host, see :mod:`kubelab.image_app`), the ``meshd.api`` and
-``meshd.proxy`` packages, and the shared libraries grpcio needs that the python image lacks;
+``meshd.proxy`` packages with the one machinery module the latter uses (``machinery.meshcapture``),
+and the shared libraries grpcio needs that the python image lacks;
 the python image brings Debian's ``iptables`` for ``istio-init``. Entrypoint
 ``python3 -m meshd.proxy``, user 1337 (the injector runs ``istio-init`` as root). Every package is
 compiled to bytecode at build time (the container never writes any): a sidecar that compiled its
@@ -34,7 +35,8 @@ SOURCE_LABEL = "kubelab.dev/source"
 """On images that package kubelab code: a hash of that code (a mismatch rebuilds the image)."""
 PROXY_REQUIREMENTS = ("orjson", "grpcio", "httptools", "cryptography", "uvloop", "h2")
 """What ``meshd.proxy`` imports beyond the standard library (pinned to the host's installed versions)."""
-PROXY_PACKAGES = ("meshd/__init__.py", "meshd/api", "meshd/proxy")
+PROXY_PACKAGES = ("machinery/__init__.py", "machinery/meshcapture.py", "meshd/__init__.py", "meshd/api",
+                  "meshd/proxy")
 """The kubelab source copied into the proxy image (relative to the repository root)."""
 HOST_LIBDIR = Path("/usr/lib") / (sysconfig.get_config_var("MULTIARCH") or "x86_64-linux-gnu")
 PROXY_HOST_LIBRARIES = ("libstdc++.so.6",)

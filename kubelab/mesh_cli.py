@@ -52,6 +52,8 @@ def _add_meshd(commands: Any) -> None:
     meshd.add_argument("--debug-port", type=int, default=DEBUG_PORT, metavar="N",
                        help="127.0.0.1 port of /metrics and /debug/syncz; 0 picks one (written to debug.port)")
     meshd.add_argument("--proxy-image", default=None, metavar="IMAGE", help="the sidecar image the injector uses")
+    meshd.add_argument("--cni", action="store_true",
+                       help="CNI mode: no istio-init; the node agents program each meshed pod's capture")
     meshd.add_argument("--max-leaf-seconds", type=int, default=86_400, metavar="S",
                        help="the longest workload certificate signed (default 24 h)")
     meshd.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v: debug)")
@@ -75,7 +77,7 @@ def cmd_meshd(args: argparse.Namespace) -> int:
         kubeconfig=args.kubeconfig.expanduser(), state_dir=args.state_dir.expanduser(), ca_cert=args.ca_cert,
         ca_key=args.ca_key, bind_address=args.bind_address, advertise_address=args.advertise_address,
         discovery_port=args.discovery_port, webhook_port=args.webhook_port, debug_port=args.debug_port,
-        proxy_image=args.proxy_image, max_leaf_seconds=args.max_leaf_seconds)
+        proxy_image=args.proxy_image, max_leaf_seconds=args.max_leaf_seconds, cni=args.cni)
     try:
         run(settings)
     except CaError as exc:
@@ -84,7 +86,7 @@ def cmd_meshd(args: argparse.Namespace) -> int:
     return 0
 
 
-def start_meshd(state_dir: Path, *, bind_address: str, ensure_running: Any) -> Any:
+def start_meshd(state_dir: Path, *, bind_address: str, ensure_running: Any, cni: bool = False) -> Any:
     """Apply meshd's RBAC with the admin's credentials, then start ``kubelab meshd`` under the
     supervisor (``ensure_running(name, argv)``); returns its process. Docker clusters bind the pod
     network's gateway on Istio's ports; hollow ones bind loopback on free ports (several test
@@ -108,7 +110,8 @@ def start_meshd(state_dir: Path, *, bind_address: str, ensure_running: Any) -> A
     loopback = bind_address.startswith("127.")
     ports = ["--discovery-port", "0", "--webhook-port", "0"] if loopback else []
     return ensure_running(MESHD, launcher.component_command(MESHD, kubeconfig=kubeconfig, extra_args=[
-        "--state-dir", str(state_dir / MESHD), "--bind-address", bind_address, "--debug-port", "0", *ports]))
+        "--state-dir", str(state_dir / MESHD), "--bind-address", bind_address, "--debug-port", "0", *ports,
+        *(["--cni"] if cni else [])]))
 
 
 def _add_proxy_status(verbs: Any) -> None:

@@ -9,7 +9,8 @@ dockershim shape:
   (:mod:`kubelet.runtime.docker_network`). It owns the pod IP, the hostname, the DNS settings
   (the pod's resolv.conf written into it) and host port publishing; its IPC namespace is
   shareable. ``hostNetwork``/``hostPID``/``hostIPC`` change those modes
-  (:mod:`kubelet.runtime.host_namespaces`);
+  (:mod:`kubelet.runtime.host_namespaces`); a meshed pod in mesh CNI mode gets its traffic capture
+  programmed in the new network namespace before anything else runs (:mod:`kubelet.runtime.docker_capture`);
 * with a node ``pod_cidr`` the IP is allocated from it (``DockerPodIPs``) and given to Docker as a
   static address; a sandbox that fails to start is removed and its address released, so nothing is
   left half-created;
@@ -32,6 +33,7 @@ from typing import Any
 
 import docker.errors
 
+from kubelet.runtime.docker_capture import CaptureError, apply_capture, capture_rules
 from kubelet.runtime.docker_engine import DockerRuntimeSettings, NodeContainers, require_image, translated
 from kubelet.runtime.docker_network import DockerPodIPs
 from kubelet.runtime.docker_spec import (
@@ -46,7 +48,7 @@ from kubelet.runtime.docker_spec import (
     resolv_conf,
 )
 from kubelet.runtime.host_namespaces import HostNamespaces
-from kubelet.runtime.interface import ContainerNotFoundError, SandboxState, SandboxStatus
+from kubelet.runtime.interface import ContainerNotFoundError, RuntimeError_, SandboxState, SandboxStatus
 
 __all__ = ["PAUSE_COMMAND", "DockerSandboxes"]
 
@@ -126,11 +128,30 @@ class DockerSandboxes:
         if options:
             config["dns_opt"] = options
         config = self.host.sandbox_config(pod, config)
+        try:
+            capture = capture_rules(pod)
+        except CaptureError as exc:
+            raise RuntimeError_(str(exc)) from None
         pause = self._start(uid, config)
+        if capture is not None:
+            self._capture(uid, pause, capture)
         if servers:
             _write_resolv_conf(pause, resolv_conf(servers, searches, options))
         log.info("pod %s: sandbox %s started", uid, pause.short_id)
         return self.status(pause)
+
+    def _capture(self, uid: str, pause: Any, rules: str) -> None:
+        """Mesh CNI mode: program the pod's traffic capture in the new sandbox; when that fails the
+        sandbox is removed and its address released (the pod must not run uncaptured)."""
+        try:
+            apply_capture(int((pause.attrs.get("State") or {}).get("Pid") or 0), rules)
+        except CaptureError as exc:
+            with contextlib.suppress(docker.errors.APIError):
+                pause.remove(force=True)
+            if self.ips is not None:
+                self.ips.release(uid)
+            raise RuntimeError_(str(exc)) from None
+        log.info("pod %s: mesh traffic capture programmed in sandbox %s", uid, pause.short_id)
 
     def _start(self, uid: str, config: dict[str, Any]) -> Any:
         """Create and start the pause container (with its address from the node's pod CIDR); when that

@@ -21,7 +21,9 @@ Selection is Istio's: the webhook configuration sends pods of namespaces labelle
 pods labelled ``sidecar.istio.io/inject: "true"`` in unlabelled namespaces; the injector itself
 then skips host-network pods, the ``kube-system``/``kube-public`` namespaces, pods that opt out
 by label or annotation, and pods already injected (``sidecar.istio.io/status`` present), so a
-second pass changes nothing. What is added is built by :mod:`meshd.control.injector_template`;
+second pass changes nothing. What is added is built by :mod:`meshd.control.injector_template`
+(in CNI mode, ``MeshdSettings.cni``, without ``istio-init``: the pod gets Istio's redirect
+annotations instead and the node agent programs the capture when it creates the pod's sandbox);
 besides it the pod gets Istio's labels (``security.istio.io/tlsMode: istio``, canonical service
 name and revision), ``kubectl.kubernetes.io/default-container`` and, unless scraping is off, the
 ``prometheus.io/*`` annotations pointing at the sidecar's merged metrics (``15020
@@ -39,9 +41,9 @@ from typing import Any
 
 import jsonpatch
 
+from machinery.meshcapture import redirect_annotations
 from meshd.api.identity import INJECT_POD_LABEL, INJECTION_LABEL, STATUS_PORT
 from meshd.control.injector_template import (
-    INIT_NAME,
     PROXY_NAME,
     VOLUME_NAMES,
     discovery_address,
@@ -149,11 +151,16 @@ def inject_pod(pod: Mapping[str, Any], settings: MeshdSettings, *, workload: str
                               discovery_address=discovery_address(settings.namespace),
                               workload=_workload_name(meta, labels, workload), probers=probers,
                               prometheus=prometheus)
-    spec["initContainers"] = [init_container(original_annotations, settings.proxy_image), sidecar,
-                              *(spec.get("initContainers") or [])]
+    if settings.cni:
+        # The node agent programs the capture from these annotations when it creates the sandbox.
+        annotations.update(redirect_annotations(original_annotations))
+        added = [sidecar]
+    else:
+        added = [init_container(original_annotations, settings.proxy_image), sidecar]
+    spec["initContainers"] = [*added, *(spec.get("initContainers") or [])]
     spec["volumes"] = [*(spec.get("volumes") or []), *volumes()]
     annotations[STATUS_ANNOTATION] = json.dumps({
-        "initContainers": [INIT_NAME, PROXY_NAME], "containers": None, "volumes": list(VOLUME_NAMES),
+        "initContainers": [str(c["name"]) for c in added], "containers": None, "volumes": list(VOLUME_NAMES),
         "imagePullSecrets": None, "revision": "default"}, separators=(",", ":"))
     return out
 

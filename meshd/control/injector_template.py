@@ -28,12 +28,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from machinery.meshcapture import capture_args
 from meshd.api.identity import (
     CA_AUDIENCE,
     DISCOVERY_PORT,
-    INBOUND_PORT,
-    METRICS_PORT,
-    OUTBOUND_PORT,
     PROXY_GID,
     PROXY_UID,
     READY_PORT,
@@ -63,29 +61,9 @@ VOLUME_NAMES = (DATA_VOLUME, PODINFO_VOLUME, TOKEN_VOLUME, ROOT_CERT_VOLUME)
 TOKEN_SECONDS = 43_200
 _PROBES = {"livenessProbe": "livez", "readinessProbe": "readyz", "startupProbe": "startupz"}
 
-TRAFFIC = "traffic.sidecar.istio.io/"
-"""Prefix of the capture annotations (``includeOutboundIPRanges``, ``excludeInboundPorts`` ...)."""
-
-
-def _annotation(annotations: Mapping[str, str], name: str, default: str) -> str:
-    value = annotations.get(TRAFFIC + name)
-    return default if value is None else str(value).strip()
-
-
 def iptables_args(annotations: Mapping[str, str]) -> list[str]:
     """istio-init's flags: Istio's defaults with the pod's ``traffic.sidecar.istio.io/*`` annotations."""
-    excluded_inbound = [str(METRICS_PORT), str(READY_PORT), str(STATUS_PORT)]
-    extra = _annotation(annotations, "excludeInboundPorts", "")
-    excluded_inbound += [p.strip() for p in extra.split(",") if p.strip() and p.strip() not in excluded_inbound]
-    args = ["-p", str(OUTBOUND_PORT), "-z", str(INBOUND_PORT), "-u", str(PROXY_UID), "-m", "REDIRECT",
-            "-i", _annotation(annotations, "includeOutboundIPRanges", "*"),
-            "-x", _annotation(annotations, "excludeOutboundIPRanges", ""),
-            "-b", _annotation(annotations, "includeInboundPorts", "*"),
-            "-d", ",".join(excluded_inbound)]
-    excluded_outbound = _annotation(annotations, "excludeOutboundPorts", "")
-    if excluded_outbound:
-        args += ["-o", excluded_outbound]
-    return args
+    return capture_args(annotations)
 
 
 def init_container(annotations: Mapping[str, str], image: str) -> dict[str, Any]:

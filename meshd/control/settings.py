@@ -58,6 +58,9 @@ class MeshdSettings:
     """Create or update the Istio CustomResourceDefinitions on start."""
     manage_webhooks: bool = True
     """Create or update the injector and validation webhook configurations on start."""
+    cni: bool = False
+    """CNI mode (Istio's ``istio-cni``): inject no ``istio-init``; the nodes' agents apply the capture
+    rules from the pod's redirect annotations when they create its sandbox (Docker nodes do)."""
     proxy_image: str = "kubelab/proxyv2:0.1.0"
     """The sidecar image the injector uses (``kubelab image build proxyv2`` makes it; never ``latest``,
     which Kubernetes would try to pull)."""

@@ -313,8 +313,8 @@ def meshd_short_leaves(mesh: MeshCluster, seconds: int) -> None:
 
 @contextmanager
 def mesh_cluster(state_dir: Path, client: docker.DockerClient, *, images: tuple[str, ...] = ("busybox", "python",
-                 "nginx", "proxyv2")) -> Iterator[MeshCluster]:
-    """``kubelab up --nodes 2`` with meshd (the images built first), torn down afterwards."""
+                 "nginx", "proxyv2"), up_args: tuple[str, ...] = ()) -> Iterator[MeshCluster]:
+    """``kubelab up --nodes 2 UP_ARGS`` with meshd (the images built first), torn down afterwards."""
     ensure_images(client, list(images))
-    with running_cluster(state_dir, client, "--nodes", "2") as cluster:
+    with running_cluster(state_dir, client, "--nodes", "2", *up_args) as cluster:
         yield MeshCluster(cluster)

@@ -10,6 +10,7 @@ from typing import Any
 import jsonpatch
 import pytest
 
+from machinery.meshcapture import node_capture_args
 from meshd.control.injector import (
     handle_admission_review,
     inject_manifest,
@@ -136,6 +137,22 @@ def test_injected_pod_has_init_and_native_sidecar() -> None:
     assert meta["labels"]["service.istio.io/canonical-name"] == "web"
     assert meta["labels"]["service.istio.io/canonical-revision"] == "v1"
     assert meta["annotations"]["kubectl.kubernetes.io/default-container"] == "app"
+
+
+def test_cni_mode_injects_no_istio_init_and_writes_the_redirect_annotations() -> None:
+    cni = MeshdSettings(proxy_image="kubelab/proxyv2:0.1.0", cni=True)
+    user = {"traffic.sidecar.istio.io/excludeOutboundPorts": "5432"}
+    out = inject_pod(pod(annotations=user, initContainers=[{"name": "migrate", "image": "app:1"}]), cni)
+    assert [c["name"] for c in out["spec"]["initContainers"]] == ["istio-proxy", "migrate"]
+    annotations = out["metadata"]["annotations"]
+    assert json.loads(annotations["sidecar.istio.io/status"])["initContainers"] == ["istio-proxy"]
+    assert annotations["sidecar.istio.io/interceptionMode"] == "REDIRECT"
+    assert annotations["traffic.sidecar.istio.io/includeOutboundIPRanges"] == "*"
+    assert annotations["traffic.sidecar.istio.io/excludeOutboundPorts"] == "5432"
+    # The node agent computes from these the same flags istio-init would have been given.
+    assert node_capture_args(out) == iptables_args(user)
+    assert node_capture_args(inject_pod(pod(annotations=user), SETTINGS)) is None  # istio-init does it there
+    assert inject_manifest(out, cni) == out
 
 
 def test_injection_is_idempotent() -> None:
