@@ -7,7 +7,11 @@ container attempt and probe kind; workers of gone attempts are cancelled), asks
 Whenever a result flips, ``on_change(pod_uid)`` makes the kubelet re-sync that pod at once.
 
 Semantics, as Kubernetes: the first probe runs ``initialDelaySeconds`` after the container
-started, then every ``periodSeconds``, each bounded by ``timeoutSeconds``; a result flips after
+started, then every ``periodSeconds``, each bounded by ``timeoutSeconds``; a startup probe keeps
+the phase of the pod's probe ticker as upstream's worker does (its ticker starts when the kubelet
+first syncs the pod, :meth:`ProbeManager.add_pod`, and the first probe of a container is the first
+tick once it runs and ``initialDelaySeconds`` passed -- not one whole period after a probe
+refused in the container's first milliseconds); a result flips after
 ``successThreshold`` consecutive successes or ``failureThreshold`` consecutive failures.
 Readiness starts as failure, liveness as success; until a startup probe has succeeded neither
 runs (and the container is neither started nor ready); once it has, they run at once. A
@@ -160,6 +164,8 @@ class ProbeManager:
         """container id → its startup probe failed ``failureThreshold`` times (restart it)."""
         self._started: dict[str, asyncio.Event] = {}
         """container id → set once its startup probe succeeded (the other probes then run at once)."""
+        self._ticks: dict[str, float] = {}
+        """pod uid → loop time of the kubelet's first sync of the pod: the phase of its startup probes."""
 
     # -- queries --------------------------------------------------------------------------
     def _result(self, container_id: str, kind: str, default: bool) -> bool:
@@ -193,6 +199,17 @@ class ProbeManager:
                 or self._failed_startup.get(status.id, False))
 
     # -- workers --------------------------------------------------------------------------
+    def add_pod(self, pod: dict[str, Any]) -> None:
+        """The kubelet syncs ``pod`` (called at every sync; the first call starts its probe ticker)."""
+        self._ticks.setdefault(str(pod["metadata"]["uid"]), asyncio.get_running_loop().time())
+
+    def _until_tick(self, uid: str, period: float) -> float:
+        """Seconds to the pod's next probe tick (0 on a tick, or when the pod has no ticker yet)."""
+        epoch = self._ticks.get(uid)
+        if epoch is None or period <= 0:
+            return 0.0
+        return -(asyncio.get_running_loop().time() - epoch) % period
+
     def sync_pod(self, pod: dict[str, Any], containers: list[ContainerStatus], pod_ip: str) -> None:
         """Start workers for the running containers' probes; stop those of other attempts."""
         uid = str(pod["metadata"]["uid"])
@@ -212,6 +229,7 @@ class ProbeManager:
             self._started.pop(key[0], None)
 
     def remove_pod(self, uid: str) -> None:
+        self._ticks.pop(uid, None)
         for key in [k for k, w in self._workers.items() if w.pod_uid == uid]:
             self._workers.pop(key).task.cancel()
             self._failed_startup.pop(key[0], None)
@@ -253,8 +271,11 @@ class ProbeManager:
         failure_threshold = int(probe.get("failureThreshold") or 3)
         key = (status.id, kind)
         successes = failures = 0
+        ticked = kind == "startupProbe"
         try:
             await asyncio.sleep(float(probe.get("initialDelaySeconds") or 0) * scale)
+            if ticked:
+                await asyncio.sleep(self._until_tick(status.pod_uid, period))
             while True:
                 if kind != "startupProbe" and spec.get("startupProbe") and not self._result(
                         status.id, "startupProbe", False):
@@ -285,7 +306,9 @@ class ProbeManager:
                             self._on_change(worker.pod_uid)
                             return
                         self._set(worker, False)
-                await asyncio.sleep(period)
+                # A startup probe waits for the next tick of its pod's ticker (a probe that ran past
+                # it skips it, as Go's ticker drops ticks); the others a period after the last one.
+                await asyncio.sleep((self._until_tick(status.pod_uid, period) or period) if ticked else period)
         except asyncio.CancelledError:
             raise
         except Exception:

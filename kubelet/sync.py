@@ -158,6 +158,7 @@ class PodSyncer:
         features = self.features
         volume_paths: dict[str, str] = {}
         if features is not None:
+            features.probes.add_pod(pod)
             try:
                 volume_paths = await features.volumes.setup(pod, self.starter.context(pod, None))
             except VolumeError as exc:

@@ -181,3 +181,42 @@ async def test_readiness_runs_as_soon_as_the_startup_probe_succeeded() -> None:
     await asyncio.sleep(0.3)  # the readiness period is 1 s here (100 s x 0.01)
     assert manager.is_started(pod, status) and manager.is_ready(pod, status)
     await manager.close()
+
+
+class TimedRuntime(ScriptedRuntime):
+    """Also records the loop time of each probe."""
+
+    def __init__(self, codes: list[int]) -> None:
+        super().__init__(codes)
+        self.times: list[float] = []
+
+    async def exec_sync(self, container_id: str, command: list[str], *, timeout: float) -> tuple[int, bytes]:
+        self.times.append(asyncio.get_running_loop().time())
+        return await super().exec_sync(container_id, command, timeout=timeout)
+
+
+async def test_a_startup_probe_keeps_the_phase_of_the_pods_ticker() -> None:
+    # Upstream's worker ticks every period from the kubelet's first sync of the pod; a container that
+    # starts later is first probed at the next tick, not at once (and then one whole period later).
+    runtime = TimedRuntime([1, 0])
+    pod = probe_pod(startupProbe={"periodSeconds": 400, "failureThreshold": 10})  # 4 s at 1/100 speed
+    manager = ProbeManager(runtime, on_change=lambda _uid: None, time_scale=0.01)
+    loop = asyncio.get_running_loop()
+    first_sync = loop.time()
+    manager.add_pod(pod)
+    await asyncio.sleep(2.0)
+    status = await running(runtime, pod)
+    started = loop.time()
+    manager.add_pod(pod)  # later syncs keep the first one's phase
+    manager.sync_pod(pod, [status], "127.0.0.1")
+    deadline = loop.time() + 60
+    while len(runtime.times) < 2:
+        assert loop.time() < deadline, "the startup probe never ran twice"
+        await asyncio.sleep(0.05)
+    first, second = runtime.times[:2]
+    assert first >= first_sync + 4.0 - 0.01, "the first probe waits for the pod's next tick"
+    assert first < started + 4.0 - 0.5, "... not a whole period after the container started"
+    assert second >= first_sync + 8.0 - 0.01, "the next one is on the following tick"
+    assert manager.is_started(pod, status)
+    manager.remove_pod(POD_UID)
+    await manager.close()
