@@ -14,7 +14,8 @@ twice in the same cluster: namespace ``direct`` without sidecars, namespace ``me
   meshed pods; the time from the write to each proxy's ACK of new routes, seen by polling
   meshd's ``/debug/syncz`` every 20 ms), and by 500 simulated proxies with the CSRs signed per
   second from ``bench/mesh_push.py`` (run as a subprocess);
-* pod start, create to Ready, with and without a sidecar (median of ``--pods`` each).
+* pod start, create to Ready, with and without a sidecar (median of ``--pods`` each;
+  ``bench/mesh_podstart.py`` breaks it down by phase).
 
 Targets (issue figures): added p90 <= 1 ms and p99 <= 2 ms, sidecar CPU <= 0.5 core per 1,000
 requests/s, RSS <= 40 MB, push p99 <= 1 s, pod start ratio <= 1.5. ``--quick`` shrinks every
@@ -296,6 +297,7 @@ def main() -> None:
     parser.add_argument("--sidecars", type=int, default=50, help="real sidecars for the push figure")
     parser.add_argument("--changes", type=int, default=5, help="VirtualService changes pushed to them")
     parser.add_argument("--pods", type=int, default=5, help="pods started with and without a sidecar")
+    parser.add_argument("--mesh-cni", action="store_true", help="run the cluster in mesh CNI mode (no istio-init)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     if args.quick:
@@ -303,7 +305,7 @@ def main() -> None:
     client = laptop.docker_client()
     _build_hey(client)
     with tempfile.TemporaryDirectory(prefix="kubelab-mesh-bench-") as tmp, \
-            mesh_cluster(Path(tmp) / "state", client) as mesh:
+            mesh_cluster(Path(tmp) / "state", client, up_args=("--mesh-cni",) if args.mesh_cni else ()) as mesh:
         figures: dict[str, Any] = {"cluster": mesh.cluster.cluster}
         parts: list[Callable[[], dict[str, Any]]] = [
             lambda: latency(mesh, client, args.seconds), lambda: pod_start(mesh, args.pods),
