@@ -24,12 +24,11 @@ from typing import Any
 
 import orjson
 
+from apiserver.admission_lookup import AdmissionLookup
 from apiserver.registry import MutatingAdmission
-from apiserver.storage.interface import Storage
 from apiserver.strategy import qos_class
 from machinery.errors import ForbiddenError
 from machinery.quota.limitranges import aggregate, apply_container_defaults, claim_violations, pod_violations
-from machinery.resources import LIMITRANGES
 
 Obj = dict[str, Any]
 
@@ -42,13 +41,12 @@ def is_create(obj: Obj, old: Obj | None) -> bool:
 class LimitRanger:
     """The plugin's mutating and validating steps for pods and claims."""
 
-    def __init__(self, storage: Storage) -> None:
-        self.storage = storage
+    def __init__(self, ranges: AdmissionLookup) -> None:
+        self.ranges = ranges
 
     async def limit_ranges(self, namespace: str) -> list[Obj]:
-        """Every LimitRange of ``namespace``, from the store."""
-        page = await self.storage.list(LIMITRANGES.storage_prefix(namespace))
-        return [orjson.loads(kv.value) for kv in page.items]
+        """Every LimitRange of ``namespace`` (the watch cache, else a remembered store list)."""
+        return [orjson.loads(kv.value) for kv in await self.ranges.current(namespace)]
 
     def with_defaults(self, inner: MutatingAdmission | None) -> MutatingAdmission:
         """Pod admission: the defaults first, then ``inner`` (the pod's other built-in steps)."""

@@ -34,6 +34,7 @@ from typing import Any
 
 import orjson
 
+from apiserver.admission_lookup import AdmissionLookup
 from apiserver.codec import encode
 from apiserver.storage.interface import KeyNotFoundError, KeyValue, RevisionConflictError, Storage
 from machinery.errors import ForbiddenError
@@ -50,7 +51,7 @@ from machinery.quota.resourcelists import (
     subtract,
     zero_fill,
 )
-from machinery.resources import RESOURCEQUOTAS, ResourceInfo, lookup
+from machinery.resources import ResourceInfo, lookup
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,10 @@ UPDATE_EVALUATED = frozenset({"services", "persistentvolumeclaims"})
 class ResourceQuotaAdmission:
     """Checks and charges the namespace's quotas for objects being stored."""
 
-    def __init__(self, storage: Storage, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, storage: Storage, quotas: AdmissionLookup, *,
+                 clock: Callable[[], datetime] = utcnow) -> None:
         self.storage = storage
+        self.quotas = quotas
         self.clock = clock
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -103,12 +106,13 @@ class ResourceQuotaAdmission:
     async def _charge(self, resource: ResourceInfo, obj: Obj, namespace: str, requested: ResourceList,
                       dry_run: bool) -> None:
         charged: set[str] = set()
-        for _ in range(MAX_ROUNDS):
-            page = await self.storage.list(RESOURCEQUOTAS.storage_prefix(namespace))
-            if not page.items:
+        for round_ in range(MAX_ROUNDS):
+            # The cache first (a stale quota fails its compare-and-swap below), the store after a conflict.
+            items = await (self.quotas.current(namespace) if round_ == 0 else self.quotas.live(namespace))
+            if not items:
                 return
             updates: list[tuple[KeyValue, Obj]] = []
-            for kv in page.items:
+            for kv in items:
                 quota = orjson.loads(kv.value)
                 uid = str(quota["metadata"].get("uid") or kv.key)
                 if uid in charged or not quota_matches(quota, resource.plural, resource.group, obj):

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from apiserver.admission import ServiceAllocator, admit_secret
 from apiserver.admission_limitranger import LimitRanger
+from apiserver.admission_lookup import AdmissionLookup
 from apiserver.admission_resourcequota import ResourceQuotaAdmission
 from apiserver.admission_serviceaccount import ServiceAccountAdmission
 from apiserver.admission_storageclass import StorageClassAdmission
@@ -24,7 +25,7 @@ from apiserver.settings import ApiServerSettings
 from apiserver.storage.interface import Storage
 from apiserver.watchcache import WatchCaches
 from apiserver.watchflush import WatchFlusher
-from machinery.resources import CUSTOMRESOURCEDEFINITIONS, RESOURCES, ResourceInfo
+from machinery.resources import CUSTOMRESOURCEDEFINITIONS, LIMITRANGES, RESOURCEQUOTAS, RESOURCES, ResourceInfo
 
 
 @dataclass
@@ -63,8 +64,8 @@ class ApiContext:
                 obj = orjson.loads(kv.value)
             return obj
 
-        limit_ranger = LimitRanger(self.storage)
-        quota = ResourceQuotaAdmission(self.storage)
+        limit_ranger = LimitRanger(AdmissionLookup(self.storage, self.caches.get(LIMITRANGES)))
+        quota = ResourceQuotaAdmission(self.storage, AdmissionLookup(self.storage, self.caches.get(RESOURCEQUOTAS)))
         pod_admission = with_default_tolerations(
             limit_ranger.with_defaults(ServiceAccountAdmission(service_account).admit), self.settings)
         hooks: dict[str, MutatingAdmission] = {"Service": allocator.admit, "Secret": admit_secret,
