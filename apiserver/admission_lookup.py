@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 
@@ -55,7 +56,7 @@ class AdmissionLookup:
         page = await self.storage.list(self.cache.resource.storage_prefix(namespace))
         return list(page.items)
 
-    async def objects(self, namespace: str) -> list[dict[str, object]]:
+    async def objects(self, namespace: str) -> list[dict[str, Any]]:
         """:meth:`current`, decoded."""
         return [orjson.loads(kv.value) for kv in await self.current(namespace)]
 
