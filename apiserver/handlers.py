@@ -61,6 +61,10 @@ from machinery.errors import (
 )
 from machinery.resources import ResourceInfo
 
+_OWN_MEDIA_TYPES = frozenset({"log", "proxy", "exec", "attach", "portforward"})
+"""Subresources that answer in their own media type (a log is text/plain, a proxy relays the backend's, the
+streams upgrade the connection): no JSON-only 406 for their Accept headers."""
+
 
 async def handle_resource(request: web.Request) -> web.StreamResponse:
     target = parse_resource_path(request.path)
@@ -69,7 +73,8 @@ async def handle_resource(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
     request[RESOURCE] = target.resource.plural
     request[SUBRESOURCE] = target.subresource
-    check_acceptable(request)
+    if target.subresource not in _OWN_MEDIA_TYPES:
+        check_acceptable(request)
     method = request.method
     if target.subresource and target.subresource != "status":
         return await subresources.handle(request, ctx, target)

@@ -122,6 +122,14 @@ async def test_pod_log(cluster: KubeletCluster, query: str, status: int, expecte
         assert expected in body["message"]
 
 
+@pytest.mark.parametrize("accept", ["text/plain", "text/plain, */*", "application/json"])
+async def test_pod_log_answers_text_whatever_the_client_accepts(cluster: KubeletCluster, accept: str) -> None:
+    resp = await cluster.api.response("GET", "/api/v1/namespaces/default/pods/single/log?tailLines=1",
+                                      headers={"Accept": accept})
+    async with resp:
+        assert (resp.status, resp.content_type, await resp.text()) == (200, "text/plain", "line-3\n")
+
+
 async def test_follow_streams_live_lines(cluster: KubeletCluster) -> None:
     cluster.source.append("default", "live", "app", "first")
     await cluster.add_pod("live", ["app"])
