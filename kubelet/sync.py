@@ -158,7 +158,6 @@ class PodSyncer:
         features = self.features
         volume_paths: dict[str, str] = {}
         if features is not None:
-            features.probes.add_pod(pod)
             try:
                 volume_paths = await features.volumes.setup(pod, self.starter.context(pod, None))
             except VolumeError as exc:
@@ -166,6 +165,7 @@ class PodSyncer:
                 self._requeue(key, features.config_retry)
                 await self._write_status(key, pod, waiting={})
                 return
+            features.probes.add_pod(pod)  # as upstream's SyncPod: once the volumes are mounted
         sandbox = await self.runtime.pod_sandbox_status(uid)
         if sandbox is None or sandbox.state is not SandboxState.READY:
             servers: list[str] = []
