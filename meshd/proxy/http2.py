@@ -5,9 +5,9 @@ Used for Service ports whose protocol is ``http2`` or ``grpc``: between the app 
 tunnel) and from the server sidecar to its app.
 
 * :class:`ServerProtocol` -- one downstream connection, many streams; each stream's
-  :class:`~meshd.proxy.http1.Request` goes to the same handler as HTTP/1.1
+  :class:`~meshd.proxy.message.Request` goes to the same handler as HTTP/1.1
   (:mod:`meshd.proxy.httpproxy`) when its HEADERS arrive, its DATA following through a
-  :class:`~meshd.proxy.body.Body`; the :class:`~meshd.proxy.http1.Response` goes back as
+  :class:`~meshd.proxy.body.Body`; the :class:`~meshd.proxy.message.Response` goes back as
   HEADERS, DATA as the body streams, and trailers (``grpc-status``) at its end.
 * :class:`ClientProtocol` -- one upstream connection multiplexing requests
   (:meth:`ClientProtocol.request`, resolved at the response HEADERS; the request body is sent
