@@ -1,6 +1,6 @@
 """Traffic mirroring (Istio's ``mirror`` / ``mirrors``, Envoy's ``request_mirror_policies``).
 
-Called by :mod:`meshd.proxy.httpproxy` once a request has its route and destination cluster,
+Called by the router (:mod:`meshd.proxy.router`) once a request has its route and destination cluster,
 before the first try: :meth:`Mirroring.shadow` draws each of the route's
 :class:`~meshd.api.resources.Mirror` policies against its percentage and, for each one drawn,
 starts a fire-and-forget copy of the request to an endpoint of the mirror cluster:

@@ -6,7 +6,7 @@ Kiali queries work unchanged):
 * ``istio_requests_total`` (counter), ``istio_request_duration_milliseconds``,
   ``istio_request_bytes``, ``istio_response_bytes`` (histograms) -- one series per
   :data:`HTTP_LABELS` tuple, recorded by :meth:`Telemetry.request` from
-  :mod:`meshd.proxy.httpproxy` with ``reporter`` ``source`` (outbound) or ``destination``
+  :mod:`meshd.proxy.request_telemetry` with ``reporter`` ``source`` (outbound) or ``destination``
   (inbound);
 * ``istio_tcp_sent_bytes_total``, ``istio_tcp_received_bytes_total``,
   ``istio_tcp_connections_opened_total``, ``istio_tcp_connections_closed_total`` -- from
