@@ -1,7 +1,7 @@
 """Pod startup benchmark on a real Docker kubelet: ``python bench/pod_startup.py [--pods 30] [--burst] [--quick]``.
 
 Starts a ``kubelab apiserver`` process (SQLite, temporary state dir, free port) and ONE Docker-backed
-kubelet as its own process (``kubelet.server.run`` with a unique cluster name and a free /24 pod
+kubelet as its own process (``kubelet.server.run`` with a unique cluster name and a free /23 pod
 subnet; the service proxy is off so the host's iptables are untouched), then measures, in the same run:
 
 - **kubelet**: pods bound to the node (``spec.nodeName`` set, no scheduler), from just before the
@@ -157,18 +157,20 @@ class ReadyWatch:
 
 
 def free_subnet(client: docker.DockerClient) -> str:
-    """A /24 in 10.200.0.0/13 that overlaps no existing Docker network."""
+    """A /23 in 10.200.0.0/13 that overlaps no existing Docker network (the node's addresses take one
+    /24 of a pod network, its pods the next: :mod:`kubelet.network.node_address`)."""
     taken = []
     for network in client.networks.list():
         for config in (network.attrs.get("IPAM") or {}).get("Config") or []:
             with contextlib.suppress(KeyError, ValueError):
                 taken.append(ipaddress.ip_network(config["Subnet"], strict=False))
-    rng = uuid.uuid4().int
-    for step in range(2048):
-        candidate = ipaddress.ip_network(f"10.{200 + (rng + step) % 2048 // 256}.{(rng + step) % 256}.0/24")
+    slices = list(ipaddress.IPv4Network("10.200.0.0/13").subnets(new_prefix=23))
+    start = uuid.uuid4().int % len(slices)
+    for step in range(len(slices)):
+        candidate = slices[(start + step) % len(slices)]
         if not any(candidate.overlaps(other) for other in taken):
             return str(candidate)
-    raise RuntimeError("no free /24 for the bench pod network in 10.200.0.0/13")
+    raise RuntimeError("no free /23 for the bench pod network in 10.200.0.0/13")
 
 
 @dataclass
