@@ -205,6 +205,7 @@ async def test_route_timeout_cuts_a_response_body_that_outlasts_it(mesh: Mesh, h
             await asyncio.wait_for(resp.content.read(), 20)
     await asyncio.sleep(0)  # the access record is written when the downstream side is done
     assert 'response_flags="UT"' in client.telemetry.render()
+    gate.seen[0].set()  # let the app's handler end, so that the app server stops at once
 
 
 async def test_websocket_echo_through_two_sidecars_with_mtls(mesh: Mesh, http: aiohttp.ClientSession) -> None:
