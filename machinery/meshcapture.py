@@ -244,8 +244,9 @@ def capture_args(annotations: Mapping[str, str]) -> list[str]:
 
 def redirect_annotations(annotations: Mapping[str, str]) -> dict[str, str]:
     """What the injector writes in CNI mode, as Istio does: the interception mode and every capture
-    setting with its effective value (the user's, else Istio's default), for the node agent to read."""
-    out = {INTERCEPTION_MODE: str(annotations.get(INTERCEPTION_MODE) or "REDIRECT")}
+    setting with its effective value (the user's, else Istio's default; the mode is always REDIRECT),
+    for the node agent to read."""
+    out = {INTERCEPTION_MODE: "REDIRECT"}  # the only mode implemented: the injector warns about any other
     out.update({TRAFFIC + key: _annotation(annotations, key) for key in _REDIRECT_KEYS})
     return out
 

@@ -41,7 +41,7 @@ from typing import Any
 
 import jsonpatch
 
-from machinery.meshcapture import redirect_annotations
+from machinery.meshcapture import INTERCEPTION_MODE, redirect_annotations
 from meshd.api.identity import INJECT_POD_LABEL, INJECTION_LABEL, STATUS_PORT
 from meshd.control.injector_template import (
     PROXY_NAME,
@@ -165,6 +165,16 @@ def inject_pod(pod: Mapping[str, Any], settings: MeshdSettings, *, workload: str
     return out
 
 
+def injection_warnings(pod: Mapping[str, Any]) -> list[str]:
+    """What the injection does differently from what the pod asks (kubectl prints these)."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    mode = str(annotations.get(INTERCEPTION_MODE) or "REDIRECT")
+    if mode != "REDIRECT":
+        return [f"metadata.annotations[{INTERCEPTION_MODE}]: {mode} is not implemented by kubelab; "
+                "the sidecar captures traffic with REDIRECT"]
+    return []
+
+
 # -- the webhook ------------------------------------------------------------------------------
 def _response(review: Mapping[str, Any], uid: str, **fields: Any) -> dict[str, Any]:
     return {"apiVersion": review.get("apiVersion", "admission.k8s.io/v1"), "kind": "AdmissionReview",
@@ -188,7 +198,9 @@ def handle_admission_review(review: dict[str, Any], settings: MeshdSettings) -> 
             return _response(review, uid, allowed=True)
         patch = jsonpatch.make_patch(pod, inject_pod(pod, settings)).patch
         encoded = base64.b64encode(json.dumps(patch).encode()).decode()
-        return _response(review, uid, allowed=True, patchType="JSONPatch", patch=encoded)
+        warnings = injection_warnings(pod)
+        return _response(review, uid, allowed=True, patchType="JSONPatch", patch=encoded,
+                         **({"warnings": warnings} if warnings else {}))
     except Exception as exc:  # failurePolicy Fail: a refusal with the reason, never a crash
         log.exception("sidecar injection failed for request %s", uid)
         return _response(review, uid, allowed=False,

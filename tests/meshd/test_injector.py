@@ -250,6 +250,25 @@ def test_admission_review_returns_a_jsonpatch_that_injects() -> None:
     assert patched == inject_pod(obj, SETTINGS)
 
 
+@pytest.mark.parametrize("settings", [SETTINGS, MeshdSettings(proxy_image="kubelab/proxyv2:0.1.0", cni=True)],
+                         ids=["istio-init", "cni"])
+@pytest.mark.parametrize("mode", ["TPROXY", "NONE"])
+def test_an_interception_mode_other_than_redirect_is_a_warning_and_redirect_is_used(
+        settings: MeshdSettings, mode: str) -> None:
+    obj = pod(annotations={"sidecar.istio.io/interceptionMode": mode})
+    response = handle_admission_review(review(obj), settings)["response"]
+    assert response["allowed"] is True
+    assert response["warnings"] == [f"metadata.annotations[sidecar.istio.io/interceptionMode]: {mode} is not "
+                                    "implemented by kubelab; the sidecar captures traffic with REDIRECT"]
+    patched = jsonpatch.apply_patch(obj, json.loads(base64.b64decode(response["patch"])))
+    if settings.cni:
+        assert node_capture_args(patched) is not None  # the node agent captures (REDIRECT) instead of failing
+    else:
+        init = by_name(patched["spec"]["initContainers"], "istio-init")
+        assert init["args"][init["args"].index("-m") + 1] == "REDIRECT"
+    assert "warnings" not in handle_admission_review(review(pod()), settings)["response"]
+
+
 @pytest.mark.parametrize(
     ("obj", "operation"),
     [
