@@ -13,6 +13,7 @@ Register the fixture with ``pytest_plugins = ["tests.docker_daemon"]`` in the ro
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import subprocess
 import time
@@ -29,6 +30,7 @@ __all__ = ["DOCKERD", "DOCKERD_LOG", "DOCKER_PIDFILE", "DOCKER_SOCKET", "TEST_LA
 DOCKER_SOCKET = Path("/var/run/docker.sock")
 DOCKER_PIDFILE = Path("/var/run/docker.pid")
 DOCKERD_LOG = Path("/tmp/kubelab-dockerd.log")
+START_LOCK = Path("/tmp/kubelab-dockerd.lock")
 DOCKERD = Path("/usr/sbin/dockerd")
 """Debian's dockerd (used when ``dockerd`` is not on PATH, e.g. PATH without sbin)."""
 TEST_LABEL = "kubelab.dev/test"
@@ -88,7 +90,19 @@ def _log_tail(lines: int = 15) -> str:
 
 
 def ensure_docker(timeout: float = 30) -> docker.DockerClient:
-    """A client of a Docker engine that answers ping, starting ``dockerd`` if none does (see module doc)."""
+    """A client of a Docker engine that answers ping, starting ``dockerd`` if none does (see module doc).
+
+    Test processes running side by side (``scripts/test``'s lanes) take turns here: the first starts the
+    engine, the others find it answering."""
+    client = _ping()
+    if client is not None:
+        return client
+    with open(START_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _start_and_ping(timeout)
+
+
+def _start_and_ping(timeout: float) -> docker.DockerClient:
     client = _ping()
     if client is not None:
         return client

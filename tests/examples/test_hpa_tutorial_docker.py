@@ -5,7 +5,12 @@ lab's shortened scale-down window, the tutorial's interactive load generator (``
 --tty --rm`` on a pseudo-terminal, stopped with Ctrl-C), and ``kubectl get hpa --watch`` until the
 HPA scales up under the load and back to one replica after it. The CPU figures are the
 containers' cgroup usage, capped by their 500m limit; every wait is on a condition with a generous
-bound (two busy cores)."""
+bound (two busy cores).
+
+Most of its two minutes is waiting for metrics and for the scale-down window, so ``scripts/test``
+runs it in the background lane; the loaded part takes the machine to itself
+(:func:`tests.quiet.machine_to_myself`) so that neither the load nor the other lane's tests disturb
+each other."""
 
 from __future__ import annotations
 
@@ -25,8 +30,9 @@ import pytest
 from kubelab.images import ensure_images
 from kubelab.testing import kubectl_binary
 from tests.e2e.docker_harness import DockerCluster, running_cluster
+from tests.quiet import machine_to_myself
 
-pytestmark = [pytest.mark.docker, pytest.mark.kubectl, pytest.mark.slow]
+pytestmark = [pytest.mark.docker, pytest.mark.kubectl, pytest.mark.slow, pytest.mark.background]
 LAB = Path(__file__).resolve().parents[2] / "examples" / "tutorials" / "hpa"
 IMAGE = "kubelab/hpa-example:1.0"
 WINDOW = '{"spec":{"behavior":{"scaleDown":{"stabilizationWindowSeconds":30}}}}'
@@ -172,7 +178,7 @@ def test_walkthrough(cluster: DockerCluster) -> None:
         assert replicas(idle) == 1 and utilization(idle) < 50, idle
 
         # 2. Increase the load and watch the HPA scale the Deployment up.
-        with load_generator(cluster) as load:
+        with machine_to_myself(), load_generator(cluster) as load:
             load.until("the first answer", lambda line: line.endswith("OK!"), timeout=180)
             busy = hpa.until("a scale-up", lambda line: replicas(line) > 1, timeout=300)
             assert max(utilization(line) for line in hpa.seen) > 50, hpa.seen  # what made it scale
