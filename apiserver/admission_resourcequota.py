@@ -39,7 +39,14 @@ from apiserver.codec import encode
 from apiserver.storage.interface import KeyNotFoundError, KeyValue, RevisionConflictError, Storage
 from machinery.errors import ForbiddenError
 from machinery.meta import utcnow
-from machinery.quota.evaluators import missing_constraints, quota_matches, resources_for, scoped_names, usage
+from machinery.quota.evaluators import (
+    counted_resource,
+    missing_constraints,
+    quota_matches,
+    resources_for,
+    scoped_names,
+    usage,
+)
 from machinery.quota.resourcelists import (
     ResourceList,
     add,
@@ -51,7 +58,7 @@ from machinery.quota.resourcelists import (
     subtract,
     zero_fill,
 )
-from machinery.resources import ResourceInfo, lookup
+from machinery.resources import ResourceInfo
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +185,7 @@ class ResourceQuotaAdmission:
         names = scoped_names(quota, hard)
         used: ResourceList = {}
         for group, plural in sorted({r for name in names if (r := resources_for(name)) is not None}):
-            info = _served(group, plural)
+            info = counted_resource(group, plural)
             if info is None:
                 continue
             page = await self.storage.list(info.storage_prefix(namespace))
@@ -187,14 +194,6 @@ class ResourceQuotaAdmission:
                 if quota_matches(quota, plural, group, item):
                     used = add(used, usage(plural, group, item, now))
         return {"hard": dump_list(hard), "used": dump_list(mask(zero_fill(used, names), names))}
-
-
-def _served(group: str, plural: str) -> ResourceInfo | None:
-    for version in ("v1", "v2", "v1beta1"):
-        info = lookup(group, version, plural)
-        if info is not None and info.namespaced and "list" in info.verbs:
-            return info
-    return None
 
 
 def _name(obj: Obj) -> str:

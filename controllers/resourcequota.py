@@ -35,7 +35,7 @@ from machinery.client import (
     wait_for_cache_sync,
 )
 from machinery.meta import object_key, utcnow
-from machinery.quota.evaluators import quota_matches, resources_for, scoped_names, usage
+from machinery.quota.evaluators import counted_resource, quota_matches, resources_for, scoped_names, usage
 from machinery.quota.resourcelists import ResourceList, add, dump_list, mask, parse_list, zero_fill
 from machinery.resources import (
     CONFIGMAPS,
@@ -46,7 +46,6 @@ from machinery.resources import (
     SECRETS,
     SERVICES,
     ResourceInfo,
-    lookup,
 )
 
 log = logging.getLogger(__name__)
@@ -143,7 +142,7 @@ class ResourceQuotaController:
         now = self.clock()
         used: ResourceList = {}
         for group, plural in sorted({r for name in names if (r := resources_for(name)) is not None}):
-            resource = _served(group, plural)
+            resource = counted_resource(group, plural)
             if resource is None:
                 continue
             listed = await self.client.list(resource, namespace=namespace)
@@ -153,9 +152,3 @@ class ResourceQuotaController:
         return mask(used, names)
 
 
-def _served(group: str, plural: str) -> ResourceInfo | None:
-    for version in ("v1", "v2", "v1beta1"):
-        info = lookup(group, version, plural)
-        if info is not None and info.namespaced and "list" in info.verbs:
-            return info
-    return None

@@ -7,7 +7,7 @@ and storage (also per storage class), any other object ``count/<resource>[.<grou
 legacy name for ConfigMaps, Secrets, ReplicationControllers and ResourceQuotas).
 :func:`quota_matches` applies a quota's scopes (``scopes`` and ``scopeSelector``) to an object,
 :func:`missing_constraints` is the rule that every container states the cpu/memory a quota
-constrains, and :func:`resources_for` tells the controller which resources to list for a quota.
+constrains, and :func:`resources_for` with :func:`counted_resource` tell which resources to list for a quota.
 
 Objects are plain dicts as stored; the apiserver's ResourceQuota admission and the
 controller-manager's resource-quota controller share this module, so both count alike.
@@ -30,6 +30,7 @@ from machinery.quota.resourcelists import (
     parse_list,
     scope_applies_to,
 )
+from machinery.resources import ResourceInfo, lookup
 
 Obj = dict[str, Any]
 ONE = Quantity.from_value(1)
@@ -276,4 +277,14 @@ def resources_for(name: str) -> tuple[str, str] | None:
         return "", "services"
     if name in OBJECT_COUNT_NAMES:
         return "", name
+    return None
+
+
+def counted_resource(group: str, plural: str) -> ResourceInfo | None:
+    """The served, namespaced, listable resource ``group``/``plural`` a quota counts (first of v1, v2,
+    v1beta1), or None when no such resource is served."""
+    for version in ("v1", "v2", "v1beta1"):
+        info = lookup(group, version, plural)
+        if info is not None and info.namespaced and "list" in info.verbs:
+            return info
     return None
