@@ -13,7 +13,10 @@ test of the other lane runs inside :func:`sharing` (a hook in ``tests/conftest.p
   background test: the background test waits for the running test (and its fixtures) to finish.
 
 Both are ``flock`` locks: a process that dies releases them. Without ``KUBELAB_TEST_QUIET_DIR``
-(a plain ``pytest`` run, one process) both context managers do nothing.
+(a plain ``pytest`` run, one process) both context managers do nothing, and
+:func:`machine_to_myself` acts only in the background lane's own process (``KUBELAB_TEST_LANE=
+background``): a program a main-lane test starts (a benchmark sharing the harness) inherits the
+directory but must never wait for the machine its own test holds.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 ENV = "KUBELAB_TEST_QUIET_DIR"
+LANE_ENV = "KUBELAB_TEST_LANE"
 
 
 def _directory() -> Path | None:
@@ -60,7 +64,7 @@ def sharing() -> Iterator[None]:
 def machine_to_myself() -> Iterator[None]:
     """Time something without the other lane: no new test of it starts, the running one ends first."""
     directory = _directory()
-    if directory is None:
+    if directory is None or os.environ.get(LANE_ENV) != "background":
         yield
         return
     with _locked(directory / "intent.lock", fcntl.LOCK_EX), _locked(directory / "machine.lock", fcntl.LOCK_EX):

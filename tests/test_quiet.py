@@ -56,9 +56,21 @@ def test_without_the_variable_nothing_waits(monkeypatch: pytest.MonkeyPatch) -> 
         pass
 
 
+def test_a_program_a_main_lane_test_starts_never_waits_for_the_machine(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(quiet.ENV, str(tmp_path))
+    monkeypatch.delenv(quiet.LANE_ENV, raising=False)
+    with other_lane_test(tmp_path) as running:
+        assert started(running, 30)
+        with quiet.machine_to_myself():  # would wait forever for its own test if it acted
+            pass
+        finish(running)
+
+
 def test_the_timed_part_waits_for_the_running_test_and_holds_off_the_next(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(quiet.ENV, str(tmp_path))
+    monkeypatch.setenv(quiet.LANE_ENV, "background")
     alone = threading.Event()
     release = threading.Event()
 
