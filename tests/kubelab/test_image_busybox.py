@@ -26,9 +26,10 @@ from kubelab import image_busybox, images
 from tests.docker_daemon import TEST_LABEL, docker_client  # noqa: F401  # fixture
 
 HOSTNAME = "tutorial-pod"
-SERVER = ("mkdir -p /tmp/www && echo hello > /tmp/www/index.html && "
+SERVER = ("mkdir -p /tmp/www; echo hello > /tmp/www/index.html; "
           "nc -ll -p 8081 -e sleep 3600 & "  # accepts every connection, never answers
           "exec httpd -f -p 127.0.0.1:8080 -h /tmp/www")
+"""The test container's command (the directory is made before, not beside, the background ``nc``)."""
 
 
 def _members(tar: bytes) -> dict[str, tarfile.TarInfo]:
