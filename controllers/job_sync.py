@@ -238,7 +238,8 @@ class JobSync:
             self.ctl.recorder.event(self.job, "Warning", reason, message)
         await self.ctl.pod_control.delete_pods(self.job, self.key, active)
         # The terminal condition waits for every pod to be gone or terminal (Kubernetes ≥ 1.31).
-        holding = [p for p in self.pods if ju.has_finalizer(p) or is_pod_active(p) or ju.is_terminating(p)]
+        # A counted terminal pod whose tracking finalizer is still being removed does not hold it.
+        holding = [p for p in self.pods if is_pod_active(p) or ju.is_terminating(p)]
         if holding or self.status.get("uncountedTerminatedPods"):
             return active
         ju.set_condition(self.status, final, "True", reason, message, self.now_s)
