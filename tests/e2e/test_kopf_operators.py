@@ -199,21 +199,29 @@ def test_update_and_field_handlers(custom: Any, namespace: str, operator: Operat
     name = create_task(custom, namespace, "small")
     status_when(custom, namespace, name, lambda s: "create_task" in s, "the create handler", operator)
 
-    def creation_handled() -> bool | None:
-        obj = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        return True if '"small"' in ((obj["metadata"].get("annotations") or {}).get(LAST_HANDLED) or "") else None
+    def handled(marker: str) -> Callable[[], bool | None]:
+        def probe() -> bool | None:
+            obj = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            return True if marker in ((obj["metadata"].get("annotations") or {}).get(LAST_HANDLED) or "") else None
+        return probe
 
     # Changed only once kopf has recorded the creation as handled: a change that lands between its
     # handlers' status patch and that record is not an update of the handled spec to kopf.
-    eventually(creation_handled, "kopf's record of the handled creation")
+    eventually(handled('"small"'), "kopf's record of the handled creation")
     custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, {"spec": {"size": "large"}})
-    obj = status_when(custom, namespace, name, lambda s: "sizeChange" in s and s.get("updates") == 1,
+    # kopf's default lifecycle runs one handler per cycle, each cycle with its own patch: the update
+    # counter can move before the field handler has run, so the wait names both results.
+    obj = status_when(custom, namespace, name,
+                      lambda s: s.get("updates") == 1 and (s.get("sizeChange") or {}).get("new") == "large",
                       "the update and field handlers", operator)
     assert obj["status"]["sizeChange"] == {"old": "small", "new": "large"}
+    eventually(handled('"large"'), "kopf's record of the handled update")
     # A label change is an update too, but not of spec.size: the field handler stays quiet.
     custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name,
                                           {"metadata": {"labels": {"touched": "yes"}}})
-    obj = status_when(custom, namespace, name, lambda s: s.get("updates") == 2, "the second update", operator)
+    status_when(custom, namespace, name, lambda s: s.get("updates") == 2, "the second update", operator)
+    eventually(handled('"touched"'), "kopf's record of the handled label change")
+    obj = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
     assert obj["status"]["sizeChange"] == {"old": "small", "new": "large"}
 
 
