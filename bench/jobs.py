@@ -6,7 +6,8 @@ dir, on a free port), creates one Job of one-shot pods (each hollow container ex
 
 - the time from the Job's creation to its ``Complete`` condition, and the completions per second;
 - the time to the first succeeded pod (the pipeline's latency: create → schedule → run → count);
-- how many pods were created in all (exactly ``completions`` when nothing was retried).
+- how many pods were created in all (exactly ``completions`` when nothing was retried), and how many
+  the Job counted failed (none: a pod run beyond the completions and deleted would count).
 
 Everything it starts is stopped on exit (``kubelab down``).
 """
@@ -74,11 +75,14 @@ async def measure(state_dir: Path, completions: int, parallelism: int, work: flo
         elapsed = time.perf_counter() - start
         pods = (await client.list(PODS, namespace="default", label_selector="batch.kubernetes.io/job-name=bench"))
         created = len(pods["items"])
+        failed = int((obj.get("status") or {}).get("failed") or 0)
     print(f"  job of {completions} completions (parallelism {parallelism}) Complete   {elapsed:8.2f} s")
     print(f"  first pod succeeded                                {first or 0.0:8.2f} s")
     print(f"  completions per second                           {completions / elapsed:8.1f}")
     print(f"  pods created                                     {created:8d}")
-    return {"elapsed_s": elapsed, "first_s": first or 0.0, "per_s": completions / elapsed, "pods": float(created)}
+    print(f"  pods counted failed                              {failed:8d}")
+    return {"elapsed_s": elapsed, "first_s": first or 0.0, "per_s": completions / elapsed, "pods": float(created),
+            "failed": float(failed)}
 
 
 def main() -> int:
@@ -107,7 +111,8 @@ def main() -> int:
     print("\n== SUMMARY")
     print(f"  {args.completions} one-shot pods, parallelism {args.parallelism}, {args.nodes} hollow nodes, "
           f"{args.work:g} s of work each: {figures['elapsed_s']:.1f} s, {figures['per_s']:.1f} completions/s "
-          f"(ideal {args.parallelism / args.work:.0f}/s), {figures['pods']:.0f} pods created")
+          f"(ideal {args.parallelism / args.work:.0f}/s), {figures['pods']:.0f} pods created, "
+          f"{figures['failed']:.0f} failed")
     return 0
 
 

@@ -8,7 +8,9 @@ the expectations. ``sync(key)`` is level-triggered:
 2. track finished pods as Kubernetes does: each pod carries the ``batch.kubernetes.io/job-tracking``
    finalizer; a finished pod's UID goes to ``status.uncountedTerminatedPods`` (written first),
    then its finalizer is removed, then the UID moves into ``succeeded``/``failed`` (and
-   ``completedIndexes``). A pod whose finalizer removal is not yet observed is never counted twice;
+   ``completedIndexes``). A pod whose finalizer removal is not yet observed is never counted twice,
+   and while the Job informer lags behind the controller's own status write, a sync reads the Job
+   as that write left it (else pods whose finalizer is seen removed would be counted nowhere);
 3. decide: pod failure policy (FailJob/Ignore/Count/FailIndex), backoff limit, active deadline, failed
    indexes (``controllers.job_perindex``), success policy (``controllers.job_successpolicy``),
    completions → ``FailureTarget``/``SuccessCriteriaMet`` first, active pods deleted, then
@@ -73,6 +75,8 @@ class JobController:
         """Per job: pod UIDs whose finalizer removal was sent but not yet seen by the informer."""
         self.backoff: dict[str, tuple[int, datetime]] = {}
         """Per job: consecutive failures and when the last one happened."""
+        self._written: dict[str, tuple[set[str], Obj]] = {}
+        """Per job: the last Job this controller wrote, and the resourceVersions it superseded."""
         self.recorder = EventRecorder(client, component="job-controller")
         self.pod_control = PodControl(self)
         self.job_informer.add_handler(on_add=self._job_added, on_update=self._job_updated,
@@ -101,6 +105,7 @@ class JobController:
         self.expectations.delete(key)
         self.finalizers_pending.pop(key, None)
         self.backoff.pop(key, None)
+        self._written.pop(key, None)
         self.queue.add(key)
 
     def _owner(self, pod: Obj) -> str | None:
@@ -174,7 +179,7 @@ class JobController:
         if key.startswith(ORPHAN_PREFIX):
             await self._release_orphan(key.removeprefix(ORPHAN_PREFIX))
             return
-        job = self.job_informer.store.get(key)
+        job = self._freshest(key, self.job_informer.store.get(key))
         if job is None:
             self.expectations.delete(key)
             self.finalizers_pending.pop(key, None)
@@ -190,6 +195,29 @@ class JobController:
             await self._remove_finalizers(key, [p for p in pods if ju.has_finalizer(p)])
             return
         await JobSync(self, key, job, pods).run()
+
+    def status_written(self, key: str, before: Obj, after: Obj) -> None:
+        """Remember ``after``, the Job as this controller's status write left it (``before`` was the
+        copy it wrote over), until the informer catches up."""
+        rv = str(before["metadata"].get("resourceVersion"))
+        record = self._written.get(key)
+        superseded = {rv}
+        if record is not None and str(record[1]["metadata"].get("resourceVersion")) == rv:
+            superseded |= record[0]
+        self._written[key] = (superseded, after)
+
+    def _freshest(self, key: str, cached: Obj | None) -> Obj | None:
+        """The cached Job, or the one this controller last wrote while the cache still holds a copy
+        that write superseded. A stale status would undercount the pods whose finalizer the cache
+        already shows removed, and the Job would run more pods than it needs."""
+        record = self._written.get(key)
+        if cached is None or record is None:
+            return cached
+        superseded, latest = record
+        if str(cached["metadata"].get("resourceVersion")) in superseded:
+            return latest
+        del self._written[key]
+        return cached
 
     async def _release_orphan(self, pod_key: str) -> None:
         """Remove the tracking finalizer of a pod whose Job no longer exists (checked in the API)."""
@@ -230,11 +258,12 @@ class JobController:
             meta = pod["metadata"]
             uid = str(meta.get("uid"))
             pending.add(uid)
-            rest = [f for f in meta.get("finalizers") or [] if f != ju.TRACKING_FINALIZER]
+            # Only the tracking finalizer goes, whatever else changed (the kubelet writes status
+            # meanwhile): no resourceVersion precondition, as Kubernetes' controller patches it.
             try:
                 await self.client.patch(PODS, meta["name"], {"metadata": {
-                    "finalizers": rest or None, "resourceVersion": meta["resourceVersion"]}},
-                    namespace=meta["namespace"])
+                    "$deleteFromPrimitiveList/finalizers": [ju.TRACKING_FINALIZER]}},
+                    namespace=meta["namespace"], patch_type="strategic")
             except errors.NotFoundError:
                 pending.discard(uid)
             except errors.ApiError as exc:

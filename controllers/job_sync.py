@@ -195,6 +195,12 @@ class JobSync:
                                         skip=set())
         return {str(p["metadata"].get("uid")) for p in self.replaced.values()}
 
+    def _succeeded(self) -> int:
+        """Succeeded pods: counted, and recorded but still held by their finalizer (as Kubernetes
+        counts them: else the Job would run a pod more each time a removal has to be retried)."""
+        uncounted = (self.status.get("uncountedTerminatedPods") or {}).get("succeeded") or []
+        return int(self.status.get("succeeded") or 0) + len(uncounted)
+
     # -- step 3: decide ---------------------------------------------------------------------------
 
     def _decide(self) -> tuple[bool, str, str] | None:
@@ -212,7 +218,7 @@ class JobSync:
             return False, ju.REASON_BACKOFF, ju.MESSAGE_BACKOFF
         if not self.spec.get("suspend") and ju.deadline_passed({**self.job, "status": status}, self.now)[0]:
             return False, ju.REASON_DEADLINE, ju.MESSAGE_DEADLINE
-        succeeded = int(status.get("succeeded") or 0)
+        succeeded = self._succeeded()
         if self.indexed and self.completions is not None:
             done = ju.parse_indexes(status.get("completedIndexes"), self.completions)
             if self.per_index:
@@ -271,7 +277,7 @@ class JobSync:
     async def _manage(self, active: list[Obj]) -> list[Obj]:
         raw = self.spec.get("parallelism")
         parallelism = 1 if raw is None else int(raw)
-        succeeded = int(self.status.get("succeeded") or 0)
+        succeeded = self._succeeded()
         if self.indexed:
             return await self._manage_indexed(active, parallelism)
         if self.completions is None:
@@ -346,9 +352,11 @@ class JobSync:
         if _norm(old) == _norm(self.status):
             return
         try:
-            self.job = await self.ctl.client.update(JOBS, {**self.job, "status": self.status}, subresource="status")
+            written = await self.ctl.client.update(JOBS, {**self.job, "status": self.status}, subresource="status")
         except errors.NotFoundError:
             return
+        self.ctl.status_written(self.key, self.job, written)
+        self.job = written
 
 
 def _norm(status: Obj) -> Obj:

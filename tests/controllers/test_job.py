@@ -327,3 +327,38 @@ async def test_deleting_a_running_job_releases_its_pods(tmp_path: Path) -> None:
         async def no_pods() -> bool:
             return await _pods(client, "gone") == []
         await eventually(no_pods, timeout=60, what="the pods deleted for good")
+
+
+async def test_finalizer_removal_ignores_a_stale_resource_version(tmp_path: Path) -> None:
+    """The kubelet writes a finished pod's status again while the controller works from its cache:
+    only the tracking finalizer goes (others stay), with no conflict to retry."""
+    async with cluster(tmp_path) as client:
+        ctl = JobController(client, InformerFactory(client), ControllerManagerSettings())
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "p", "namespace": "default",
+                            "finalizers": [ju.TRACKING_FINALIZER, "example.com/keep"]},
+               "spec": {"containers": [{"name": "main", "image": "busybox"}]}}
+        stale = await client.create(PODS, pod)
+        fresh = await client.patch(PODS, "p", {"metadata": {"labels": {"touched": "yes"}}}, namespace="default")
+        assert fresh["metadata"]["resourceVersion"] != stale["metadata"]["resourceVersion"]
+        assert await ctl._remove_finalizers("default/j", [stale]) == []
+        after = await client.get(PODS, "p", namespace="default")
+        assert after["metadata"]["finalizers"] == ["example.com/keep"]
+        assert ctl.finalizers_pending["default/j"] == {stale["metadata"]["uid"]}
+
+
+async def test_a_sync_reads_its_own_status_write_while_the_cache_lags(tmp_path: Path) -> None:
+    async with cluster(tmp_path) as client:
+        ctl = JobController(client, InformerFactory(client), ControllerManagerSettings())
+
+        def job(rv: str, succeeded: int) -> Obj:
+            return {"metadata": {"name": "j", "namespace": "default", "resourceVersion": rv},
+                    "status": {"succeeded": succeeded}}
+        ctl.status_written("default/j", job("1", 0), job("2", 0))
+        ctl.status_written("default/j", job("2", 0), job("3", 1))
+        for stale in ("1", "2"):
+            assert ctl._freshest("default/j", job(stale, 0)) == job("3", 1)
+        assert ctl._freshest("default/j", job("5", 1)) == job("5", 1), "a newer copy wins"
+        assert ctl._freshest("default/j", job("1", 0)) == job("1", 0), "the record is gone once caught up"
+        assert ctl._freshest("default/j", None) is None
+
