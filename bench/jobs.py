@@ -52,6 +52,11 @@ def complete(obj: dict[str, Any]) -> bool:
                for c in (obj.get("status") or {}).get("conditions") or [])
 
 
+def failed_condition(obj: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Failed" and c.get("status") == "True"
+               for c in (obj.get("status") or {}).get("conditions") or [])
+
+
 async def measure(state_dir: Path, completions: int, parallelism: int, work: float) -> dict[str, float]:
     async with ApiClient.from_kubeconfig(state_dir / "kubeconfig") as client:
         start = time.perf_counter()
@@ -66,6 +71,8 @@ async def measure(state_dir: Path, completions: int, parallelism: int, work: flo
                 first = now - start
             if complete(obj):
                 break
+            if failed_condition(obj):
+                raise RuntimeError(f"the job failed: {(obj.get('status') or {}).get('conditions')}")
             if now - last_print > 5:
                 print(f"  … {succeeded}/{completions} succeeded after {now - start:.1f} s")
                 last_print = now

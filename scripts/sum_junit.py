@@ -1,6 +1,6 @@
 """Sum pytest JUnit XML reports into one closing line: ``total: N passed, N failed, N skipped``.
 
-Called by ``scripts/test`` after its two test lanes; a missing report (a lane that selected no
+Called by ``scripts/test`` after its test lanes; a missing report (a lane that selected no
 test, or never started) counts as nothing.
 """
 

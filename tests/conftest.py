@@ -9,8 +9,9 @@ badly filtered strategy is, so ``filter_too_much`` stays on). With ``CI=true`` t
 also derandomizes (the same examples on every run) and keeps no example database.
 ``HYPOTHESIS_PROFILE`` picks a profile explicitly.
 
-When ``scripts/test`` runs the mostly idle ``background`` tests beside this process, every other test
-runs inside :func:`tests.quiet.sharing`, so that a background test can time its critical part alone.
+When ``scripts/test`` runs its lanes side by side, every test but the ``background`` ones runs
+inside :func:`tests.quiet.sharing` (so that a background test can time its critical part alone),
+or inside :func:`tests.quiet.alone` when it is marked ``exclusive``.
 """
 
 from __future__ import annotations
@@ -47,9 +48,10 @@ def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
-    """Share the machine with the background lane (a no-op when none runs)."""
+    """Share the machine with the other lanes, or take it for an ``exclusive`` test (no-ops when
+    no other lane runs)."""
     if item.get_closest_marker("background"):
         yield
         return
-    with quiet.sharing():
+    with quiet.alone() if item.get_closest_marker("exclusive") else quiet.sharing():
         yield

@@ -12,6 +12,11 @@ test of the other lane runs inside :func:`sharing` (a hook in ``tests/conftest.p
 * ``machine.lock`` -- held shared by the running test of the other lane, exclusively by the timing
   background test: the background test waits for the running test (and its fixtures) to finish.
 
+The same locks let the two lanes of ``scripts/test`` that run side by side (the Docker and slow
+tests; the quick tests that need no Docker) protect a test whose assertions are about time: one
+marked ``exclusive`` runs inside :func:`alone` (taken by the hook in ``tests/conftest.py`` instead
+of :func:`sharing`), so no test of another lane runs meanwhile.
+
 Both are ``flock`` locks: a process that dies releases them. Without ``KUBELAB_TEST_QUIET_DIR``
 (a plain ``pytest`` run, one process) both context managers do nothing, and
 :func:`machine_to_myself` acts only in the background lane's own process (``KUBELAB_TEST_LANE=
@@ -65,6 +70,18 @@ def machine_to_myself() -> Iterator[None]:
     """Time something without the other lane: no new test of it starts, the running one ends first."""
     directory = _directory()
     if directory is None or os.environ.get(LANE_ENV) != "background":
+        yield
+        return
+    with _locked(directory / "intent.lock", fcntl.LOCK_EX), _locked(directory / "machine.lock", fcntl.LOCK_EX):
+        yield
+
+
+@contextmanager
+def alone() -> Iterator[None]:
+    """Run one ``exclusive`` test of a lane: the other lanes' running tests end first and none
+    starts until it is over (a no-op outside ``scripts/test``'s lanes)."""
+    directory = _directory()
+    if directory is None or not os.environ.get(LANE_ENV):
         yield
         return
     with _locked(directory / "intent.lock", fcntl.LOCK_EX), _locked(directory / "machine.lock", fcntl.LOCK_EX):

@@ -1,5 +1,5 @@
-"""tests.quiet: a background test's timed part waits for the other lane's running test and holds off
-the next one; without the environment variable nothing waits."""
+"""tests.quiet: a background test's timed part, and an ``exclusive`` test of a lane, wait for the other
+lane's running test and hold off the next one; without the environment variables nothing waits."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import select
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -52,7 +52,7 @@ def finish(proc: subprocess.Popen[str]) -> None:
 
 def test_without_the_variable_nothing_waits(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(quiet.ENV, raising=False)
-    with quiet.machine_to_myself(), quiet.sharing():
+    with quiet.machine_to_myself(), quiet.alone(), quiet.sharing():
         pass
 
 
@@ -62,20 +62,25 @@ def test_a_program_a_main_lane_test_starts_never_waits_for_the_machine(
     monkeypatch.delenv(quiet.LANE_ENV, raising=False)
     with other_lane_test(tmp_path) as running:
         assert started(running, 30)
-        with quiet.machine_to_myself():  # would wait forever for its own test if it acted
+        with quiet.machine_to_myself(), quiet.alone():  # would wait forever for its own test if they acted
             pass
         finish(running)
 
 
+@pytest.mark.parametrize(("lane", "hold"), [
+    pytest.param("background", quiet.machine_to_myself, id="background-timed-part"),
+    pytest.param("main", quiet.alone, id="exclusive-test"),
+])
 def test_the_timed_part_waits_for_the_running_test_and_holds_off_the_next(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lane: str,
+        hold: Callable[[], AbstractContextManager[None]]) -> None:
     monkeypatch.setenv(quiet.ENV, str(tmp_path))
-    monkeypatch.setenv(quiet.LANE_ENV, "background")
+    monkeypatch.setenv(quiet.LANE_ENV, lane)
     alone = threading.Event()
     release = threading.Event()
 
     def timed_part() -> None:
-        with quiet.machine_to_myself():
+        with hold():
             alone.set()
             release.wait(60)
 

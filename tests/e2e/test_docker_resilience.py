@@ -87,6 +87,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, docker_client: docker.Dock
         yield c
 
 
+@pytest.mark.exclusive
 def test_rolling_update_with_readiness_and_max_unavailable_0_drops_no_request(cluster: Cluster) -> None:
     loop = ("i=0; while [ $i -lt 120 ]; do i=$((i+1)); "
             "if wget -qO- http://web/index.html >/dev/null 2>&1; then echo ok; else echo FAIL; fi; "

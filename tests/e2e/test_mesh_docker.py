@@ -340,6 +340,7 @@ def _rotations(mesh: MeshCluster, pod: str, ns: str) -> int:
     return len(re.findall(r"workload certificate for \S+ valid until", logs))
 
 
+@pytest.mark.exclusive
 def test_rotation_and_meshd_kill_under_load(mesh: MeshCluster) -> None:
     mesh.wait_ready(MESH, "app=reviews", count=2)
     mesh.wait_ready(MESH, "app=sleep")

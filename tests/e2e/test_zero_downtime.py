@@ -58,6 +58,7 @@ def _settled(cluster: DockerCluster) -> bool:
     return len(pods) == 3 and not any(p["metadata"].get("deletionTimestamp") for p in pods)
 
 
+@pytest.mark.exclusive
 def test_ten_rolling_updates_under_load_drop_no_request(cluster: DockerCluster) -> None:
     ip = cluster.json("get", "service", "web")["spec"]["clusterIP"]
     # Back-to-back requests until /tmp/stop appears; silent until then, then a summary and each error seen.

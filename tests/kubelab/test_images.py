@@ -180,6 +180,7 @@ def _run(client: docker.DockerClient, image: str, command: list[str], labels: di
     return output.decode()
 
 
+@pytest.mark.exclusive
 @pytest.mark.docker
 def test_busybox_builds_fast_and_runs(docker_client: docker.DockerClient, labels: dict[str, str],  # noqa: F811
                                       cleanup: None) -> None:
@@ -204,6 +205,7 @@ def test_image_from_an_older_recipe_is_rebuilt(docker_client: docker.DockerClien
     assert not images.ensure_images(docker_client, ["busybox"])[0].built
 
 
+@pytest.mark.exclusive
 @pytest.mark.docker
 def test_second_build_is_a_noop(docker_client: docker.DockerClient) -> None:  # noqa: F811
     first = images.ensure_images(docker_client, ["busybox"])[0]

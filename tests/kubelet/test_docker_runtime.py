@@ -309,6 +309,7 @@ async def test_resolved_mounts(runtime: DockerRuntime, dclient: docker.DockerCli
 
 
 @pytest.mark.docker
+@pytest.mark.exclusive
 @pytest.mark.parametrize(("command", "timeout", "code", "min_s", "max_s"), [
     pytest.param(SLEEP, 5.0, 0, 0.0, 1.5, id="sigterm-honoured"),
     pytest.param(["sh", "-c", "sleep 3600"], 1.0, 137, 0.9, 3.0, id="sigkill-after-timeout"),
