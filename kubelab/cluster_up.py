@@ -127,7 +127,10 @@ def cmd_up(args: argparse.Namespace) -> int:
             _print_log_tail(state_dir, APISERVER)
             return 1
         print(f"kubelab is already running (apiserver pid {running.pid}, {url})")
-        if APISERVER not in supervision.read_components(state_dir)[1]:
+        recorded = supervision.read_components(state_dir)[1].get(APISERVER)
+        if recorded is not None:
+            _warn_kept_flags(recorded, _apiserver_argv(args, []))
+        else:
             _, etcd_servers = _local_etcd(args)  # reused as it runs (an up from before supervision)
             supervision.register(state_dir, APISERVER, _pinned_port(_apiserver_argv(args, etcd_servers), url))
         code = _up_components(args)
@@ -144,6 +147,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         # A port file left by an earlier run would point the readiness probe at a dead port.
         (state_dir / "apiserver.port").unlink(missing_ok=True)
     argv = recorded or _apiserver_argv(args, etcd_servers)
+    if recorded is not None:
+        _warn_kept_flags(recorded, _apiserver_argv(args, etcd_servers))
     try:
         process, _ = supervision.ensure_component(state_dir, APISERVER, argv)
     except supervision.SupervisorError as exc:
@@ -211,6 +216,31 @@ def _apiserver_argv(args: argparse.Namespace, etcd_servers: list[str]) -> list[s
                                                   "--allowed-networks", args.pod_subnet if args.nodes > 0 else "",
                                                   "--advertise-address", args.dns_ip if args.nodes > 0 else "",
                                                   *_toleration_args(args)])
+
+
+def kept_flags(recorded: Sequence[str], asked: Sequence[str]) -> list[str]:
+    """The apiserver flags ``asked`` for that differ from the ``recorded`` ones a restart keeps, as
+    ``--flag VALUE (kept: VALUE)``; the etcd endpoints and a ``--port 0`` (any port) never differ."""
+    old, new = _flag_values(recorded), _flag_values(asked)
+    ignored = {"--etcd-servers"} | ({"--port"} if new.get("--port") == "0" else set())
+    return [f"{flag} {new.get(flag, '(none)')!r} (kept: {old.get(flag, '(none)')!r})"
+            for flag in sorted(set(old) | set(new)) if flag not in ignored and old.get(flag) != new.get(flag)]
+
+
+def _flag_values(argv: Sequence[str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for at, token in enumerate(argv):
+        if token.startswith("--"):
+            following = argv[at + 1] if at + 1 < len(argv) else ""
+            values[token] = "" if following.startswith("-") else following
+    return values
+
+
+def _warn_kept_flags(recorded: Sequence[str], asked: Sequence[str]) -> None:
+    changed = kept_flags(recorded, asked)
+    if changed:
+        print("kubelab up: the apiserver restarts with the flags of this cluster's first start; "
+              f"ignored: {'; '.join(changed)}. Run 'kubelab down' first to change them.", file=sys.stderr)
 
 
 def _toleration_args(args: argparse.Namespace) -> list[str]:

@@ -22,6 +22,7 @@ import pytest
 
 from apiserver.settings import ApiServerSettings
 from kubelab import cli, component_commands, etcd, launcher, testing
+from kubelab.cluster_up import kept_flags
 
 STAND_IN = """
 import asyncio, os, signal, sys, types
@@ -192,7 +193,12 @@ def test_up_status_down(state_dir: Path, stand_in: None, capsys: pytest.CaptureF
     assert pid is not None and pid.alive
 
     assert cli.main(["up", *args, "--nodes", "0", "--port", str(port)]) == 0
-    assert f"kubelab is already running (apiserver pid {pid.pid}, https://127.0.0.1:{port})" in capsys.readouterr().out
+    again = capsys.readouterr()
+    assert f"kubelab is already running (apiserver pid {pid.pid}, https://127.0.0.1:{port})" in again.out
+    assert "ignored" not in again.err
+    # A flag the running apiserver was not started with is named, not silently dropped.
+    assert cli.main(["up", *args, "--nodes", "0", "--port", str(port), "--service-cidr", "10.55.0.0/16"]) == 0
+    assert "ignored: --service-cidr '10.55.0.0/16' (kept: " in capsys.readouterr().err
 
     assert cli.main(["status", *args]) == 0
     out = capsys.readouterr().out
@@ -316,3 +322,12 @@ def test_real_apiserver_answers_kubectl(tmp_path: Path) -> None:
     with testing.start_apiserver(tmp_path / "state") as server:
         result = testing.kubectl("get", "--raw", "/readyz", kubeconfig=server.kubeconfig)
         assert result.stdout.strip() == "ok"
+
+
+def test_flags_a_restart_keeps_are_named_when_asked_to_change() -> None:
+    recorded = ["kubelab", "apiserver", "--state-dir", "/s", "--store", "sqlite", "--bind-address", "127.0.0.1",
+                "--port", "41234", "--service-cidr", "10.96.0.0/16", "--allowed-networks", "", "-v"]
+    same = [*recorded[:9], "0", *recorded[10:]]
+    assert kept_flags(recorded, same) == [], "--port 0 asks for any port"
+    asked = [*recorded[:5], "etcd", *recorded[6:9], "6443", *recorded[10:], "--etcd-servers", "http://127.0.0.1:1"]
+    assert kept_flags(recorded, asked) == ["--port '6443' (kept: '41234')", "--store 'etcd' (kept: 'sqlite')"]
