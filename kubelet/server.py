@@ -212,6 +212,14 @@ async def _real_node(client: ApiClient, settings: KubeletSettings, events_for: C
     agent.images = [{"names": [*i.tags, i.id], "sizeBytes": int(i.attrs.get("Size") or 0)}
                     for i in images if i.tags]
     handle.syncer.host_ip = agent.config.host_ip
+    if place.ip != gateway:
+        from kubelet.network.node_address import bridge_interface, keep_node_address
+        from kubelet.runtime.docker_network import network_name
+
+        def bridge() -> str:
+            return bridge_interface(docker_client.api.inspect_network(network_name(settings.cluster_name)))
+        keeper = asyncio.create_task(keep_node_address(bridge, place.ip), name=f"node-address {settings.node_name}")
+        cleanups.append(lambda: _cancel(keeper))
     if settings.pki_dir is not None:
         from kubelet.httpserver import kubelet_server_tls, start_kubelet_server
         from kubelet.stats import DockerStats

@@ -14,7 +14,9 @@ subnet. So that each still has an address of its own, as on kind or k3s, the sub
 A node's InternalIP is added to the bridge interface as an extra /32 address
 (:func:`ensure_node_address`, ``ip -4 addr add``): the host answers on it, pods reach it on their
 link (the host answers their ARP for every local address), the node's kubelet server listens there
-and the apiserver dials it. ``kubelab down`` removes the network and with it the addresses.
+and the apiserver dials it. ``kubelab down`` removes the network and with it the addresses. A
+restarted Docker engine can bring the bridge back without the extra address: the kubelet checks it
+every few seconds (:func:`keep_node_address`) and puts it back.
 
 Called by ``kubelet.server`` (a Docker node's start) and ``kubelab up`` (the flags of each node).
 Hollow nodes do not use this: they live on loopback (``kubelet.settings.HOLLOW_NODE_NETWORK``).
@@ -22,10 +24,11 @@ Hollow nodes do not use this: they live on loopback (``kubelet.settings.HOLLOW_N
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +37,7 @@ __all__ = [
     "NodeNetwork",
     "bridge_interface",
     "ensure_node_address",
+    "keep_node_address",
     "max_node_slots",
     "node_addresses_block",
     "node_network",
@@ -118,3 +122,19 @@ def ensure_node_address(interface: str, ip: str, *, ip_command: str = "ip") -> b
         raise NodeAddressError(f"adding {address}/32 to {interface}: {added.stderr.strip()}")
     log.info("node address %s added to bridge %s", address, interface)
     return added.returncode == 0
+
+
+async def keep_node_address(interface: Callable[[], str], ip: str, *, period: float = 10.0,
+                            ip_command: str = "ip") -> None:
+    """Keep ``ip`` on the bridge until cancelled: every ``period`` seconds, look the bridge up
+    (``interface``, blocking: a recreated network has a new one) and add the address if it went
+    missing. A failure is logged and retried at the next period; nothing here ends the loop."""
+    while True:
+        await asyncio.sleep(period)
+        try:
+            name = await asyncio.to_thread(interface)
+            if await asyncio.to_thread(ensure_node_address, name, ip, ip_command=ip_command):
+                log.warning("node address %s was missing from bridge %s (the Docker engine restarted?); "
+                            "added it back", ip, name)
+        except Exception as exc:  # the loop outlives a bad check
+            log.warning("node address %s: check failed, retrying in %.0f s: %s", ip, period, exc)

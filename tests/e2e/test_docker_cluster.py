@@ -19,6 +19,7 @@ import pytest
 
 from kubelab import laptop
 from kubelab.images import BUSYBOX, ensure_images
+from kubelet.network.node_address import bridge_interface
 from tests.e2e.docker_harness import CLUSTER_LABEL, DockerCluster, running_cluster
 
 pytestmark = [pytest.mark.docker, pytest.mark.kubectl, pytest.mark.slow]
@@ -139,6 +140,30 @@ def test_kubectl_exec(web: DockerCluster, args: list[str], stdin: str | None, co
     assert (result.returncode, result.stdout) == (code, stdout), result.stderr
     if code:
         assert "err" in result.stderr
+
+
+def test_a_node_address_the_bridge_lost_comes_back(web: DockerCluster) -> None:
+    """As after a restart of the Docker engine: node-1's InternalIP is taken off the bridge; its
+    kubelet puts it back within its check period and ``kubectl logs`` (dialled there) works again."""
+    node = web.json("get", "node", "node-1")
+    ip = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
+    bridge = bridge_interface(web.docker.networks.get(f"kubelab-{web.cluster}").attrs)
+
+    def on_bridge() -> bool:
+        shown = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", bridge], capture_output=True, text=True,
+                               check=True).stdout
+        return f" {ip}/" in shown
+
+    assert on_bridge()
+    subprocess.run(["ip", "-4", "addr", "del", f"{ip}/32", "dev", bridge], check=True)
+    assert not on_bridge()
+    deadline = time.monotonic() + 40
+    while not on_bridge():
+        assert time.monotonic() < deadline, f"{ip} was not put back on {bridge}"
+        time.sleep(0.5)
+    pod = next(p for p in web.json("-n", NS, "get", "pods")["items"] if p["spec"].get("nodeName") == "node-1")
+    name = pod["metadata"]["name"]
+    assert web.kubectl("-n", NS, "logs", name, "--all-containers", "--tail", "1", timeout=20).returncode == 0
 
 
 def test_deleting_the_deployment_removes_its_containers(web: DockerCluster) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from kubelet.network.node_address import (
     NodeNetwork,
     bridge_interface,
     ensure_node_address,
+    keep_node_address,
     max_node_slots,
     node_addresses_block,
     node_network,
@@ -117,3 +119,28 @@ def test_policy_rules_allow_node_addresses_and_cidrs() -> None:
     text = "\n".join(line for body in rules.chains["filter"].values() for line in body)
     assert '"node to pod" -s 10.244.0.1/32 -j MARK' in text
     assert '"node to pod" -s 10.244.0.0/24 -j MARK' in text
+
+
+async def test_keep_node_address_puts_a_lost_address_back(tmp_path: Path) -> None:
+    """The bridge lost the address (a restarted engine) and was first not even found: the keeper
+    survives the failed look-up and adds the address back to the bridge it finds next."""
+    ip_command, calls = _fake_ip(tmp_path, shown="7: br-new    inet 10.244.0.1/16 scope global br-new")
+    lookups = iter([RuntimeError("network not found")])
+
+    def bridge() -> str:
+        failure = next(lookups, None)
+        if failure is not None:
+            raise failure
+        return "br-new"
+
+    keeper = asyncio.create_task(keep_node_address(bridge, "10.244.0.2", period=0.01, ip_command=ip_command))
+    try:
+        for _ in range(500):
+            if calls.exists() and "-4 addr add 10.244.0.2/32 dev br-new" in calls.read_text().splitlines():
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError(f"the address was not added back: {calls.read_text() if calls.exists() else ''}")
+        assert not keeper.done()
+    finally:
+        keeper.cancel()
