@@ -334,6 +334,7 @@ def _up_components(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir
     # Leases renew well within the (possibly lab-shortened) grace period, as 10 s is to 40 s.
     renew = f"{min(10.0, args.node_monitor_grace_period / 4):g}"
+    meshd: launcher.ManagedProcess | None = None
     try:
         scheduler_kc = launcher.component_kubeconfig(state_dir, SCHEDULER, user="system:kube-scheduler")
         manager_kc = launcher.component_kubeconfig(state_dir, CONTROLLER_MANAGER,
@@ -356,9 +357,10 @@ def _up_components(args: argparse.Namespace) -> int:
         if args.nodes > 0:
             processes += _docker_kubelets(args, renew)
         if not args.no_mesh:
-            processes.append(start_meshd(state_dir, bind_address=args.dns_ip if args.nodes > 0 else "127.0.0.1",
+            meshd = start_meshd(state_dir, bind_address=args.dns_ip if args.nodes > 0 else "127.0.0.1",
                                          ensure_running=lambda name, argv: _ensure_running(state_dir, name, argv),
-                                         cni=args.mesh_cni))
+                                         cni=args.mesh_cni)
+            processes.append(meshd)
     except launcher.NotReadyError as exc:
         print(f"kubelab up failed: {exc}", file=sys.stderr)
         return 1
@@ -372,6 +374,16 @@ def _up_components(args: argparse.Namespace) -> int:
                 _print_log_tail(state_dir, process.name)
         return 1
     print_table([("NAME", "STATUS", "VERSION"), *launcher.node_rows(nodes)])
+    if meshd is not None:
+        # As istioctl install waits for istiod: a pod created before the injector is registered
+        # would run without its sidecar.
+        try:
+            launcher.wait_meshd_ready(state_dir, meshd, timeout=args.timeout)
+        except launcher.NotReadyError as exc:
+            print(f"kubelab up failed: {exc}", file=sys.stderr)
+            _print_log_tail(state_dir, meshd.name)
+            return 1
+        print("meshd is ready (sidecar injector registered)")
     if args.nodes > 0:
         dns = processes[-args.nodes]
         if not laptop.wait_dns(args.dns_ip, laptop.DNS_PORT, timeout=args.timeout,

@@ -53,6 +53,7 @@ from kubelab.readiness import (
     node_rows,
     probe_readyz,
     wait_apiserver_ready,
+    wait_meshd_ready,
     wait_nodes_ready,
 )
 
@@ -85,6 +86,7 @@ __all__ = [
     "stop_pid",
     "stop_process",
     "wait_apiserver_ready",
+    "wait_meshd_ready",
     "wait_nodes_ready",
 ]
 

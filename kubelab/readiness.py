@@ -1,11 +1,13 @@
 """Is the cluster up yet: the apiserver's ``/readyz`` and the Ready condition of its nodes.
 
-``kubelab up`` waits here for a started apiserver (:func:`wait_apiserver_ready`) and for started
-kubelets (:func:`wait_nodes_ready`); ``kubelab status`` and the test harnesses probe with
-:func:`probe_readyz` and :func:`get_json`. Every request goes to the apiserver's loopback port
-(``state_dir/apiserver.port``) with the admin credentials of ``state_dir/kubeconfig``, over a
-blocking ``http.client`` connection with a timeout: the CLI has no event loop. A process that
-exits while it is awaited ends the wait at once with :class:`NotReadyError`.
+``kubelab up`` waits here for a started apiserver (:func:`wait_apiserver_ready`), for started
+kubelets (:func:`wait_nodes_ready`) and for meshd (:func:`wait_meshd_ready`: its injector webhook
+registered, so no pod of a labelled namespace is created before it can be injected); ``kubelab
+status`` and the test harnesses probe with :func:`probe_readyz` and :func:`get_json`. Every
+apiserver request goes to its loopback port (``state_dir/apiserver.port``) with the admin
+credentials of ``state_dir/kubeconfig``, over a blocking ``http.client`` connection with a timeout:
+the CLI has no event loop. A process that exits while it is awaited ends the wait at once with
+:class:`NotReadyError`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = [
     "node_rows",
     "probe_readyz",
     "wait_apiserver_ready",
+    "wait_meshd_ready",
     "wait_nodes_ready",
 ]
 
@@ -180,4 +183,30 @@ def wait_nodes_ready(
             raise NotReadyError(f"nodes were not Ready after {timeout:.0f}s; {last}")
         if progress is not None:
             progress(elapsed, last)
+        time.sleep(POLL_SECONDS)
+
+
+def wait_meshd_ready(state_dir: Path, process: ManagedProcess, *, timeout: float = 60.0) -> None:
+    """Wait until meshd answers 200 on ``/ready`` (127.0.0.1, the port in ``meshd/debug.port``): its
+    webhooks are registered and its caches synced. Raises NotReadyError on time out or if it exits."""
+    started = time.monotonic()
+    last = "no answer yet"
+    while True:
+        if not is_alive(process.pid, process.start_time):
+            raise NotReadyError(f"{process.name} (pid {process.pid}) exited; last check: {last}")
+        try:
+            port = int((state_dir / "meshd" / "debug.port").read_text())
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            try:
+                connection.request("GET", "/ready")
+                response = connection.getresponse()
+                if response.status == 200:
+                    return
+                last = f"/ready: {response.status}"
+            finally:
+                connection.close()
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            last = f"/ready: {exc}"
+        if time.monotonic() - started >= timeout:
+            raise NotReadyError(f"meshd was not ready after {timeout:.0f}s; {last}")
         time.sleep(POLL_SECONDS)

@@ -260,13 +260,20 @@ class MeshCluster:
 
     def wait_synced(self, pods: list[str], timeout: float = WAIT) -> dict[str, dict[str, Any]]:
         """Wait until every named pod's proxy is connected and SYNCED on every type."""
+        last: dict[str, dict[str, Any]] = {}
+
         def synced() -> dict[str, dict[str, Any]] | None:
             records = {r["pod"]: r for r in self.proxy_status()}
+            last.clear()
+            last.update(records)
             if all(p in records and all(t.get("status") == "SYNCED" for t in records[p]["types"].values())
                    for p in pods):
                 return records
             return None
-        return wait_for(synced, timeout, f"proxies of {pods} SYNCED")
+        try:
+            return wait_for(synced, timeout, f"proxies of {pods} SYNCED")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last proxy-status: {json.dumps(last)[:2000]}") from None
 
     def meshd(self) -> launcher.ManagedProcess | None:
         return launcher.read_process(self.state_dir, MESHD)

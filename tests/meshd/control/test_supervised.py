@@ -52,6 +52,15 @@ def cluster(tmp_path: Path) -> Iterator[Path]:
                        timeout=120, env=launcher.python_env(), check=False)
 
 
+def test_up_returns_once_the_sidecar_injector_is_registered(cluster: Path) -> None:
+    """A pod created right after ``kubelab up`` must not escape injection: up waits for meshd."""
+    assert meshd_ready(cluster)
+    kubectl = subprocess.run(["kubectl", "get", "mutatingwebhookconfiguration", "istio-sidecar-injector", "-o", "name"],
+                             capture_output=True, text=True, timeout=60, check=False,
+                             env={**os.environ, "KUBECONFIG": str(cluster / "kubeconfig")})
+    assert kubectl.stdout.strip() == "mutatingwebhookconfiguration.admissionregistration.k8s.io/istio-sidecar-injector"
+
+
 def test_meshd_runs_supervised_and_is_restarted_after_kill_9(cluster: Path) -> None:
     status = supervision.wait_for(cluster, lambda s: s.components.get("meshd") is not None
                                   and s.components["meshd"].state is State.RUNNING, timeout=60, what="meshd running")
