@@ -19,7 +19,6 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import logging
 import math
@@ -118,7 +117,10 @@ class LeaderElector:
 
     async def _round(self) -> bool:
         try:
-            return await asyncio.wait_for(self.try_acquire_or_renew(), self.renew_deadline)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the result of a call that
+            # ends as the caller is cancelled, losing the cancellation (a stopped elector went on).
+            async with asyncio.timeout(self.renew_deadline):
+                return await self.try_acquire_or_renew()
         except asyncio.CancelledError:
             raise
         except (ApiError, TimeoutError) as exc:
@@ -134,7 +136,8 @@ class LeaderElector:
         now = format_micro_time(self._clock())
         released["spec"].update(holderIdentity="", leaseDurationSeconds=1, renewTime=now, acquireTime=now)
         try:
-            self._lease = await asyncio.wait_for(self.client.update(LEASES, released), self.renew_deadline)
+            async with asyncio.timeout(self.renew_deadline):
+                self._lease = await self.client.update(LEASES, released)
             log.info("leader election %s/%s: %s released the lease", self.namespace, self.lease_name,
                      self.identity)
         except (ApiError, TimeoutError) as exc:
@@ -191,10 +194,17 @@ class LeaderElector:
                     await self._hold(task)
                 finally:
                     self.is_leader = False
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
+                    await _finish(task)
                 await self._sleep_retry()
         except asyncio.CancelledError:
             await self.release()
             raise
+
+
+async def _finish(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait for its end, whatever it raised; a cancellation of the caller while it
+    waits goes on to the caller (a suppressed one would keep a stopped elector competing forever)."""
+    task.cancel()
+    await asyncio.wait({task})
+    if not task.cancelled():
+        task.exception()  # retrieved: its failure was already handled by _hold
