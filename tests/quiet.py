@@ -52,6 +52,13 @@ def _locked(path: Path, operation: int) -> Iterator[None]:
 
 
 @contextmanager
+def _the_machine(directory: Path) -> Iterator[None]:
+    """Both locks exclusively: no test of another lane runs or starts meanwhile."""
+    with _locked(directory / "intent.lock", fcntl.LOCK_EX), _locked(directory / "machine.lock", fcntl.LOCK_EX):
+        yield
+
+
+@contextmanager
 def sharing() -> Iterator[None]:
     """Run one test of the main lane: wait while a background test wants the machine, then hold it
     shared until the test (setup, call, teardown) is over."""
@@ -72,7 +79,7 @@ def machine_to_myself() -> Iterator[None]:
     if directory is None or os.environ.get(LANE_ENV) != "background":
         yield
         return
-    with _locked(directory / "intent.lock", fcntl.LOCK_EX), _locked(directory / "machine.lock", fcntl.LOCK_EX):
+    with _the_machine(directory):
         yield
 
 
@@ -84,5 +91,5 @@ def alone() -> Iterator[None]:
     if directory is None or not os.environ.get(LANE_ENV):
         yield
         return
-    with _locked(directory / "intent.lock", fcntl.LOCK_EX), _locked(directory / "machine.lock", fcntl.LOCK_EX):
+    with _the_machine(directory):
         yield
